@@ -1,0 +1,62 @@
+"""cfprune: compress collaborative-filtering models and retrieve top-k from the compressed tables.
+
+The public API (imported lazily, so ``import cfprune`` stays fast)::
+
+    load_movielens, load_interactions, list_datasets      data
+    random_split, temporal_split, strong_generalization_split
+    train_als, train_bpr, FactorModel, fold_in_users      models
+    from_implicit, load_implicit_file, load_npy_pair
+    compress, describe_methods                            compression
+    recommend, evaluate, paired_difference                retrieval and evaluation
+    save, load                                            model files
+"""
+
+from importlib import import_module
+
+from .errors import (CfpruneError, DataError, MissingDependencyError, ModelFileError, ShapeError,
+                     SpecError)
+from .interactions import Interactions
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_movielens": "cfprune.datasets",
+    "load_interactions": "cfprune.datasets",
+    "list_datasets": "cfprune.datasets",
+    "random_split": "cfprune.splits",
+    "temporal_split": "cfprune.splits",
+    "strong_generalization_split": "cfprune.splits",
+    "train_als": "cfprune.models",
+    "train_bpr": "cfprune.models",
+    "FactorModel": "cfprune.models",
+    "fold_in_users": "cfprune.models",
+    "from_implicit": "cfprune.models",
+    "load_implicit_file": "cfprune.models",
+    "load_npy_pair": "cfprune.models",
+    "compress": "cfprune.compress",
+    "describe_methods": "cfprune.compress",
+    "recommend": "cfprune.retrieval",
+    "evaluate": "cfprune.evaluation",
+    "paired_difference": "cfprune.evaluation",
+}
+
+
+def save(model, path):
+    """Write ``model`` to ``path`` atomically (see :meth:`FactorModel.save`)."""
+    model.save(path)
+
+
+def load(path):
+    """Read and verify a model file written by :func:`save`."""
+    from .models import FactorModel
+    return FactorModel.load(path)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cfprune' has no attribute {name!r}")
+
+
+__all__ = sorted(["CfpruneError", "DataError", "ShapeError", "SpecError", "ModelFileError",
+                  "MissingDependencyError", "Interactions", "save", "load", *_LAZY])

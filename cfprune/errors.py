@@ -1,0 +1,31 @@
+"""The exception hierarchy of cfprune.
+
+Every error raised on bad input is a :class:`CfpruneError`; its message names the file, the line
+or the array at fault and what was expected. The subclasses also derive from the built-in
+exception a Python user would expect (``ValueError``, ``ImportError``), so ``except ValueError``
+keeps working.
+"""
+
+
+class CfpruneError(Exception):
+    """Base class of every error cfprune raises on purpose."""
+
+
+class DataError(CfpruneError, ValueError):
+    """A ratings file, archive or interaction matrix is missing, malformed or inconsistent."""
+
+
+class ShapeError(CfpruneError, ValueError):
+    """An array has the wrong number of dimensions, shape, dtype or non-finite values."""
+
+
+class SpecError(CfpruneError, ValueError):
+    """A compression spec string names an unknown method or parameter, or a value out of range."""
+
+
+class ModelFileError(CfpruneError, ValueError):
+    """A saved model file is corrupt, tampered with, or written by a newer format version."""
+
+
+class MissingDependencyError(CfpruneError, ImportError):
+    """An optional dependency is not installed; the message says how to install it."""

@@ -1,0 +1,320 @@
+"""evaluate(): streamed ranking metrics of a model on a test split, with per-user arrays.
+
+The users are scored in batches: each batch's top-``max(ks)`` comes from ``model.recommend`` (seen
+training items filtered) and goes straight to the Numba metric kernels
+(:mod:`cfprune.kernels.metrics`), so memory is the model plus one batch, never users x items.
+
+Metric names (``k`` in ``ks``), each the mean over the evaluated users unless said otherwise:
+
+=========================  ===================================================================
+``recall@k``               hits / |relevant|
+``truncated_recall@k``     hits / min(k, |relevant|) (Liang et al. 2018)
+``precision@k``            hits / k
+``ndcg@k``                 binary-relevance nDCG, ideal DCG over min(k, |relevant|) hits
+``map@k``                  mean of AP@k = sum of precision at each hit / min(k, |relevant|)
+``hit_rate@k``             share of users with at least one hit
+``mrr@k``                  mean reciprocal rank of the first hit within the top k (0 if none)
+``auc@k``                  ``implicit``'s top-k limited AUC
+``pooled_precision@k``     sum of hits / sum of min(k, |relevant|) over users
+``pooled_recall@k``        sum of hits / sum of |relevant| over users
+``coverage@k``             distinct items in the evaluated users' top-k lists / n_items
+``tail_recall@k``          tail test items found / tail test items, averaged over users with at
+                           least one tail test item (tail: every item outside the head, the
+                           shortest prefix of items by training count, ties lower id first,
+                           whose counts reach ``tail_share`` of all training interactions)
+``overlap@k``              |top k ∩ baseline top k| / valid baseline ids in the top k (only with
+                           ``baseline``), averaged over users with a non-empty baseline list
+=========================  ===================================================================
+
+``implicit.evaluation.ranking_metrics_at_k(model, train, test, K)`` returns, in these names,
+``precision`` = ``pooled_precision@K``, ``map`` = ``map@K``, ``ndcg`` = ``ndcg@K`` and
+``auc`` = ``auc@K`` (see :data:`IMPLICIT_NAMES` and :func:`implicit_metrics`).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from .errors import DataError, ShapeError
+from .kernels import metrics as mk
+
+DEFAULT_BATCH_SIZE = 2048
+
+# per-user metric name -> row of the kernel's value array
+PER_USER_METRICS = {
+    "hits": mk.HITS,
+    "recall": mk.RECALL,
+    "truncated_recall": mk.TRUNCATED_RECALL,
+    "precision": mk.PRECISION,
+    "ndcg": mk.NDCG,
+    "map": mk.AVERAGE_PRECISION,
+    "hit_rate": mk.HIT_RATE,
+    "mrr": mk.RECIPROCAL_RANK,
+    "auc": mk.AUC,
+    "tail_recall": mk.TAIL_RECALL,
+    "overlap": mk.OVERLAP,
+}
+
+# implicit.evaluation.ranking_metrics_at_k key -> cfprune metric name (format with k)
+IMPLICIT_NAMES = {
+    "precision": "pooled_precision@{k}",
+    "map": "map@{k}",
+    "ndcg": "ndcg@{k}",
+    "auc": "auc@{k}",
+}
+
+
+@dataclass
+class EvaluationResult:
+    """What :func:`evaluate` measured.
+
+    Attributes
+    ----------
+    metrics : dict[str, float]
+        Flat ``name@k`` keys (see the module docstring).
+    per_user : dict[str, ndarray float64 [n_users]]
+        ``name@k`` for every per-user metric (``hits``, ``recall``, ``truncated_recall``,
+        ``precision``, ``ndcg``, ``map``, ``hit_rate``, ``mrr``, ``auc``, ``tail_recall`` and,
+        with a baseline, ``overlap``) plus ``n_relevant`` and ``n_tail_relevant``; entry ``i``
+        belongs to user ``users[i]``; NaN where the metric is undefined for that user.
+    users : ndarray int64 [n_users]
+        The evaluated users (test rows with at least one item), ascending.
+    ks : tuple[int, ...]
+    n_users, n_items : int
+    tail_share : float
+    """
+
+    metrics: dict
+    per_user: dict
+    users: np.ndarray
+    ks: tuple
+    n_users: int
+    n_items: int
+    tail_share: float
+    info: dict = field(default_factory=dict)
+
+    def __getitem__(self, name):
+        return self.metrics[name]
+
+    def __contains__(self, name):
+        return name in self.metrics
+
+    def as_dict(self):
+        """A flat JSON-able dict: the metrics plus ``n_users``, ``n_items``, ``ks``,
+        ``tail_share``."""
+        return {"n_users": self.n_users, "n_items": self.n_items, "ks": list(self.ks),
+                "tail_share": self.tail_share, **self.metrics}
+
+
+def implicit_metrics(result, k):
+    """The figures ``implicit.evaluation.ranking_metrics_at_k(..., K=k)`` reports, by its names:
+    ``{"precision", "map", "ndcg", "auc"}``."""
+    return {name: result.metrics[key.format(k=k)] for name, key in IMPLICIT_NAMES.items()}
+
+
+def tail_items(train_counts, tail_share):
+    """bool [n_items]: True for items outside the head.
+
+    The head is the shortest prefix of the items sorted by training count (descending, ties by
+    lower id) whose counts sum to at least ``tail_share`` of all training interactions.
+    """
+    counts = np.asarray(train_counts, dtype=np.int64)
+    if not 0.0 <= tail_share <= 1.0:
+        raise DataError(f"tail_share={tail_share}; expected a share in [0, 1]")
+    order = np.lexsort((np.arange(counts.size), -counts))
+    cumulative = np.cumsum(counts[order])
+    target = tail_share * (cumulative[-1] if counts.size else 0)
+    n_head = int(np.searchsorted(cumulative, target, side="left")) + 1 if target > 0 else 0
+    tail = np.ones(counts.size, dtype=np.bool_)
+    tail[order[:n_head]] = False
+    return tail
+
+
+def evaluate(model, train, test, ks=(10, 20, 50), *, batch_size=None, num_threads=None,
+             baseline=None, tail_share=0.8, users=None, show_progress=None):
+    """Ranking metrics of ``model`` on ``test``, filtering the items of ``train``.
+
+    Parameters
+    ----------
+    model : FactorModel or any object with ``recommend(users, user_items, k, filter_seen,
+            num_threads=...) -> (ids int32 [n, k], scores float32 [n, k])`` and ``n_users``
+    train, test : Interactions or scipy.sparse matrix [n_users, n_items]
+        The training interactions (filtered out of the recommendations, and the item counts that
+        define the tail) and the held-out interactions (every stored pair is relevant).
+    ks : int or sequence of int
+        Cut-offs; the models are asked for ``max(ks)`` items.
+    batch_size : int or None
+        Users per batch (default 2048).
+    num_threads : int or None
+        Threads for ``recommend`` and the metric kernels (default: Numba's current setting).
+    baseline : model or None
+        Another model; adds ``overlap@k`` between its top-k lists and ``model``'s.
+    tail_share : float
+        The share of training interactions held by the head items (see ``tail_recall@k``).
+    users : int array or None
+        Evaluate only these users (those of them with a test item).
+    show_progress : bool or None
+        tqdm progress bar; None shows it on a terminal only.
+
+    Returns
+    -------
+    EvaluationResult
+    """
+    train_csr = _as_csr(train, "train")
+    test_csr = _as_csr(test, "test")
+    if train_csr.shape != test_csr.shape:
+        raise ShapeError(f"train has shape {train_csr.shape} but test has {test_csr.shape}; both "
+                         f"must be users x items of one dataset")
+    n_items = test_csr.shape[1]
+    ks_array = _cut_offs(ks)
+    max_k = int(ks_array[-1])
+    n_model_users = _check_model(model, "model", n_items)
+    if baseline is not None:
+        n_model_users = min(n_model_users, _check_model(baseline, "baseline", n_items))
+    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
+    if batch_size < 1:
+        raise DataError(f"batch_size={batch_size}; expected a positive number of users")
+
+    eval_users = _evaluated_users(test_csr, n_model_users, users)
+    tail = tail_items(np.bincount(train_csr.indices, minlength=n_items), tail_share)
+    test_indptr = np.ascontiguousarray(test_csr.indptr, dtype=np.int64)
+    test_indices = np.ascontiguousarray(test_csr.indices, dtype=np.int32)
+    no_baseline = np.zeros((0, 0), dtype=np.int32)
+
+    n = eval_users.size
+    values = np.empty((mk.N_METRICS, ks_array.size, n))
+    n_relevant = np.empty(n, dtype=np.int64)
+    n_tail_relevant = np.empty(n, dtype=np.int64)
+    first_position = np.full(n_items, max_k, dtype=np.int64)
+    threads = {} if num_threads is None else {"num_threads": int(num_threads)}
+
+    with _numba_threads(num_threads), tqdm(total=n, disable=_disable(show_progress),
+                                           desc="evaluate", unit="user") as progress:
+        for start in range(0, n, batch_size):
+            batch = eval_users[start:start + batch_size]
+            seen = train_csr[batch]
+            ranked = _recommend(model, batch, seen, max_k, threads, "model")
+            base = no_baseline if baseline is None else \
+                _recommend(baseline, batch, seen, max_k, threads, "baseline")
+            v, rel, tail_rel = mk.ranking_metrics(ranked, batch.astype(np.int32), test_indptr,
+                                                  test_indices, ks_array, n_items, tail, base)
+            values[:, :, start:start + batch.size] = v
+            n_relevant[start:start + batch.size] = rel
+            n_tail_relevant[start:start + batch.size] = tail_rel
+            mk.mark_first_positions(ranked, first_position)
+            progress.update(batch.size)
+
+    return _summarise(values, n_relevant, n_tail_relevant, first_position, eval_users, ks_array,
+                      n_items, tail_share, with_overlap=baseline is not None,
+                      n_tail_items=int(tail.sum()))
+
+
+def _summarise(values, n_relevant, n_tail_relevant, first_position, users, ks, n_items,
+               tail_share, with_overlap, n_tail_items):
+    metrics = {}
+    per_user = {"n_relevant": n_relevant.astype(np.float64),
+                "n_tail_relevant": n_tail_relevant.astype(np.float64)}
+    for j, k in enumerate(ks.tolist()):
+        for name, row in PER_USER_METRICS.items():
+            if name == "overlap" and not with_overlap:
+                continue
+            per_user[f"{name}@{k}"] = values[row, j].copy()
+        for name in ("recall", "truncated_recall", "precision", "ndcg", "map", "hit_rate", "mrr",
+                     "auc", "tail_recall") + (("overlap",) if with_overlap else ()):
+            metrics[f"{name}@{k}"] = _mean_defined(per_user[f"{name}@{k}"])
+        hits = values[mk.HITS, j].sum()
+        metrics[f"pooled_precision@{k}"] = _ratio(hits, np.minimum(n_relevant, k).sum())
+        metrics[f"pooled_recall@{k}"] = _ratio(hits, n_relevant.sum())
+        metrics[f"coverage@{k}"] = float(np.count_nonzero(first_position < k)) / n_items \
+            if n_items else float("nan")
+    info = {"n_tail_items": n_tail_items,
+            "n_tail_users": int(np.count_nonzero(n_tail_relevant))}
+    return EvaluationResult(metrics=metrics, per_user=per_user, users=users,
+                            ks=tuple(ks.tolist()), n_users=int(users.size), n_items=int(n_items),
+                            tail_share=float(tail_share), info=info)
+
+
+def _mean_defined(x):
+    defined = x[~np.isnan(x)]
+    return float(defined.mean()) if defined.size else float("nan")
+
+
+def _ratio(a, b):
+    return float(a) / float(b) if b else float("nan")
+
+
+def _as_csr(x, name):
+    matrix = getattr(x, "matrix", x)
+    if not sp.issparse(matrix):
+        raise DataError(f"{name} must be an Interactions or a scipy.sparse matrix, got "
+                        f"{type(x).__name__}")
+    csr = sp.csr_matrix(matrix)
+    if not csr.has_canonical_format:
+        csr = csr.copy()
+        csr.sum_duplicates()
+    return csr
+
+
+def _cut_offs(ks):
+    arr = np.unique(np.atleast_1d(np.asarray(ks)))
+    if arr.size == 0 or arr.dtype.kind not in "iu" or arr[0] < 1:
+        raise DataError(f"ks={ks!r}; expected one or more positive integer cut-offs")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _check_model(model, name, n_items):
+    if not hasattr(model, "recommend"):
+        raise DataError(f"{name} has no recommend() method: {type(model).__name__}")
+    model_items = getattr(model, "n_items", None)
+    if model_items is not None and model_items != n_items:
+        raise ShapeError(f"{name} scores {model_items} items but the interaction matrices have "
+                         f"{n_items} item columns")
+    n_users = getattr(model, "n_users", None)
+    if n_users is None:
+        raise DataError(f"{name} has no n_users attribute: {type(model).__name__}")
+    return int(n_users)
+
+
+def _evaluated_users(test_csr, n_model_users, users):
+    """int64 [n]: ascending users < n_model_users with at least one test item."""
+    counts = np.diff(test_csr.indptr)
+    has_test = np.flatnonzero(counts[:n_model_users] > 0)
+    if users is None:
+        return has_test.astype(np.int64)
+    users = np.unique(np.asarray(users, dtype=np.int64))
+    if users.size and (users[0] < 0 or users[-1] >= test_csr.shape[0]):
+        raise DataError(f"users holds ids outside [0, {test_csr.shape[0]}): "
+                        f"{users[0]}..{users[-1]}")
+    return np.intersect1d(users, has_test).astype(np.int64)
+
+
+def _recommend(model, batch, seen, k, threads, name):
+    ids, _ = model.recommend(batch, seen, k=k, filter_seen=True, **threads)
+    ids = np.asarray(ids)
+    if ids.shape != (batch.size, k):
+        raise ShapeError(f"{name}.recommend returned ids of shape {ids.shape}, expected "
+                         f"({batch.size}, {k})")
+    return np.ascontiguousarray(ids, dtype=np.int32)
+
+
+def _disable(show_progress):
+    return None if show_progress is None else not show_progress
+
+
+@contextmanager
+def _numba_threads(num_threads):
+    if num_threads is None:
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(int(num_threads), numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)

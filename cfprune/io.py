@@ -1,0 +1,135 @@
+"""The model file: one versioned ``.npz``, read without pickle, written atomically.
+
+Layout: arrays under namespaced keys (``users/data``, ``items/codes``, ``items/inner/codes``,
+``rerank/...``, ``ids/users``, ``ids/items``) and ``meta``, UTF-8 JSON in a uint8 array::
+
+    {"format": "cfprune-model", "version": 1, "spec": "...", "info": {...},
+     "tables": {side: {"storage": ..., "shape": [n, d], "params": {...},
+                       "dtypes": {name: dtype}}},
+     "sha256": {key: hex digest of the array's bytes}}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from .errors import ModelFileError
+
+FORMAT = "cfprune-model"
+VERSION = 1
+
+
+def array_digest(a):
+    """sha256 hex digest of an array's dtype, shape and bytes."""
+    h = hashlib.sha256()
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def atomic_write(path, write):
+    """Call ``write(file_object)`` on a temporary file beside ``path``, flush and fsync it, then
+    rename it over ``path``. On any failure the temporary file is removed and ``path`` is left as
+    it was."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_arrays(path, tables, *, ids=None, spec="", info=None):
+    """Write tables (``{side: Table}``) and optional id maps (``{"users": arr, "items": arr}``)."""
+    arrays = {}
+    meta_tables = {}
+    for side, table in tables.items():
+        table_arrays = table.arrays()
+        meta_tables[side] = {
+            "storage": table.storage, "shape": [int(table.n_rows), int(table.dim)],
+            "params": table.params(),
+            "dtypes": {k: v.dtype.str for k, v in table_arrays.items()},
+        }
+        arrays.update({f"{side}/{k}": np.ascontiguousarray(v) for k, v in table_arrays.items()})
+    for side, a in (ids or {}).items():
+        if a is not None:
+            a = np.asarray(a)
+            if a.dtype.kind not in "iuU":
+                a = a.astype(str)
+            arrays[f"ids/{side}"] = a
+    meta = {"format": FORMAT, "version": VERSION, "spec": spec, "info": info or {},
+            "tables": meta_tables, "sha256": {k: array_digest(v) for k, v in arrays.items()}}
+    arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
+    atomic_write(path, lambda f: _write_npz(f, arrays))
+
+
+def _write_npz(f, arrays):
+    # np.savez stamps zip entries with the current time; write them with a fixed date so that
+    # the same model gives a byte-identical file.
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as z:
+        for key in sorted(arrays):
+            info = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with z.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, arrays[key], allow_pickle=False)
+
+
+def load_arrays(path):
+    """Read and verify a model file. Returns (meta dict, {side: {name: array}}, ids dict)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ModelFileError(f"model file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise ModelFileError(f"{path} is not a readable cfprune model file (.npz): {e}") from None
+    if "meta" not in arrays:
+        raise ModelFileError(f"{path} has no 'meta' entry: not a cfprune model file")
+    try:
+        meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"{path}: the 'meta' entry is not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: format is {meta.get('format') if isinstance(meta, dict) else meta!r}, "
+                             f"expected {FORMAT!r}")
+    version = meta.get("version")
+    if not isinstance(version, int) or version > VERSION:
+        raise ModelFileError(f"{path} was written by format version {version}; this cfprune reads "
+                             f"versions up to {VERSION}: upgrade cfprune to read it")
+    digests = meta.get("sha256", {})
+    missing = sorted(set(digests) - set(arrays))
+    extra = sorted(set(arrays) - set(digests))
+    if missing or extra:
+        raise ModelFileError(f"{path}: arrays missing {missing} or unlisted {extra}: the file was "
+                             f"altered after it was written")
+    for key, digest in digests.items():
+        if array_digest(arrays[key]) != digest:
+            raise ModelFileError(f"{path}: array {key!r} fails its sha256 check: the file is "
+                                 f"corrupt or was tampered with")
+    sides = {}
+    for side, t in meta.get("tables", {}).items():
+        side_arrays = {k[len(side) + 1:]: v for k, v in arrays.items() if k.startswith(side + "/")}
+        for name, dtype in t.get("dtypes", {}).items():
+            if name not in side_arrays or side_arrays[name].dtype.str != dtype:
+                raise ModelFileError(f"{path}: {side}/{name} should have dtype {dtype}")
+        sides[side] = side_arrays
+    ids = {k[len("ids/"):]: v for k, v in arrays.items() if k.startswith("ids/")}
+    return meta, sides, ids

@@ -1,0 +1,195 @@
+"""Numba kernels: per-user ranking metrics from ranked item ids and the test CSR.
+
+Inputs shared by the kernels:
+
+- ``ranked`` int32 [n_batch, width]: item ids, best first, ``-1`` padding at the end; ids of one
+  row are distinct.
+- ``users`` int32 [n_batch]: the test-matrix row of each ranked row.
+- ``test_indptr`` int64 [n_test_users + 1], ``test_indices`` int32 [nnz]: the full test CSR, indices
+  sorted within each row. Every stored pair is relevant (binary relevance; values are ignored).
+- ``ks`` int64 [n_ks]: cut-offs, strictly increasing, >= 1. A cut-off beyond ``width`` reads the
+  missing positions as padding.
+
+The per-user values land in one float64 array ``values[metric, j, b]`` for metric row ``metric``
+(the module constants below), cut-off ``ks[j]`` and batch row ``b``. A metric that is undefined for
+a user (recall of a user with no test item, tail recall of a user with no tail test item, overlap
+with an empty baseline list, AUC when every or no item is relevant) is NaN.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+HITS = 0
+RECALL = 1
+TRUNCATED_RECALL = 2
+PRECISION = 3
+NDCG = 4
+AVERAGE_PRECISION = 5
+HIT_RATE = 6
+RECIPROCAL_RANK = 7
+AUC = 8
+TAIL_HITS = 9
+TAIL_RECALL = 10
+OVERLAP = 11
+N_METRICS = 12
+
+
+@njit(cache=True, inline="always")
+def _row_contains(indices, start, end, item):
+    """Binary search for ``item`` in the sorted slice ``indices[start:end]``."""
+    lo = start
+    hi = end
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if indices[mid] < item:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo < end and indices[lo] == item
+
+
+@njit(cache=True, parallel=True)
+def ranking_metrics(ranked, users, test_indptr, test_indices, ks, n_items, tail, baseline):
+    """Per-user ranking metrics at every cut-off.
+
+    Parameters
+    ----------
+    ranked, users, test_indptr, test_indices, ks
+        See the module docstring.
+    n_items : int
+        Catalogue size (the AUC's negatives are ``n_items - |relevant|``, as in ``implicit``).
+    tail : bool [n_items]
+        True for the items counted by ``TAIL_HITS`` / ``TAIL_RECALL``.
+    baseline : int32 [n_batch, width_b]
+        Another model's ranked ids for the same users; ``width_b == 0`` leaves ``OVERLAP`` NaN.
+
+    Returns
+    -------
+    values : float64 [N_METRICS, n_ks, n_batch]
+        ``HITS``: relevant items in the top k. ``RECALL``: hits / |relevant|.
+        ``TRUNCATED_RECALL``: hits / min(k, |relevant|). ``PRECISION``: hits / k.
+        ``NDCG``: DCG with 1 / log2(rank + 1) over the ideal DCG of min(k, |relevant|) hits.
+        ``AVERAGE_PRECISION``: the sum of precision at each hit rank over min(k, |relevant|).
+        ``HIT_RATE``: 1 if any hit. ``RECIPROCAL_RANK``: 1 / rank of the first hit, 0 if none.
+        ``AUC``: ``implicit``'s AUC limited to the top k (misses before each hit count as
+        ranked below it, the rest of the catalogue as tied with the unranked positives).
+        ``TAIL_HITS``, ``TAIL_RECALL``: hits among tail items and over the user's tail test items.
+        ``OVERLAP``: |top k ∩ baseline top k| / number of valid baseline ids in the top k.
+    n_relevant : int64 [n_batch]
+        Test items of each user.
+    n_tail_relevant : int64 [n_batch]
+        Test items of each user that are in ``tail``.
+    """
+    n_batch, width = ranked.shape
+    width_b = baseline.shape[1]
+    n_ks = ks.shape[0]
+    max_k = ks[n_ks - 1]
+    ideal = np.zeros(max_k + 1)
+    for p in range(max_k):
+        ideal[p + 1] = ideal[p] + 1.0 / np.log2(p + 2.0)
+    values = np.zeros((N_METRICS, n_ks, n_batch))
+    n_relevant = np.zeros(n_batch, np.int64)
+    n_tail_relevant = np.zeros(n_batch, np.int64)
+    for b in prange(n_batch):
+        u = users[b]
+        start = test_indptr[u]
+        end = test_indptr[u + 1]
+        n_rel = end - start
+        n_tail = 0
+        for t in range(start, end):
+            if tail[test_indices[t]]:
+                n_tail += 1
+        n_relevant[b] = n_rel
+        n_tail_relevant[b] = n_tail
+        n_neg = n_items - n_rel
+        hits = 0
+        tail_hits = 0
+        misses = 0
+        first_hit = -1
+        dcg = 0.0
+        precision_sum = 0.0
+        auc_sum = 0.0
+        j = 0
+        for p in range(max_k):
+            item = ranked[b, p] if p < width else -1
+            if item >= 0 and _row_contains(test_indices, start, end, item):
+                hits += 1
+                dcg += 1.0 / np.log2(p + 2.0)
+                precision_sum += hits / (p + 1.0)
+                if first_hit < 0:
+                    first_hit = p
+                if tail[item]:
+                    tail_hits += 1
+            else:
+                misses += 1
+                auc_sum += hits
+            while j < n_ks and ks[j] == p + 1:
+                k = p + 1
+                values[HITS, j, b] = hits
+                values[PRECISION, j, b] = hits / k
+                values[HIT_RATE, j, b] = 1.0 if hits > 0 else 0.0
+                values[RECIPROCAL_RANK, j, b] = 1.0 / (first_hit + 1.0) if hits > 0 else 0.0
+                values[TAIL_HITS, j, b] = tail_hits
+                if n_rel > 0:
+                    m = min(k, n_rel)
+                    values[RECALL, j, b] = hits / n_rel
+                    values[TRUNCATED_RECALL, j, b] = hits / m
+                    values[NDCG, j, b] = dcg / ideal[m]
+                    values[AVERAGE_PRECISION, j, b] = precision_sum / m
+                else:
+                    values[RECALL, j, b] = np.nan
+                    values[TRUNCATED_RECALL, j, b] = np.nan
+                    values[NDCG, j, b] = np.nan
+                    values[AVERAGE_PRECISION, j, b] = np.nan
+                if n_rel > 0 and n_neg > 0:
+                    values[AUC, j, b] = (auc_sum + 0.5 * (hits + n_rel) * (n_neg - misses)) / (
+                        float(n_rel) * n_neg)
+                else:
+                    values[AUC, j, b] = np.nan
+                values[TAIL_RECALL, j, b] = tail_hits / n_tail if n_tail > 0 else np.nan
+                j += 1
+        if width_b == 0:
+            for j in range(n_ks):
+                values[OVERLAP, j, b] = np.nan
+            continue
+        # an id at model rank p and baseline rank q is shared by every top k with k > max(p, q)
+        limit_b = min(width_b, max_k)
+        for p in range(min(width, max_k)):
+            item = ranked[b, p]
+            if item < 0:
+                continue
+            for q in range(limit_b):
+                if baseline[b, q] == item:
+                    last = max(p, q)
+                    for j in range(n_ks):
+                        if ks[j] > last:
+                            values[OVERLAP, j, b] += 1.0
+                    break
+        valid = 0
+        j = 0
+        for q in range(max_k):
+            if q < width_b and baseline[b, q] >= 0:
+                valid += 1
+            while j < n_ks and ks[j] == q + 1:
+                if valid > 0:
+                    values[OVERLAP, j, b] /= valid
+                else:
+                    values[OVERLAP, j, b] = np.nan
+                j += 1
+    return values, n_relevant, n_tail_relevant
+
+
+@njit(cache=True)
+def mark_first_positions(ranked, first_position):
+    """Coverage accumulator: lower ``first_position[item]`` to the best rank it reached.
+
+    ranked : int32 [n_batch, width] (``-1`` ignored); first_position : int64 [n_items], updated in
+    place, initialised by the caller to a value >= every cut-off. Item ``i`` appears in some top-k
+    list of the users seen so far iff ``first_position[i] < k``.
+    """
+    n_batch, width = ranked.shape
+    for b in range(n_batch):
+        for p in range(width):
+            item = ranked[b, p]
+            if item >= 0 and p < first_position[item]:
+                first_position[item] = p

@@ -1,0 +1,140 @@
+"""The one bounded top-k selection every scorer feeds, and the seen-item skip.
+
+A query's running top-k lives in two rows of length ``k``: ``heap_scores`` float32 and
+``heap_ids`` int32, kept as a binary heap whose root (position 0) is the *worst* entry kept so
+far. "Worse" is the tie rule turned round: a lower score, or an equal score with a higher item id.
+A candidate is first compared with the root and rejected at once when it is not better (the common
+case once the heap has filled), so the selection costs one comparison per scored item; an
+accepted candidate replaces the root and sifts down (log k). After the scan, one heap sort per
+query orders the row best first.
+
+Empty slots hold score ``-inf`` and the id :data:`EMPTY_ID` (the largest int32, so any real item
+with score ``-inf`` still beats an empty slot); :func:`sort_heaps` turns them into id ``-1``.
+
+Seen items are skipped by walking the user's sorted CSR row (``seen_indices[start:end]``, item ids
+ascending) with a pointer that only moves forward, because every scorer offers items in ascending
+id order. The pointer is advanced only for candidates that pass the threshold, so the walk costs
+nothing for the items rejected by score.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+EMPTY_ID = np.iinfo(np.int32).max
+
+
+def new_heaps(n_queries, k):
+    """Empty heaps for ``n_queries`` queries: (scores float32 [n, k] = -inf, ids int32 [n, k])."""
+    return (np.full((n_queries, k), -np.inf, dtype=np.float32),
+            np.full((n_queries, k), EMPTY_ID, dtype=np.int32))
+
+
+@njit(cache=True)
+def is_worse(score_a, id_a, score_b, id_b):
+    """True when (score_a, id_a) ranks below (score_b, id_b): lower score, or tie and higher id."""
+    return score_a < score_b or (score_a == score_b and id_a > id_b)
+
+
+@njit(cache=True)
+def replace_root(heap_scores, heap_ids, score, item):
+    """Put ``(score, item)`` in place of the root (the worst entry) and restore the heap order."""
+    k = heap_scores.shape[0]
+    pos = 0
+    while True:
+        child = 2 * pos + 1
+        if child >= k:
+            break
+        right = child + 1
+        if right < k and is_worse(heap_scores[right], heap_ids[right],
+                                  heap_scores[child], heap_ids[child]):
+            child = right
+        if is_worse(heap_scores[child], heap_ids[child], score, item):
+            heap_scores[pos] = heap_scores[child]
+            heap_ids[pos] = heap_ids[child]
+            pos = child
+        else:
+            break
+    heap_scores[pos] = score
+    heap_ids[pos] = item
+
+
+@njit(cache=True)
+def beats_root(heap_scores, heap_ids, score, item):
+    """True when ``(score, item)`` would enter the heap (NaN scores never do)."""
+    root = heap_scores[0]
+    return score > root or (score == root and item < heap_ids[0])
+
+
+@njit(cache=True)
+def advance_seen(seen_indices, pos, end, item):
+    """Move the seen-row pointer ``pos`` forward to the first seen id >= ``item``; return it."""
+    while pos < end and seen_indices[pos] < item:
+        pos += 1
+    return pos
+
+
+@njit(cache=True)
+def push(heap_scores, heap_ids, score, item, seen_indices, pos, end):
+    """Offer one item (ids must be offered in ascending order); return the new seen pointer.
+
+    The item enters the heap when it beats the root and is not in ``seen_indices[pos:end]``.
+    """
+    if beats_root(heap_scores, heap_ids, score, item):
+        pos = advance_seen(seen_indices, pos, end, item)
+        if not (pos < end and seen_indices[pos] == item):
+            replace_root(heap_scores, heap_ids, score, item)
+    return pos
+
+
+@njit(cache=True)
+def push_row(heap_scores, heap_ids, scores, first_row, item_map, seen_indices, pos, end):
+    """Offer ``scores[jj]`` for the table rows ``first_row + jj``, ``jj < len(scores)``.
+
+    ``item_map`` int32 maps a table row to its item id (a pruned table's ``kept``); an empty
+    ``item_map`` means row ``r`` is item ``r``. Returns the new seen pointer.
+    """
+    mapped = item_map.shape[0] > 0
+    for jj in range(scores.shape[0]):
+        score = scores[jj]
+        if score < heap_scores[0]:
+            continue
+        row = first_row + jj
+        item = item_map[row] if mapped else row
+        pos = push(heap_scores, heap_ids, score, item, seen_indices, pos, end)
+    return pos
+
+
+@njit(cache=True)
+def sort_heap(heap_scores, heap_ids):
+    """Heap-sort one query's row in place: best first; empty slots become id -1, score -inf."""
+    k = heap_scores.shape[0]
+    for last in range(k - 1, 0, -1):
+        tail_score = heap_scores[last]
+        tail_item = heap_ids[last]
+        heap_scores[last] = heap_scores[0]
+        heap_ids[last] = heap_ids[0]
+        replace_root(heap_scores[:last], heap_ids[:last], tail_score, tail_item)
+    for i in range(k):
+        if heap_ids[i] == EMPTY_ID:
+            heap_ids[i] = -1
+            heap_scores[i] = -np.inf
+
+
+@njit(cache=True, parallel=True)
+def sort_heaps(heap_scores, heap_ids):
+    """Sort every query's heap row (float32 [n, k], int32 [n, k]) in place, best first."""
+    for i in prange(heap_scores.shape[0]):
+        sort_heap(heap_scores[i], heap_ids[i])
+
+
+
+@njit(cache=True)
+def push_tile(heap_scores, heap_ids, first_query, tile_scores, first_row, item_map,
+              seen_indices, seen_pos, seen_end):
+    """Offer a tile of scores float32 [n_users, n_rows] to the heaps of queries
+    ``first_query + u``; ``seen_pos`` int64 [n_users] holds (and receives) each user's pointer.
+    """
+    for u in range(tile_scores.shape[0]):
+        query = first_query + u
+        seen_pos[u] = push_row(heap_scores[query], heap_ids[query], tile_scores[u], first_row,
+                               item_map, seen_indices, seen_pos[u], seen_end[query])

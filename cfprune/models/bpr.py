@@ -1,0 +1,29 @@
+"""Bayesian personalised ranking (Rendle et al. 2009), trained by ``implicit``."""
+
+from __future__ import annotations
+
+from .factors import FactorModel
+from .training import fit_implicit, ids_of, progress_default, training_matrix
+
+
+def train_bpr(train, factors=64, learning_rate=0.05, regularization=0.01, iterations=100,
+              num_threads=0, seed=0, show_progress=None):
+    """Train BPR on a users x items matrix and return a float32 :class:`FactorModel`.
+
+    ``implicit`` stores the item bias as an extra factor (users carry a constant 1 there), so the
+    returned tables have ``factors + 1`` columns and the score is still a plain inner product.
+    Parameters are those of ``implicit.bpr.BayesianPersonalizedRanking``; see :func:`train_als`
+    for ``train``, ``num_threads``, ``seed`` and ``show_progress``.
+    """
+    from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+    matrix = training_matrix(train)
+    model = BayesianPersonalizedRanking(factors=factors, learning_rate=learning_rate,
+                                        regularization=regularization, iterations=iterations,
+                                        num_threads=num_threads, random_state=seed)
+    fit_implicit(model, matrix, progress_default(show_progress))
+    user_ids, item_ids = ids_of(train)
+    info = {"algorithm": "bpr", "factors": factors, "learning_rate": learning_rate,
+            "regularization": regularization, "iterations": iterations, "seed": seed}
+    return FactorModel(model.user_factors, model.item_factors, user_ids=user_ids,
+                       item_ids=item_ids, info=info)

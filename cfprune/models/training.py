@@ -1,0 +1,49 @@
+"""What ALS and BPR training share: input checks, thread pinning and the wrap into a FactorModel."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from ..errors import DataError, ShapeError
+from ..interactions import Interactions
+
+
+def training_matrix(train):
+    """CSR float32 users x items from an Interactions or a scipy sparse matrix, checked."""
+    if isinstance(train, Interactions):
+        matrix = train.matrix
+    elif sp.issparse(train):
+        matrix = sp.csr_matrix(train, dtype=np.float32)
+    else:
+        raise ShapeError(f"training data must be Interactions or a scipy.sparse matrix, got "
+                         f"{type(train).__name__}")
+    if matrix.nnz and (not np.all(np.isfinite(matrix.data)) or matrix.data.min() < 0):
+        raise DataError("interaction weights must be finite and non-negative")
+    if matrix.nnz == 0:
+        raise DataError("the training matrix has no interactions")
+    return matrix
+
+
+def fit_implicit(model, matrix, show_progress):
+    """Fit an ``implicit`` CPU model on a users x items CSR with BLAS pinned to one thread (the
+    ``implicit`` solvers parallelise themselves)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        model.fit(matrix, show_progress=bool(show_progress))
+    return model
+
+
+def progress_default(show_progress):
+    """tqdm's convention: None means 'only on a terminal'."""
+    if show_progress is None:
+        return sys.stderr.isatty()
+    return bool(show_progress)
+
+
+def ids_of(train):
+    if isinstance(train, Interactions):
+        return train.user_ids, train.item_ids
+    return None, None

@@ -1,0 +1,92 @@
+"""The Table contract: one embedding matrix [n_rows, dim] in one storage."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+
+
+class Table:
+    """One embedding table in one storage.
+
+    Subclasses set ``storage`` (the name written in the model file) and implement ``decode``,
+    ``arrays``, ``params`` and ``from_arrays``. ``nbytes`` is exact: the sum of ``.nbytes`` of
+    every array serving needs, nothing else.
+    """
+
+    storage = ""
+
+    @property
+    def n_rows(self):
+        raise NotImplementedError
+
+    @property
+    def dim(self):
+        raise NotImplementedError
+
+    @property
+    def shape(self):
+        return (self.n_rows, self.dim)
+
+    @property
+    def nbytes(self):
+        return int(sum(a.nbytes for a in self.arrays().values()))
+
+    def decode(self, rows=None):
+        """float32 [n, dim] (C-contiguous): the rows ``rows`` (all when None), decoded."""
+        raise NotImplementedError
+
+    def arrays(self):
+        """dict[str, ndarray]: every array serving needs, by name."""
+        raise NotImplementedError
+
+    def params(self):
+        """dict of JSON scalars needed besides the arrays to rebuild the table."""
+        return {}
+
+    @classmethod
+    def from_arrays(cls, arrays, **params):
+        raise NotImplementedError
+
+    def valid_rows(self):
+        """bool [n_rows] marking rows that exist (False: an item out of the catalogue), or None
+        when every row is valid."""
+        return None
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.n_rows} x {self.dim}, {self.nbytes} bytes)"
+
+
+def row_index(rows, n_rows):
+    """Validate ``rows`` (None, int or int array) against ``n_rows``; int64 1-D or slice(None)."""
+    if rows is None or isinstance(rows, slice):
+        return slice(None) if rows is None else rows
+    rows = np.atleast_1d(np.asarray(rows))
+    if rows.ndim != 1 or (rows.size and not np.issubdtype(rows.dtype, np.integer)):
+        raise ShapeError(f"rows must be a 1-D integer array, got {rows.dtype} {rows.shape}")
+    rows = rows.astype(np.int64, copy=False)
+    if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
+        raise ShapeError(f"row index out of range [0, {n_rows}): min {rows.min()}, max {rows.max()}")
+    return rows
+
+
+def check_matrix(a, name, dtype=None, ndim=2):
+    """``a`` as a C-contiguous array of ``ndim`` dimensions (and ``dtype`` when given)."""
+    a = np.asarray(a)
+    if a.ndim != ndim:
+        raise ShapeError(f"{name} must be {ndim}-D, got shape {a.shape}")
+    if dtype is not None:
+        if a.dtype != np.dtype(dtype):
+            raise ShapeError(f"{name} must have dtype {np.dtype(dtype)}, got {a.dtype}")
+    return np.ascontiguousarray(a)
+
+
+def check_finite(a, name):
+    """Raise ShapeError naming the first rows of ``a`` that hold NaN or Inf."""
+    if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+        bad = np.flatnonzero(~np.isfinite(a).reshape(a.shape[0], -1).all(axis=1))
+        shown = ", ".join(str(b) for b in bad[:10])
+        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise ShapeError(f"{name} has NaN or Inf in {len(bad)} rows: {shown}{more}")
+    return a

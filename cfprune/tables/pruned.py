@@ -1,0 +1,90 @@
+"""Row-pruned storage: only the kept rows are stored, in any inner storage."""
+
+import numpy as np
+
+from ..errors import ShapeError
+from .base import Table, check_matrix, row_index
+
+
+class PrunedTable(Table):
+    """A table of ``n_rows`` rows of which only ``kept`` are stored.
+
+    Arrays: ``kept`` int32 [n_kept] (sorted, unique row ids), ``inner/<name>`` the arrays of the
+    inner table of ``n_kept`` rows (row j of it is row ``kept[j]``), optional ``fallback``
+    float32 [dim]. A row that was not kept decodes as ``fallback`` (for users: the rule that
+    answers every pruned user), or, without a fallback, as zeros and is marked invalid by
+    :meth:`valid_rows` (for items: the item left the catalogue and is never recommended).
+    """
+
+    storage = "pruned"
+
+    def __init__(self, inner, kept, n_rows, fallback=None):
+        kept = np.ascontiguousarray(kept, dtype=np.int32)
+        if kept.ndim != 1 or kept.shape[0] != inner.n_rows:
+            raise ShapeError(f"kept has shape {kept.shape}, expected ({inner.n_rows},): one id "
+                             f"per inner row")
+        if kept.size and (kept[0] < 0 or kept[-1] >= n_rows or np.any(np.diff(kept) <= 0)):
+            raise ShapeError(f"kept must be sorted unique row ids in [0, {n_rows})")
+        if isinstance(inner, PrunedTable):
+            raise ShapeError("a pruned table cannot wrap another pruned table")
+        self.inner = inner
+        self.kept = kept
+        self._n_rows = int(n_rows)
+        if fallback is not None:
+            fallback = check_matrix(fallback, "fallback", np.float32, ndim=1)
+            if fallback.shape != (inner.dim,):
+                raise ShapeError(f"fallback has shape {fallback.shape}, expected ({inner.dim},)")
+        self.fallback = fallback
+
+    @property
+    def n_rows(self):
+        return self._n_rows
+
+    @property
+    def dim(self):
+        return self.inner.dim
+
+    def inner_rows(self, rows=None):
+        """int64 [n]: the inner row of each requested row, -1 where the row was pruned."""
+        idx = row_index(rows, self.n_rows)
+        rows = np.arange(self.n_rows) if isinstance(idx, slice) else idx
+        if self.kept.size == 0:
+            return np.full(rows.shape[0], -1, np.int64)
+        pos = np.minimum(np.searchsorted(self.kept, rows), self.kept.shape[0] - 1)
+        return np.where(self.kept[pos] == rows, pos, -1).astype(np.int64)
+
+    def decode(self, rows=None):
+        where = self.inner_rows(rows)
+        out = np.zeros((where.shape[0], self.dim), np.float32)
+        hit = where >= 0
+        if hit.any():
+            out[hit] = self.inner.decode(where[hit])
+        if self.fallback is not None:
+            out[~hit] = self.fallback
+        return out
+
+    def valid_rows(self):
+        if self.fallback is not None:
+            return None
+        valid = np.zeros(self.n_rows, bool)
+        valid[self.kept] = True
+        return valid
+
+    def arrays(self):
+        out = {"kept": self.kept}
+        out.update({f"inner/{k}": v for k, v in self.inner.arrays().items()})
+        if self.fallback is not None:
+            out["fallback"] = self.fallback
+        return out
+
+    def params(self):
+        return {"n_rows": self.n_rows, "inner_storage": self.inner.storage,
+                "inner_params": self.inner.params()}
+
+    @classmethod
+    def from_arrays(cls, arrays, **params):
+        from . import table_from_arrays
+        inner_arrays = {k[len("inner/"):]: v for k, v in arrays.items() if k.startswith("inner/")}
+        inner = table_from_arrays(params["inner_storage"], inner_arrays,
+                                  params.get("inner_params", {}))
+        return cls(inner, arrays["kept"], params["n_rows"], arrays.get("fallback"))
