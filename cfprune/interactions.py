@@ -168,9 +168,7 @@ class Interactions:
         if mask.shape != (self.nnz,):
             raise ShapeError(f"entry mask has shape {mask.shape}, expected ({self.nnz},)")
         m = self.matrix
-        counts = np.add.reduceat(mask.astype(np.int64), m.indptr[:-1]) if self.nnz else \
-            np.zeros(self.n_users, np.int64)
-        counts[np.diff(m.indptr) == 0] = 0
+        counts = np.bincount(self.entry_users()[mask], minlength=self.n_users)
         indptr = np.r_[0, np.cumsum(counts)].astype(m.indptr.dtype)
         matrix = sp.csr_matrix((m.data[mask], m.indices[mask], indptr), shape=m.shape)
         ts = None if self.timestamps is None else self.timestamps[mask]
@@ -182,9 +180,10 @@ class Interactions:
 
     def implicit(self, threshold=4.0, min_user_interactions=0, min_item_interactions=0):
         """Binary implicit feedback: keep pairs with rating >= ``threshold`` (None keeps all),
-        set their value to 1.0, then drop users and items with too few interactions, repeating
-        until both minimums hold (a k-core). Users and items left empty are removed and the
-        indices renumbered densely; the id maps follow."""
+        set their value to 1.0, then, when a minimum is set, drop users and items with too few
+        interactions, repeating until both minimums hold (a k-core); users and items left empty
+        are then removed too and the indices renumbered densely, the id maps following. With
+        both minimums 0 the shape is kept."""
         keep = np.ones(self.nnz, bool) if threshold is None else self.ratings >= threshold
         out = self.select(keep)
         out.matrix.data[:] = 1.0
