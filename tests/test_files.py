@@ -1,0 +1,243 @@
+"""load_interactions on a user's own files: formats, guesses, bad lines, zip members."""
+
+import gzip
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cfprune.datasets import files, load_interactions, load_ml1m_no_timestamps
+from cfprune.errors import DataError, MissingDependencyError
+from tests.reference_data import (SHARED, assert_matches_reference, format_lines,
+                                  shared_archive, synthetic_events, write_zip)
+
+
+def write_text(path, lines, header=None):
+    text = ((header + "\n") if header else "") + "\n".join(lines) + "\n"
+    path.write_text(text)
+    return path
+
+
+def write_parquet(path, events, names=("userId", "movieId", "rating", "timestamp")):
+    frame = pd.DataFrame(events, columns=list(names))
+    frame.to_parquet(path, index=False)
+    return path
+
+
+# round trip ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("string_ids", [False, True])
+def test_round_trip_all_formats(tmp_path, string_ids):
+    events = synthetic_events(n_events=45, seed=5, string_ids=string_ids)
+    paths = {
+        "csv": write_text(tmp_path / "a.csv", format_lines(events, ","),
+                          "userId,movieId,rating,timestamp"),
+        "tsv": write_text(tmp_path / "a.tsv", format_lines(events, "\t")),
+        "colons": write_text(tmp_path / "a.dat", format_lines(events, "::")),
+        "parquet": write_parquet(tmp_path / "a.parquet", events),
+    }
+    loaded = {k: load_interactions(p) for k, p in paths.items()}
+    for log in loaded.values():
+        assert_matches_reference(log, events)
+    ref = loaded["csv"]
+    for log in loaded.values():
+        assert (log.matrix != ref.matrix).nnz == 0
+        np.testing.assert_array_equal(log.user_ids, ref.user_ids)
+        np.testing.assert_array_equal(log.item_ids, ref.item_ids)
+        np.testing.assert_array_equal(log.timestamps, ref.timestamps)
+    assert loaded["csv"].load_info["header"] is True
+    assert loaded["tsv"].load_info["header"] is False
+    assert loaded["colons"].load_info["sep"] == "::"
+    assert loaded["tsv"].load_info["sep"] == "\t"
+    assert loaded["csv"].load_info["columns"] == {"user": "userId", "item": "movieId",
+                                                  "rating": "rating", "timestamp": "timestamp"}
+    assert set(loaded["tsv"].load_info["guessed"]) == {"sep", "header", "columns"}
+    assert loaded["parquet"].load_info["format"] == "parquet"
+
+
+def test_separator_split_across_reads(tmp_path, monkeypatch):
+    """A '::' cut by the read boundary must still be one separator."""
+    monkeypatch.setattr(files, "_READ_BYTES", 5)
+    events = synthetic_events(n_events=30, seed=2)
+    path = write_text(tmp_path / "r.dat", format_lines(events, ":::"[:2]))
+    assert_matches_reference(load_interactions(path, sep="::"), events)
+    path = write_text(tmp_path / "r3.dat", format_lines(events, "<=>"))
+    assert_matches_reference(load_interactions(path, sep="<=>"), events)
+
+
+def test_small_chunks_and_gzip(tmp_path):
+    events = synthetic_events(n_events=40, seed=8)
+    path = tmp_path / "r.csv.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.write("user_id,item_id,rating,timestamp\n" + "\n".join(format_lines(events, ",")))
+    assert_matches_reference(load_interactions(path, chunksize=3), events)
+
+
+def test_whitespace_separated(tmp_path):
+    events = synthetic_events(seed=4)
+    path = write_text(tmp_path / "r.txt", [ln.replace(",", "   ") for ln in
+                                            format_lines(events, ",")])
+    log = load_interactions(path)
+    assert_matches_reference(log, events)
+    assert log.load_info["sep"] == " "
+
+
+# columns ------------------------------------------------------------------------------------
+def test_column_forms(tmp_path):
+    events = synthetic_events(seed=6)
+    # file order: timestamp, item, extra, user, rating
+    lines = [f"{t};{i};x;{u};{r}" for u, i, r, t in events]
+    path = write_text(tmp_path / "r.csv", lines, "when;what;extra;who;stars")
+    forms = ["who,what,stars,when", ["who", "what", "stars", "when"], [3, 1, 4, 0],
+             "3,1,4,0", {"user": "who", "item": 1, "rating": "stars", "timestamp": "when"}]
+    for columns in forms:
+        log = load_interactions(path, columns=columns)
+        assert_matches_reference(log, events)
+        assert log.load_info["columns"]["user"] == "who"
+    with pytest.raises(DataError, match="cannot tell the user and item columns"):
+        load_interactions(path)
+    with pytest.raises(DataError, match="no column 'nobody'"):
+        load_interactions(path, columns="nobody,what")
+
+
+def test_headerless_role_names_and_two_columns(tmp_path):
+    events = synthetic_events(seed=7)
+    path = write_text(tmp_path / "r.tsv", format_lines(events, "\t", 3))
+    log = load_interactions(path, columns="user,item,rating")
+    assert_matches_reference(log, [e[:3] for e in events])
+    swapped = load_interactions(path, columns="item,user")  # field 1 is the user
+    assert set(swapped.user_ids.tolist()) == {e[1] for e in events}
+    pairs = load_interactions(write_text(tmp_path / "p.csv", [f"{u},{i}" for u, i, *_ in events]))
+    assert_matches_reference(pairs, [e[:2] for e in events])
+    assert pairs.timestamps is None
+
+
+def test_duplicates_rule(tmp_path):
+    path = write_text(tmp_path / "d.csv", ["1,5,2,10", "1,5,3,20", "2,5,4,30"])
+    assert load_interactions(path, duplicates="sum").matrix[0, 0] == 5
+    assert load_interactions(path, duplicates="last").matrix[0, 0] == 3
+    assert load_interactions(path, duplicates="max").timestamps[0] == 20
+
+
+def test_implicit_options(tmp_path):
+    path = write_text(tmp_path / "i.csv", ["1,5,2", "1,6,5", "2,5,4", "3,7,1"])
+    assert load_interactions(path).matrix.sum() == 12
+    every = load_interactions(path, implicit=True)
+    assert every.nnz == 4 and np.all(every.matrix.data == 1)
+    high = load_interactions(path, threshold=4)
+    assert high.nnz == 2
+
+
+# bad lines ----------------------------------------------------------------------------------
+BAD = [("7,9,3,5,1", "5 fields, expected 4"), ("7,9,abc,5", "rating is not a number"),
+       (",9,3,5", "missing user id"), ("7,9,3", "3 fields, expected 4")]
+
+
+@pytest.mark.parametrize("bad, what", BAD)
+@pytest.mark.parametrize("chunksize", [2, 1000])
+def test_bad_line_reported_with_number(tmp_path, bad, what, chunksize):
+    events = synthetic_events(n_events=12)
+    lines = format_lines(events, ",")
+    lines.insert(6, bad)  # line 8 of the file: the header is line 1
+    path = write_text(tmp_path / "bad.csv", lines, "user,item,rating,timestamp")
+    with pytest.raises(DataError) as err:
+        load_interactions(path, chunksize=chunksize)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}, line 8: ")
+    assert what in msg and repr(bad) in msg
+
+
+@pytest.mark.parametrize("chunksize", [3, 1000])
+def test_skip_bad_lines_counts_them(tmp_path, chunksize):
+    events = synthetic_events(n_events=20, seed=9)
+    lines = format_lines(events, ",")
+    for at, (bad, _) in zip((2, 7, 11, 15), BAD):
+        lines.insert(at, bad)
+    lines.insert(9, "")  # a blank line is not a bad line
+    path = write_text(tmp_path / "bad.csv", lines, "user,item,rating,timestamp")
+    log = load_interactions(path, on_bad_lines="skip", chunksize=chunksize)
+    assert_matches_reference(log, events)
+    info = log.load_info
+    assert info["skipped_lines"] == 4
+    assert info["blank_lines"] == 1
+    expected_lines = [i + 2 for i, ln in enumerate(lines) if ln in {b for b, _ in BAD}]
+    assert [line for line, _ in info["skipped_examples"]] == expected_lines
+
+
+def test_empty_and_header_only_files(tmp_path):
+    empty = tmp_path / "e.csv"
+    empty.write_text("")
+    with pytest.raises(DataError, match="empty"):
+        load_interactions(empty)
+    blank = tmp_path / "b.csv"
+    blank.write_text("\n\n")
+    with pytest.raises(DataError, match="empty"):
+        load_interactions(blank)
+    header = write_text(tmp_path / "h.csv", [], "userId,movieId,rating")
+    with pytest.raises(DataError, match="header and no interactions"):
+        load_interactions(header)
+    with pytest.raises(DataError, match="does not exist"):
+        load_interactions(tmp_path / "nope.csv")
+
+
+# zip members and Parquet ----------------------------------------------------------------------
+def test_zip_member(tmp_path):
+    events = synthetic_events(seed=11)
+    text = "\n".join(format_lines(events, "::", 3)) + "\n"
+    path = write_zip(tmp_path / "a.zip", {"a/README": "x", "a/movies.dat": "1::T::G\n",
+                                          "a/ratings.dat": text})
+    picked = load_interactions(path)
+    assert picked.load_info["member"] == "a/ratings.dat"
+    assert_matches_reference(picked, [e[:3] for e in events])
+    named = load_interactions(path, member="a/ratings.dat", sep="::", columns="user,item,rating")
+    assert (named.matrix != picked.matrix).nnz == 0
+    two = write_zip(tmp_path / "b.zip", {"x/ratings1.csv": "1,2\n", "x/ratings2.csv": "1,2\n"})
+    with pytest.raises(DataError, match="name the one to read with member="):
+        load_interactions(two)
+    with pytest.raises(DataError, match="no member 'x/r.csv'"):
+        load_interactions(two, member="x/r.csv")
+
+
+def test_parquet_needs_pyarrow(tmp_path, monkeypatch):
+    path = write_parquet(tmp_path / "a.parquet", synthetic_events())
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install cfprune\[parquet\]"):
+        load_interactions(path)
+
+
+def test_parquet_null_id(tmp_path):
+    events = synthetic_events()
+    frame = pd.DataFrame(events, columns=["user", "item", "rating", "timestamp"])
+    frame["user"] = frame["user"].astype("Int64")
+    frame.loc[3, "user"] = pd.NA
+    path = tmp_path / "n.parquet"
+    frame.to_parquet(path, index=False)
+    with pytest.raises(DataError, match="row 4: missing user id"):
+        load_interactions(path)
+    log = load_interactions(path, on_bad_lines="skip")
+    assert log.load_info["skipped_lines"] == 1
+    assert_matches_reference(log, events[:3] + events[4:])
+
+
+def test_ml1m_no_timestamps_absent(tmp_path, monkeypatch):
+    monkeypatch.setenv("CFPRUNE_DATA", str(tmp_path))
+    with pytest.raises(DataError, match=str(tmp_path / "ml-1m-no-timestamps.zip")):
+        load_ml1m_no_timestamps()
+
+
+@pytest.mark.realdata
+def test_real_ml1m_no_timestamps(monkeypatch):
+    path = shared_archive("ml-1m-no-timestamps.zip")
+    if path is None:
+        pytest.skip(f"ml-1m-no-timestamps.zip is not in {SHARED}")
+    log = load_interactions(path, member="ml-1m-no-timestamps/ratings.dat", sep="::",
+                            columns="user,item,rating")
+    assert (log.nnz, log.n_users, log.n_items) == (1_000_209, 6_040, 3_706)
+    assert log.timestamps is None
+    values, counts = np.unique(log.ratings, return_counts=True)
+    assert dict(zip(values.tolist(), counts.tolist())) == \
+        {1.0: 56_174, 2.0: 107_557, 3.0: 261_197, 4.0: 348_971, 5.0: 226_310}
+    monkeypatch.setenv("CFPRUNE_DATA", str(SHARED))
+    guessed = load_ml1m_no_timestamps()
+    assert (guessed.matrix != log.matrix).nnz == 0
+    assert load_interactions(path).nnz == 1_000_209  # member, separator and columns guessed
