@@ -14,7 +14,7 @@ The public API (imported lazily, so ``import cfprune`` stays fast)::
 from importlib import import_module
 
 from .errors import (CfpruneError, DataError, MissingDependencyError, ModelFileError, ShapeError,
-                     SpecError)
+                     SpecError, TrainingError)
 from .interactions import Interactions
 
 __version__ = "0.1.0"
@@ -59,4 +59,4 @@ def __getattr__(name):
 
 
 __all__ = sorted(["CfpruneError", "DataError", "ShapeError", "SpecError", "ModelFileError",
-                  "MissingDependencyError", "Interactions", "save", "load", *_LAZY])
+                  "MissingDependencyError", "TrainingError", "Interactions", "save", "load", *_LAZY])

@@ -27,5 +27,9 @@ class ModelFileError(CfpruneError, ValueError):
     """A saved model file is corrupt, tampered with, or written by a newer format version."""
 
 
+class TrainingError(CfpruneError, RuntimeError):
+    """Training failed to produce finite factors (e.g. a learning rate that diverges)."""
+
+
 class MissingDependencyError(CfpruneError, ImportError):
     """An optional dependency is not installed; the message says how to install it."""

@@ -88,6 +88,9 @@ class EvaluationResult:
     ks : tuple[int, ...]
     n_users, n_items : int
     tail_share : float
+    ranked : ndarray int32 [n_users, max(ks)] or None
+        Each evaluated user's ranked ids (kept with ``evaluate(..., keep_ranked=True)``), so the
+        result can serve as another evaluation's ``baseline`` without scoring again.
     """
 
     metrics: dict
@@ -98,6 +101,7 @@ class EvaluationResult:
     n_items: int
     tail_share: float
     info: dict = field(default_factory=dict)
+    ranked: np.ndarray | None = None
 
     def __getitem__(self, name):
         return self.metrics[name]
@@ -137,7 +141,7 @@ def tail_items(train_counts, tail_share):
 
 
 def evaluate(model, train, test, ks=(10, 20, 50), *, batch_size=None, num_threads=None,
-             baseline=None, tail_share=0.8, users=None, show_progress=None):
+             baseline=None, tail_share=0.8, users=None, show_progress=None, keep_ranked=False):
     """Ranking metrics of ``model`` on ``test``, filtering the items of ``train``.
 
     Parameters
@@ -153,14 +157,19 @@ def evaluate(model, train, test, ks=(10, 20, 50), *, batch_size=None, num_thread
         Users per batch (default 2048).
     num_threads : int or None
         Threads for ``recommend`` and the metric kernels (default: Numba's current setting).
-    baseline : model or None
-        Another model; adds ``overlap@k`` between its top-k lists and ``model``'s.
+    baseline : model, EvaluationResult or None
+        Adds ``overlap@k`` between the baseline's top-k lists and ``model``'s. A model is asked
+        for its lists batch by batch (scoring a second model); an :class:`EvaluationResult`
+        made with ``keep_ranked=True`` (at least ``max(ks)`` wide) lends its stored lists, so a
+        sweep scores the baseline once. Users absent from that result get NaN overlap.
     tail_share : float
         The share of training interactions held by the head items (see ``tail_recall@k``).
     users : int array or None
         Evaluate only these users (those of them with a test item).
     show_progress : bool or None
         tqdm progress bar; None shows it on a terminal only.
+    keep_ranked : bool
+        Keep every evaluated user's top-``max(ks)`` ids in ``result.ranked``.
 
     Returns
     -------
@@ -175,7 +184,10 @@ def evaluate(model, train, test, ks=(10, 20, 50), *, batch_size=None, num_thread
     ks_array = _cut_offs(ks)
     max_k = int(ks_array[-1])
     n_model_users = _check_model(model, "model", n_items)
-    if baseline is not None:
+    stored_baseline = isinstance(baseline, EvaluationResult)
+    if stored_baseline:
+        _check_stored_baseline(baseline, max_k, n_items)
+    elif baseline is not None:
         n_model_users = min(n_model_users, _check_model(baseline, "baseline", n_items))
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
     if batch_size < 1:
@@ -192,6 +204,7 @@ def evaluate(model, train, test, ks=(10, 20, 50), *, batch_size=None, num_thread
     n_relevant = np.empty(n, dtype=np.int64)
     n_tail_relevant = np.empty(n, dtype=np.int64)
     first_position = np.full(n_items, max_k, dtype=np.int64)
+    kept = np.empty((n, max_k), dtype=np.int32) if keep_ranked else None
     threads = {} if num_threads is None else {"num_threads": int(num_threads)}
 
     with _numba_threads(num_threads), tqdm(total=n, disable=_disable(show_progress),
@@ -200,23 +213,29 @@ def evaluate(model, train, test, ks=(10, 20, 50), *, batch_size=None, num_thread
             batch = eval_users[start:start + batch_size]
             seen = train_csr[batch]
             ranked = _recommend(model, batch, seen, max_k, threads, "model")
-            base = no_baseline if baseline is None else \
-                _recommend(baseline, batch, seen, max_k, threads, "baseline")
+            if baseline is None:
+                base = no_baseline
+            elif stored_baseline:
+                base = _stored_lists(baseline, batch)
+            else:
+                base = _recommend(baseline, batch, seen, max_k, threads, "baseline")
             v, rel, tail_rel = mk.ranking_metrics(ranked, batch.astype(np.int32), test_indptr,
                                                   test_indices, ks_array, n_items, tail, base)
             values[:, :, start:start + batch.size] = v
             n_relevant[start:start + batch.size] = rel
             n_tail_relevant[start:start + batch.size] = tail_rel
             mk.mark_first_positions(ranked, first_position)
+            if keep_ranked:
+                kept[start:start + batch.size] = ranked
             progress.update(batch.size)
 
     return _summarise(values, n_relevant, n_tail_relevant, first_position, eval_users, ks_array,
                       n_items, tail_share, with_overlap=baseline is not None,
-                      n_tail_items=int(tail.sum()))
+                      n_tail_items=int(tail.sum()), ranked=kept)
 
 
 def _summarise(values, n_relevant, n_tail_relevant, first_position, users, ks, n_items,
-               tail_share, with_overlap, n_tail_items):
+               tail_share, with_overlap, n_tail_items, ranked):
     metrics = {}
     per_user = {"n_relevant": n_relevant.astype(np.float64),
                 "n_tail_relevant": n_tail_relevant.astype(np.float64)}
@@ -224,7 +243,7 @@ def _summarise(values, n_relevant, n_tail_relevant, first_position, users, ks, n
         for name, row in PER_USER_METRICS.items():
             if name == "overlap" and not with_overlap:
                 continue
-            per_user[f"{name}@{k}"] = values[row, j].copy()
+            per_user[f"{name}@{k}"] = values[row, j]
         for name in ("recall", "truncated_recall", "precision", "ndcg", "map", "hit_rate", "mrr",
                      "auc", "tail_recall") + (("overlap",) if with_overlap else ()):
             metrics[f"{name}@{k}"] = _mean_defined(per_user[f"{name}@{k}"])
@@ -237,7 +256,7 @@ def _summarise(values, n_relevant, n_tail_relevant, first_position, users, ks, n
             "n_tail_users": int(np.count_nonzero(n_tail_relevant))}
     return EvaluationResult(metrics=metrics, per_user=per_user, users=users,
                             ks=tuple(ks.tolist()), n_users=int(users.size), n_items=int(n_items),
-                            tail_share=float(tail_share), info=info)
+                            tail_share=float(tail_share), info=info, ranked=ranked)
 
 
 def _mean_defined(x):
@@ -301,6 +320,26 @@ def _recommend(model, batch, seen, k, threads, name):
         raise ShapeError(f"{name}.recommend returned ids of shape {ids.shape}, expected "
                          f"({batch.size}, {k})")
     return np.ascontiguousarray(ids, dtype=np.int32)
+
+
+def _check_stored_baseline(baseline, max_k, n_items):
+    if baseline.ranked is None:
+        raise DataError("the baseline EvaluationResult holds no ranked lists; evaluate the "
+                        "baseline with keep_ranked=True")
+    if baseline.ranked.shape[1] < max_k or baseline.n_items != n_items:
+        raise ShapeError(f"the baseline EvaluationResult ranked {baseline.ranked.shape[1]} of "
+                         f"{baseline.n_items} items per user; expected at least {max_k} of "
+                         f"{n_items}")
+
+
+def _stored_lists(baseline, batch):
+    """int32 [len(batch), max_k]: the baseline's stored lists for ``batch`` (-1 rows for users
+    it did not evaluate)."""
+    pos = np.minimum(np.searchsorted(baseline.users, batch), max(baseline.users.size - 1, 0))
+    found = baseline.users[pos] == batch if baseline.users.size else np.zeros(batch.size, bool)
+    lists = np.full((batch.size, baseline.ranked.shape[1]), -1, dtype=np.int32)
+    lists[found] = baseline.ranked[pos[found]]
+    return lists
 
 
 def _disable(show_progress):

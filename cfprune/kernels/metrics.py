@@ -33,6 +33,8 @@ TAIL_RECALL = 10
 OVERLAP = 11
 N_METRICS = 12
 
+USERS_PER_BLOCK = 64
+
 
 @njit(cache=True, inline="always")
 def _row_contains(indices, start, end, item):
@@ -90,93 +92,111 @@ def ranking_metrics(ranked, users, test_indptr, test_indices, ks, n_items, tail,
     values = np.zeros((N_METRICS, n_ks, n_batch))
     n_relevant = np.zeros(n_batch, np.int64)
     n_tail_relevant = np.zeros(n_batch, np.int64)
-    for b in prange(n_batch):
-        u = users[b]
-        start = test_indptr[u]
-        end = test_indptr[u + 1]
-        n_rel = end - start
-        n_tail = 0
-        for t in range(start, end):
-            if tail[test_indices[t]]:
-                n_tail += 1
-        n_relevant[b] = n_rel
-        n_tail_relevant[b] = n_tail
-        n_neg = n_items - n_rel
-        hits = 0
-        tail_hits = 0
-        misses = 0
-        first_hit = -1
-        dcg = 0.0
-        precision_sum = 0.0
-        auc_sum = 0.0
-        j = 0
-        for p in range(max_k):
-            item = ranked[b, p] if p < width else -1
-            if item >= 0 and _row_contains(test_indices, start, end, item):
-                hits += 1
-                dcg += 1.0 / np.log2(p + 2.0)
-                precision_sum += hits / (p + 1.0)
-                if first_hit < 0:
-                    first_hit = p
-                if tail[item]:
-                    tail_hits += 1
-            else:
-                misses += 1
-                auc_sum += hits
-            while j < n_ks and ks[j] == p + 1:
-                k = p + 1
-                values[HITS, j, b] = hits
-                values[PRECISION, j, b] = hits / k
-                values[HIT_RATE, j, b] = 1.0 if hits > 0 else 0.0
-                values[RECIPROCAL_RANK, j, b] = 1.0 / (first_hit + 1.0) if hits > 0 else 0.0
-                values[TAIL_HITS, j, b] = tail_hits
-                if n_rel > 0:
-                    m = min(k, n_rel)
-                    values[RECALL, j, b] = hits / n_rel
-                    values[TRUNCATED_RECALL, j, b] = hits / m
-                    values[NDCG, j, b] = dcg / ideal[m]
-                    values[AVERAGE_PRECISION, j, b] = precision_sum / m
-                else:
-                    values[RECALL, j, b] = np.nan
-                    values[TRUNCATED_RECALL, j, b] = np.nan
-                    values[NDCG, j, b] = np.nan
-                    values[AVERAGE_PRECISION, j, b] = np.nan
-                if n_rel > 0 and n_neg > 0:
-                    values[AUC, j, b] = (auc_sum + 0.5 * (hits + n_rel) * (n_neg - misses)) / (
-                        float(n_rel) * n_neg)
-                else:
-                    values[AUC, j, b] = np.nan
-                values[TAIL_RECALL, j, b] = tail_hits / n_tail if n_tail > 0 else np.nan
-                j += 1
-        if width_b == 0:
-            for j in range(n_ks):
-                values[OVERLAP, j, b] = np.nan
-            continue
-        # an id at model rank p and baseline rank q is shared by every top k with k > max(p, q)
-        limit_b = min(width_b, max_k)
-        for p in range(min(width, max_k)):
-            item = ranked[b, p]
-            if item < 0:
-                continue
-            for q in range(limit_b):
-                if baseline[b, q] == item:
-                    last = max(p, q)
-                    for j in range(n_ks):
-                        if ks[j] > last:
-                            values[OVERLAP, j, b] += 1.0
-                    break
-        valid = 0
-        j = 0
-        for q in range(max_k):
-            if q < width_b and baseline[b, q] >= 0:
-                valid += 1
-            while j < n_ks and ks[j] == q + 1:
-                if valid > 0:
-                    values[OVERLAP, j, b] /= valid
-                else:
-                    values[OVERLAP, j, b] = np.nan
-                j += 1
+    n_blocks = (n_batch + USERS_PER_BLOCK - 1) // USERS_PER_BLOCK
+    for block in prange(n_blocks):
+        # baseline_rank[item]: the item's rank in the current user's baseline list, -1 if absent
+        baseline_rank = np.full(n_items if width_b > 0 else 0, -1, np.int64)
+        for b in range(block * USERS_PER_BLOCK, min(n_batch, (block + 1) * USERS_PER_BLOCK)):
+            _user_metrics(b, ranked, users, test_indptr, test_indices, ks, n_items, tail,
+                          baseline, ideal, baseline_rank, values, n_relevant, n_tail_relevant)
     return values, n_relevant, n_tail_relevant
+
+
+@njit(cache=True)
+def _user_metrics(b, ranked, users, test_indptr, test_indices, ks, n_items, tail, baseline,
+                  ideal, baseline_rank, values, n_relevant, n_tail_relevant):
+    """Fill ``values[:, :, b]``, ``n_relevant[b]``, ``n_tail_relevant[b]`` for batch row b."""
+    width = ranked.shape[1]
+    width_b = baseline.shape[1]
+    n_ks = ks.shape[0]
+    max_k = ks[n_ks - 1]
+    u = users[b]
+    start = test_indptr[u]
+    end = test_indptr[u + 1]
+    n_rel = end - start
+    n_tail = 0
+    for t in range(start, end):
+        if tail[test_indices[t]]:
+            n_tail += 1
+    n_relevant[b] = n_rel
+    n_tail_relevant[b] = n_tail
+    n_neg = n_items - n_rel
+    hits = 0
+    tail_hits = 0
+    misses = 0
+    first_hit = -1
+    dcg = 0.0
+    precision_sum = 0.0
+    auc_sum = 0.0
+    j = 0
+    for p in range(max_k):
+        item = ranked[b, p] if p < width else -1
+        if item >= 0 and _row_contains(test_indices, start, end, item):
+            hits += 1
+            dcg += 1.0 / np.log2(p + 2.0)
+            precision_sum += hits / (p + 1.0)
+            if first_hit < 0:
+                first_hit = p
+            if tail[item]:
+                tail_hits += 1
+        else:
+            misses += 1
+            auc_sum += hits
+        while j < n_ks and ks[j] == p + 1:
+            k = p + 1
+            values[HITS, j, b] = hits
+            values[PRECISION, j, b] = hits / k
+            values[HIT_RATE, j, b] = 1.0 if hits > 0 else 0.0
+            values[RECIPROCAL_RANK, j, b] = 1.0 / (first_hit + 1.0) if hits > 0 else 0.0
+            values[TAIL_HITS, j, b] = tail_hits
+            if n_rel > 0:
+                m = min(k, n_rel)
+                values[RECALL, j, b] = hits / n_rel
+                values[TRUNCATED_RECALL, j, b] = hits / m
+                values[NDCG, j, b] = dcg / ideal[m]
+                values[AVERAGE_PRECISION, j, b] = precision_sum / m
+            else:
+                values[RECALL, j, b] = np.nan
+                values[TRUNCATED_RECALL, j, b] = np.nan
+                values[NDCG, j, b] = np.nan
+                values[AVERAGE_PRECISION, j, b] = np.nan
+            if n_rel > 0 and n_neg > 0:
+                values[AUC, j, b] = (auc_sum + 0.5 * (hits + n_rel) * (n_neg - misses)) / (
+                    float(n_rel) * n_neg)
+            else:
+                values[AUC, j, b] = np.nan
+            values[TAIL_RECALL, j, b] = tail_hits / n_tail if n_tail > 0 else np.nan
+            j += 1
+    if width_b == 0:
+        for j in range(n_ks):
+            values[OVERLAP, j, b] = np.nan
+        return
+    # an id at model rank p and baseline rank q is shared by every top k with k > max(p, q)
+    limit_b = min(width_b, max_k)
+    for q in range(limit_b):
+        if baseline[b, q] >= 0:
+            baseline_rank[baseline[b, q]] = q
+    for p in range(min(width, max_k)):
+        item = ranked[b, p]
+        if item >= 0 and baseline_rank[item] >= 0:
+            last = max(p, baseline_rank[item])
+            for j in range(n_ks):
+                if ks[j] > last:
+                    values[OVERLAP, j, b] += 1.0
+    for q in range(limit_b):
+        if baseline[b, q] >= 0:
+            baseline_rank[baseline[b, q]] = -1
+    valid = 0
+    j = 0
+    for q in range(max_k):
+        if q < width_b and baseline[b, q] >= 0:
+            valid += 1
+        while j < n_ks and ks[j] == q + 1:
+            if valid > 0:
+                values[OVERLAP, j, b] /= valid
+            else:
+                values[OVERLAP, j, b] = np.nan
+            j += 1
 
 
 @njit(cache=True)

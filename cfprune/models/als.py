@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .factors import FactorModel
-from .training import fit_implicit, ids_of, progress_default, training_matrix
+from .training import fit_implicit, new_implicit_model, ids_of, progress_default, training_matrix
 
 
 def train_als(train, factors=64, regularization=0.05, alpha=1.0, iterations=15, num_threads=0,
@@ -25,9 +25,9 @@ def train_als(train, factors=64, regularization=0.05, alpha=1.0, iterations=15, 
     from implicit.cpu.als import AlternatingLeastSquares
 
     matrix = training_matrix(train)
-    model = AlternatingLeastSquares(factors=factors, regularization=regularization, alpha=alpha,
-                                    iterations=iterations, num_threads=num_threads,
-                                    random_state=seed)
+    model = new_implicit_model(AlternatingLeastSquares, factors=factors,
+                               regularization=regularization, alpha=alpha, iterations=iterations,
+                               num_threads=num_threads, random_state=seed)
     fit_implicit(model, matrix, progress_default(show_progress))
     user_ids, item_ids = ids_of(train)
     info = {"algorithm": "als", "factors": factors, "regularization": regularization,

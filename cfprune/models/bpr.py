@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .factors import FactorModel
-from .training import fit_implicit, ids_of, progress_default, training_matrix
+from .training import fit_implicit, new_implicit_model, ids_of, progress_default, training_matrix
 
 
 def train_bpr(train, factors=64, learning_rate=0.05, regularization=0.01, iterations=100,
@@ -18,9 +18,9 @@ def train_bpr(train, factors=64, learning_rate=0.05, regularization=0.01, iterat
     from implicit.cpu.bpr import BayesianPersonalizedRanking
 
     matrix = training_matrix(train)
-    model = BayesianPersonalizedRanking(factors=factors, learning_rate=learning_rate,
-                                        regularization=regularization, iterations=iterations,
-                                        num_threads=num_threads, random_state=seed)
+    model = new_implicit_model(BayesianPersonalizedRanking, factors=factors,
+                               learning_rate=learning_rate, regularization=regularization,
+                               iterations=iterations, num_threads=num_threads, random_state=seed)
     fit_implicit(model, matrix, progress_default(show_progress))
     user_ids, item_ids = ids_of(train)
     info = {"algorithm": "bpr", "factors": factors, "learning_rate": learning_rate,

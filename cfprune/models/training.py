@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from ..errors import DataError, ShapeError
+from ..errors import DataError, ShapeError, TrainingError
 from ..interactions import Interactions
 
 
@@ -28,11 +28,23 @@ def training_matrix(train):
     return matrix
 
 
+def new_implicit_model(cls, *args, **kwargs):
+    """An ``implicit`` model built with BLAS pinned to one thread (its constructor warns
+    otherwise; its solvers parallelise themselves)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return cls(*args, **kwargs)
+
+
 def fit_implicit(model, matrix, show_progress):
     """Fit an ``implicit`` CPU model on a users x items CSR with BLAS pinned to one thread (the
     ``implicit`` solvers parallelise themselves)."""
-    with threadpool_limits(limits=1, user_api="blas"):
-        model.fit(matrix, show_progress=bool(show_progress))
+    from implicit.recommender_base import ModelFitError
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            model.fit(matrix, show_progress=bool(show_progress))
+    except ModelFitError as e:
+        raise TrainingError(f"{type(model).__name__} training diverged ({e}); lower the learning "
+                            f"rate or raise the regularisation") from None
     return model
 
 
