@@ -1,0 +1,120 @@
+"""Scorers for int8 item tables (``scale * codes + offset``, per row or per dimension).
+
+Two routes, both fused with the top-k selection and tiled like :mod:`.dense`:
+
+- :func:`score_int8`: float32 users x int8 items. Each tile of item rows is decoded to float32
+  exactly as ``Int8Table.decode`` does (once per tile of users) and scored with one BLAS GEMM, so
+  the scores are those of the decoded table up to float rounding.
+- :func:`score_int8_int8`: the user vector is quantised too (symmetric, one scale per user) and
+  the products int8 x int8 are accumulated in int32. Approximate: the user rounding error adds to
+  the table's.
+
+``scale`` float32 [n_rows] (``per_row``) or [d]; ``offset`` the same, or [0] when symmetric. The
+other arguments are described in :mod:`.dense`.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from cfprune.kernels.dense import ITEMS_PER_TILE, USERS_PER_TILE
+from cfprune.kernels.topk import push_tile
+
+
+@njit(cache=True)
+def decode_affine_tile(levels, row0, row1, scale, offset, per_row, out):
+    """Write ``scale * levels[row0:row1] + offset`` (float32) into ``out[:row1 - row0]``."""
+    dim = out.shape[1]
+    has_offset = offset.shape[0] > 0
+    for r in range(row1 - row0):
+        row = row0 + r
+        if per_row:
+            s = scale[row]
+            o = offset[row] if has_offset else np.float32(0.0)
+            for t in range(dim):
+                out[r, t] = s * np.float32(levels[row, t]) + o
+        elif has_offset:
+            for t in range(dim):
+                out[r, t] = scale[t] * np.float32(levels[row, t]) + offset[t]
+        else:
+            for t in range(dim):
+                out[r, t] = scale[t] * np.float32(levels[row, t])
+
+
+@njit(cache=True, parallel=True)
+def score_int8(queries, codes, scale, offset, per_row, item_map, seen_indices, seen_start,
+               seen_end, heap_scores, heap_ids):
+    """Top-k of float32 ``queries`` [n, d] against int8 ``codes`` [n_rows, d] (decoded tiles)."""
+    n_queries = queries.shape[0]
+    n_rows, dim = codes.shape
+    n_tiles = (n_queries + USERS_PER_TILE - 1) // USERS_PER_TILE
+    for tile in prange(n_tiles):
+        first = tile * USERS_PER_TILE
+        stop = min(n_queries, first + USERS_PER_TILE)
+        users = queries[first:stop]
+        seen_pos = seen_start[first:stop].copy()
+        buffer = np.empty((stop - first, ITEMS_PER_TILE), dtype=np.float32)
+        decoded = np.empty((ITEMS_PER_TILE, dim), dtype=np.float32)
+        for row0 in range(0, n_rows, ITEMS_PER_TILE):
+            row1 = min(n_rows, row0 + ITEMS_PER_TILE)
+            if row1 - row0 < ITEMS_PER_TILE:
+                buffer = np.empty((stop - first, row1 - row0), dtype=np.float32)
+                decoded = np.empty((row1 - row0, dim), dtype=np.float32)
+            decode_affine_tile(codes, row0, row1, scale, offset, per_row, decoded)
+            np.dot(users, decoded.T, buffer)
+            push_tile(heap_scores, heap_ids, first, buffer, row0, item_map,
+                      seen_indices, seen_pos, seen_end)
+
+
+def quantise_queries(queries, scale, offset, per_row):
+    """Symmetric int8 quantisation of the users for :func:`score_int8_int8`.
+
+    Folds a per-dimension ``scale`` into the user vector first. Returns ``(levels int8 [n, d],
+    user_scale float32 [n], user_sum float32 [n], user_const float32 [n])`` with
+    ``queries[i] . decode(r) ~= user_scale[i] * row_scale[r] * (levels[i] . codes[r])
+    + row_offset[r] * user_sum[i] + user_const[i]`` (row terms 1 and 0 for ``axis=dim``).
+    """
+    queries = np.asarray(queries, dtype=np.float32)
+    folded = queries if per_row else queries * scale[None, :]
+    peak = np.abs(folded).max(axis=1)
+    user_scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+    levels = np.clip(np.rint(folded / user_scale[:, None]), -127, 127).astype(np.int8)
+    user_sum = queries.sum(axis=1, dtype=np.float32)
+    if per_row or offset.shape[0] == 0:
+        user_const = np.zeros(queries.shape[0], np.float32)
+    else:
+        user_const = (queries @ offset).astype(np.float32)
+    return levels, user_scale, user_sum, user_const
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def score_int8_int8(levels, user_scale, user_sum, user_const, codes, scale, offset, per_row,
+                    item_map, seen_indices, seen_start, seen_end, heap_scores, heap_ids):
+    """Top-k with int8 users x int8 items accumulated in int32 (see :func:`quantise_queries`)."""
+    n_queries = levels.shape[0]
+    n_rows, dim = codes.shape
+    has_offset = per_row and offset.shape[0] > 0
+    n_tiles = (n_queries + USERS_PER_TILE - 1) // USERS_PER_TILE
+    for tile in prange(n_tiles):
+        first = tile * USERS_PER_TILE
+        stop = min(n_queries, first + USERS_PER_TILE)
+        n_users = stop - first
+        seen_pos = seen_start[first:stop].copy()
+        buffer = np.empty((n_users, ITEMS_PER_TILE), dtype=np.float32)
+        for row0 in range(0, n_rows, ITEMS_PER_TILE):
+            row1 = min(n_rows, row0 + ITEMS_PER_TILE)
+            if row1 - row0 < ITEMS_PER_TILE:
+                buffer = np.empty((n_users, row1 - row0), dtype=np.float32)
+            for r in range(row1 - row0):
+                row = row0 + r
+                item_codes = codes[row]
+                row_scale = scale[row] if per_row else np.float32(1.0)
+                row_offset = offset[row] if has_offset else np.float32(0.0)
+                for u in range(n_users):
+                    user = levels[first + u]
+                    acc = np.int32(0)
+                    for t in range(dim):
+                        acc += np.int32(np.int16(user[t]) * np.int16(item_codes[t]))
+                    buffer[u, r] = (user_scale[first + u] * row_scale * np.float32(acc)
+                                    + row_offset * user_sum[first + u] + user_const[first + u])
+            push_tile(heap_scores, heap_ids, first, buffer, row0, item_map,
+                      seen_indices, seen_pos, seen_end)

@@ -1,0 +1,252 @@
+"""Top-k retrieval straight from a model's (compressed) tables.
+
+:func:`recommend` validates its inputs once, walks the users in batches (memory: the tables plus
+one batch), decodes each batch's user rows with ``model.users.decode(rows)`` and hands them to the
+Numba scorer of the item table's storage (:mod:`cfprune.kernels`), which fuses scoring, the
+seen-item filter and the bounded top-k selection. Two-stage retrieval takes ``candidates`` items
+per user from ``model.items`` and re-ranks them exactly with ``model.rerank`` (or with the decoded
+item table when the model has no re-rank table).
+"""
+
+from __future__ import annotations
+
+import numbers
+from contextlib import contextmanager
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from cfprune.errors import ShapeError
+from cfprune.kernels.dense import float16_lookup, score_dense, score_float16
+from cfprune.kernels.int4 import score_int4
+from cfprune.kernels.int8 import quantise_queries, score_int8, score_int8_int8
+from cfprune.kernels.pq import score_pq
+from cfprune.kernels.pruned import push_fallback
+from cfprune.kernels.rerank import rerank_dense, rerank_int8
+from cfprune.kernels.sparse import score_sparse
+from cfprune.kernels.topk import new_heaps, sort_heaps
+
+DEFAULT_BATCH_SIZE = 4096
+INT8_ROUTES = ("float", "int8")
+_EMPTY_MAP = np.empty(0, dtype=np.int32)
+_EMPTY_F32 = np.empty(0, dtype=np.float32)
+_HALF_LOOKUP = float16_lookup()
+
+
+def recommend(model, users, user_items, k=10, filter_seen=True, candidates=None,
+              batch_size=None, num_threads=None, *, int8_route="float"):
+    """Top-k items by inner product for ``users`` of ``model``, skipping each user's items.
+
+    Parameters
+    ----------
+    model : FactorModel
+        Any storages for ``users``, ``items`` and the optional ``rerank`` table.
+    users : int or int array [n]
+        User rows of the model.
+    user_items : scipy.sparse matrix [n, n_items] or [n_users, n_items], or None
+        The users' known items: one row per entry of ``users`` (``implicit``'s convention) or
+        one row per model user, indexed by user id; when ``n == n_users`` the first reading
+        applies. Stored entries count as seen. May be None when ``filter_seen`` is False.
+    k : int
+        Items per user; beyond the eligible items the rows are padded with id -1, score -inf.
+    filter_seen : bool
+        Skip the items of each user's row of ``user_items``.
+    candidates : int or None
+        Two-stage retrieval: this many candidates from ``model.items``, re-ranked exactly with
+        ``model.rerank`` (or the decoded item table). Default: ``model.candidates`` (or ``10 * k``)
+        when the model has a re-rank table, else single stage.
+    batch_size : int or None
+        Users per batch (default 4096).
+    num_threads : int or None
+        Numba threads for this call (default: Numba's current setting); BLAS runs
+        single-threaded inside the kernels.
+    int8_route : {"float", "int8"}
+        For int8 item tables: float32 users against decoded tiles (exact over the decoded
+        table), or users quantised to int8 with int32 accumulation (approximate).
+
+    Returns
+    -------
+    ids : int32 [n, k]; scores : float32 [n, k]
+        Best first; ties broken by lower item id.
+    """
+    k = _positive_int(k, "k")
+    rows = _user_rows(users, model.n_users)
+    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else _positive_int(batch_size,
+                                                                               "batch_size")
+    if int8_route not in INT8_ROUTES:
+        raise ShapeError(f"int8_route={int8_route!r}; expected one of {INT8_ROUTES}")
+    seen_indices, seen_start, seen_end = _seen_rows(user_items, rows, model, filter_seen)
+    n_candidates = _candidate_count(model, candidates, k)
+
+    ids = np.empty((rows.shape[0], k), dtype=np.int32)
+    scores = np.empty((rows.shape[0], k), dtype=np.float32)
+    with _threads(num_threads), threadpool_limits(limits=1, user_api="blas"):
+        for first in range(0, rows.shape[0], batch_size):
+            stop = min(rows.shape[0], first + batch_size)
+            batch = rows[first:stop]
+            queries = _decode_users(model, batch)
+            start, end = seen_start[first:stop], seen_end[first:stop]
+            if n_candidates is None:
+                heap_scores, heap_ids = _scan(model.items, queries, k, seen_indices, start, end,
+                                              int8_route)
+            else:
+                cand_scores, cand_ids = _scan(model.items, queries, n_candidates, seen_indices,
+                                              start, end, int8_route)
+                heap_scores, heap_ids = _rerank(model, queries, cand_ids, k)
+            ids[first:stop] = heap_ids
+            scores[first:stop] = heap_scores
+    return ids, scores
+
+
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ShapeError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _user_rows(users, n_users):
+    """int64 [n]: validated user rows."""
+    arr = np.atleast_1d(np.asarray(users))
+    if arr.ndim != 1:
+        raise ShapeError(f"users must be an int or a 1-D int array, got shape {arr.shape}")
+    if arr.size == 0:
+        return np.empty(0, dtype=np.int64)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ShapeError(f"users must be integers, got dtype {arr.dtype}")
+    bad = np.flatnonzero((arr < 0) | (arr >= n_users))
+    if bad.size:
+        raise ShapeError(f"users out of range [0, {n_users}): {arr[bad[:10]].tolist()} "
+                         f"at positions {bad[:10].tolist()}")
+    return arr.astype(np.int64)
+
+
+def _seen_rows(user_items, rows, model, filter_seen):
+    """(indices int32 [nnz], start int64 [n], end int64 [n]): each query's sorted seen items."""
+    n = rows.shape[0]
+    empty = (np.empty(0, dtype=np.int32), np.zeros(n, dtype=np.int64),
+             np.zeros(n, dtype=np.int64))
+    if not filter_seen or user_items is None:
+        return empty
+    if not sp.issparse(user_items):
+        raise ShapeError(f"user_items must be a scipy.sparse CSR matrix, got "
+                         f"{type(user_items).__name__}")
+    n_rows, n_cols = user_items.shape
+    if n_cols != model.n_items:
+        raise ShapeError(f"user_items has {n_cols} columns but the model has {model.n_items} "
+                         f"items")
+    if n_rows == n:
+        lookup = np.arange(n, dtype=np.int64)
+    elif n_rows == model.n_users:
+        lookup = rows
+    else:
+        raise ShapeError(f"user_items has {n_rows} rows; expected one per requested user ({n}) "
+                         f"or one per model user ({model.n_users})")
+    csr = sp.csr_matrix(user_items)
+    if not csr.has_sorted_indices:
+        csr = csr.copy()
+        csr.sort_indices()
+    indptr = csr.indptr.astype(np.int64, copy=False)
+    return (np.ascontiguousarray(csr.indices, dtype=np.int32), indptr[lookup],
+            indptr[lookup + 1])
+
+
+def _candidate_count(model, candidates, k):
+    """Candidates per user for two-stage retrieval, or None for a single stage."""
+    if candidates is None:
+        if getattr(model, "rerank", None) is None:
+            return None
+        own = getattr(model, "candidates", None)
+        return max(k, own if own is not None else 10 * k)
+    return max(k, _positive_int(candidates, "candidates"))
+
+
+@contextmanager
+def _threads(num_threads):
+    """Set Numba's thread count for the block and restore it after."""
+    if num_threads is None:
+        yield
+        return
+    num_threads = _positive_int(num_threads, "num_threads")
+    limit = numba.config.NUMBA_NUM_THREADS
+    if num_threads > limit:
+        raise ShapeError(f"num_threads={num_threads} exceeds Numba's limit of {limit} "
+                         f"(NUMBA_NUM_THREADS)")
+    before = numba.get_num_threads()
+    numba.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
+def _decode_users(model, rows):
+    """float32 [n, d] C-contiguous user vectors; ShapeError naming rows with NaN/Inf."""
+    queries = np.ascontiguousarray(model.users.decode(rows), dtype=np.float32)
+    finite = np.isfinite(queries).all(axis=1)
+    if not finite.all():
+        bad = rows[~finite]
+        raise ShapeError(f"user vectors hold NaN or Inf in {bad.size} rows: "
+                         f"{bad[:10].tolist()}")
+    return queries
+
+
+def _scan(table, queries, k, seen_indices, seen_start, seen_end, int8_route):
+    """Heaps (scores float32 [n, k], ids int32 [n, k]), sorted, from one pass over ``table``."""
+    heap_scores, heap_ids = new_heaps(queries.shape[0], k)
+    seen = (seen_indices, seen_start, seen_end, heap_scores, heap_ids)
+    item_map = _EMPTY_MAP
+    inner = table
+    if table.storage == "pruned":
+        inner, item_map = table.inner, table.kept
+    storage = inner.storage
+    if storage == "dense":
+        score_dense(queries, inner.data, item_map, *seen)
+    elif storage == "fp16":
+        score_float16(queries, inner.data.view(np.uint16), _HALF_LOOKUP, item_map, *seen)
+    elif storage in ("int8", "int4"):
+        offset = _EMPTY_F32 if inner.offset is None else inner.offset
+        per_row = inner.axis == "row"
+        if storage == "int4":
+            score_int4(queries, inner.codes, inner.scale, offset, per_row, item_map, *seen)
+        elif int8_route == "int8":
+            levels, user_scale, user_sum, user_const = quantise_queries(queries, inner.scale,
+                                                                        offset, per_row)
+            score_int8_int8(levels, user_scale, user_sum, user_const, inner.codes, inner.scale,
+                            offset, per_row, item_map, *seen)
+        else:
+            score_int8(queries, inner.codes, inner.scale, offset, per_row, item_map, *seen)
+    elif storage == "pq":
+        rotated = queries if inner.rotation is None else np.ascontiguousarray(
+            queries @ inner.rotation, dtype=np.float32)
+        score_pq(rotated, inner.codes, inner.codebooks, inner.bounds, item_map, *seen)
+    elif storage == "sparse":
+        score_sparse(queries, inner.indptr, inner.indices, inner.data, item_map, *seen)
+    else:
+        raise ShapeError(f"no retrieval kernel for item storage {storage!r}")
+    if table.storage == "pruned" and table.fallback is not None:
+        push_fallback(queries, table.fallback, table.kept, table.n_rows, *seen)
+    sort_heaps(heap_scores, heap_ids)
+    return heap_scores, heap_ids
+
+
+def _rerank(model, queries, cand_ids, k):
+    """Sorted heaps of the top-k of ``cand_ids`` int32 [n, k'] (-1: none), scored exactly."""
+    table = model.rerank if model.rerank is not None else model.items
+    heap_scores, heap_ids = new_heaps(queries.shape[0], k)
+    if table.storage == "dense":
+        rerank_dense(queries, table.data, cand_ids.astype(np.int64), cand_ids,
+                     heap_scores, heap_ids)
+    elif table.storage == "int8":
+        offset = _EMPTY_F32 if table.offset is None else table.offset
+        rerank_int8(queries, table.codes, table.scale, offset, table.axis == "row",
+                    cand_ids.astype(np.int64), cand_ids, heap_scores, heap_ids)
+    else:
+        present = cand_ids >= 0
+        rows = np.unique(cand_ids[present])
+        decoded = np.ascontiguousarray(table.decode(rows), dtype=np.float32)
+        cand_rows = np.where(present, np.searchsorted(rows, cand_ids), -1).astype(np.int64)
+        rerank_dense(queries, decoded, cand_rows, cand_ids, heap_scores, heap_ids)
+    sort_heaps(heap_scores, heap_ids)
+    return heap_scores, heap_ids

@@ -1,0 +1,264 @@
+"""Every scorer's top-k equals the brute force over the independently decoded table."""
+
+import numpy as np
+from hypothesis import given, settings, strategies as st
+
+from cfprune.kernels.dense import float16_lookup, score_dense, score_float16
+from cfprune.kernels.int4 import score_int4
+from cfprune.kernels.int8 import quantise_queries, score_int8, score_int8_int8
+from cfprune.kernels.pq import score_pq
+from cfprune.kernels.pruned import push_fallback
+from cfprune.kernels.rerank import rerank_dense, rerank_int8
+from cfprune.kernels.sparse import score_sparse
+from cfprune.kernels.topk import new_heaps, sort_heaps
+from tests.reference_kernels import (assert_topk_matches, decode_affine, decode_csr, decode_pq,
+                                     pack_int4, topk_reference, unpack_int4)
+
+SETTINGS = settings(max_examples=25, deadline=None)
+EMPTY_MAP = np.empty(0, dtype=np.int32)
+
+
+@st.composite
+def problems(draw, max_items=300, max_dim=12):
+    """A random retrieval problem: users, sizes, k (possibly beyond the catalogue), seen rows
+    (some empty, some full), and whether values are small integers (to force ties)."""
+    n_users = draw(st.integers(1, 20))
+    n_items = draw(st.integers(1, max_items))
+    dim = draw(st.integers(1, max_dim))
+    k = draw(st.integers(1, n_items + 5))
+    ties = draw(st.booleans())
+    seed = draw(st.integers(0, 2 ** 32 - 1))
+    rng = np.random.default_rng(seed)
+    seen = []
+    for _ in range(n_users):
+        kind = rng.integers(0, 4)
+        if kind == 0:
+            seen.append(set())
+        elif kind == 1:
+            seen.append(set(range(n_items)))
+        else:
+            size = int(rng.integers(0, n_items + 1))
+            seen.append(set(rng.choice(n_items, size=size, replace=False).tolist()))
+    return dict(n_users=n_users, n_items=n_items, dim=dim, k=k, ties=ties, rng=rng, seen=seen)
+
+
+def values(p, shape):
+    """float32 values: small integers when the problem asks for ties, else normal."""
+    if p["ties"]:
+        return p["rng"].integers(-2, 3, size=shape).astype(np.float32)
+    return p["rng"].standard_normal(shape).astype(np.float32)
+
+
+def seen_arrays(seen):
+    """(indices int32, start int64, end int64) of per-user seen sets, sorted per row."""
+    rows = [np.array(sorted(s), dtype=np.int32) for s in seen]
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    end = np.cumsum(lengths)
+    indices = np.concatenate(rows) if rows else np.empty(0, np.int32)
+    return np.ascontiguousarray(indices, dtype=np.int32), end - lengths, end
+
+
+def run(kernel, queries, table_args, p, k=None, item_map=EMPTY_MAP, heaps=None):
+    k = p["k"] if k is None else k
+    heap_scores, heap_ids = new_heaps(queries.shape[0], k) if heaps is None else heaps
+    kernel(queries, *table_args, item_map, *seen_arrays(p["seen"]), heap_scores, heap_ids)
+    sort_heaps(heap_scores, heap_ids)
+    return heap_ids, heap_scores
+
+
+def check(p, queries, decoded, ids, scores, valid=None, rtol=1e-4):
+    exact = queries.astype(np.float64) @ decoded.T
+    assert_topk_matches(ids, scores, exact, p["k"], p["seen"], valid, rtol=rtol)
+
+
+@SETTINGS
+@given(problems())
+def test_dense_float32(p):
+    q = values(p, (p["n_users"], p["dim"]))
+    items = values(p, (p["n_items"], p["dim"]))
+    ids, scores = run(score_dense, q, (items,), p)
+    check(p, q, items.astype(np.float64), ids, scores)
+
+
+@SETTINGS
+@given(problems())
+def test_dense_float32_ids_exact_with_integer_factors(p):
+    """Integer factors make every score exact: ids must equal the argsort reference exactly."""
+    rng = p["rng"]
+    q = rng.integers(-3, 4, size=(p["n_users"], p["dim"])).astype(np.float32)
+    items = rng.integers(-3, 4, size=(p["n_items"], p["dim"])).astype(np.float32)
+    ids, scores = run(score_dense, q, (items,), p)
+    ref_ids, ref_scores = topk_reference(q.astype(np.float64) @ items.T, p["k"], p["seen"])
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_array_equal(scores, ref_scores.astype(np.float32))
+
+
+@SETTINGS
+@given(problems())
+def test_float16(p):
+    q = values(p, (p["n_users"], p["dim"]))
+    items = values(p, (p["n_items"], p["dim"])).astype(np.float16)
+    ids, scores = run(score_float16, q, (items.view(np.uint16), float16_lookup()), p)
+    check(p, q, items.astype(np.float64), ids, scores)
+
+
+def affine_params(p, n, per_row, symmetric):
+    rng = p["rng"]
+    scale = (rng.random(n) * 0.1 + 0.01).astype(np.float32)
+    offset = None if symmetric else (rng.standard_normal(n) * 0.1).astype(np.float32)
+    if p["ties"]:
+        scale[:] = 0.5
+        if offset is not None:
+            offset[:] = 0.25
+    return scale, offset
+
+
+@SETTINGS
+@given(problems(), st.booleans(), st.booleans())
+def test_int8_float_users(p, per_row, symmetric):
+    codes = p["rng"].integers(-128, 128, size=(p["n_items"], p["dim"])).astype(np.int8)
+    scale, offset = affine_params(p, p["n_items"] if per_row else p["dim"], per_row, symmetric)
+    q = values(p, (p["n_users"], p["dim"]))
+    off = np.empty(0, np.float32) if offset is None else offset
+    ids, scores = run(score_int8, q, (codes, scale, off, per_row), p)
+    check(p, q, decode_affine(codes, scale, offset, per_row), ids, scores)
+
+
+@SETTINGS
+@given(problems(), st.booleans(), st.booleans())
+def test_int8_int8_users_close_to_decoded(p, per_row, symmetric):
+    """The int8 x int8 route is approximate: its scores, recomputed exactly for the ids it
+    returns, must be within the user-quantisation error of the true top-k scores."""
+    codes = p["rng"].integers(-128, 128, size=(p["n_items"], p["dim"])).astype(np.int8)
+    scale, offset = affine_params(p, p["n_items"] if per_row else p["dim"], per_row, symmetric)
+    q = values(p, (p["n_users"], p["dim"]))
+    off = np.empty(0, np.float32) if offset is None else offset
+    levels, user_scale, user_sum, user_const = quantise_queries(q, scale, off, per_row)
+    heap_scores, heap_ids = new_heaps(q.shape[0], p["k"])
+    score_int8_int8(levels, user_scale, user_sum, user_const, codes, scale, off, per_row,
+                    EMPTY_MAP, *seen_arrays(p["seen"]), heap_scores, heap_ids)
+    sort_heaps(heap_scores, heap_ids)
+    decoded = decode_affine(codes, scale, offset, per_row)
+    exact = q.astype(np.float64) @ decoded.T
+    ref_ids, ref_scores = topk_reference(exact, p["k"], p["seen"])
+    np.testing.assert_array_equal(heap_ids < 0, ref_ids < 0)
+    present = ref_ids >= 0
+    # each user's rounding moves any score by at most |u - u_hat| . |decoded row|
+    folded = q if per_row else q * scale
+    err = np.abs(folded - levels * user_scale[:, None])
+    levels_abs = np.abs(codes.astype(np.float64)) * (scale[:, None] if per_row else 1.0)
+    bound = (err.astype(np.float64) @ levels_abs.T).max(axis=1, keepdims=True) + 1e-4
+    bound = np.broadcast_to(bound, present.shape)
+    true_of_returned = np.take_along_axis(exact, np.maximum(heap_ids, 0), axis=1)
+    assert np.all(np.abs(heap_scores - true_of_returned)[present] <= bound[present] + 1e-3)
+    assert np.all(true_of_returned[present] >= ref_scores[present] - 2 * bound[present] - 1e-3)
+
+
+@SETTINGS
+@given(problems(), st.booleans(), st.booleans())
+def test_int4(p, per_row, symmetric):
+    levels = p["rng"].integers(0, 16, size=(p["n_items"], p["dim"]))
+    packed = pack_int4(levels)
+    np.testing.assert_array_equal(unpack_int4(packed, p["dim"]), levels)
+    scale, offset = affine_params(p, p["n_items"] if per_row else p["dim"], per_row, symmetric)
+    q = values(p, (p["n_users"], p["dim"]))
+    off = np.empty(0, np.float32) if offset is None else offset
+    ids, scores = run(score_int4, q, (packed, scale, off, per_row), p)
+    check(p, q, decode_affine(unpack_int4(packed, p["dim"]), scale, offset, per_row), ids, scores)
+
+
+@SETTINGS
+@given(problems(), st.integers(1, 4), st.sampled_from([1, 4, 16, 256]), st.booleans())
+def test_pq(p, m_wanted, ksub, rotate):
+    rng = p["rng"]
+    m = min(m_wanted, p["dim"])
+    bounds = np.linspace(0, p["dim"], m + 1).round().astype(np.int32)
+    codebooks = values(p, (ksub, p["dim"]))
+    codes = rng.integers(0, ksub, size=(p["n_items"], m)).astype(np.uint8)
+    rotation = None
+    if rotate:
+        rotation = np.linalg.qr(rng.standard_normal((p["dim"], p["dim"])))[0].astype(np.float32)
+    q = values(p, (p["n_users"], p["dim"]))
+    rotated = q if rotation is None else np.ascontiguousarray(q @ rotation, dtype=np.float32)
+    ids, scores = run(score_pq, rotated, (codes, codebooks, bounds), p)
+    decoded = decode_pq(codes, codebooks, bounds, rotation)
+    check(p, q, decoded, ids, scores, rtol=1e-4 if rotation is None else 1e-3)
+
+
+@SETTINGS
+@given(problems(), st.floats(0.0, 1.0), st.sampled_from([np.uint8, np.uint16, np.int32]))
+def test_sparse(p, density, index_dtype):
+    dense = values(p, (p["n_items"], p["dim"]))
+    dense[p["rng"].random(dense.shape) > density] = 0.0
+    indptr = np.zeros(p["n_items"] + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum((dense != 0).sum(axis=1))
+    rows, cols = np.nonzero(dense)
+    indices = cols.astype(index_dtype)
+    data = dense[rows, cols].astype(np.float32)
+    q = values(p, (p["n_users"], p["dim"]))
+    ids, scores = run(score_sparse, q, (indptr, indices, data), p)
+    check(p, q, decode_csr(indptr, indices, data, p["dim"]), ids, scores)
+
+
+@SETTINGS
+@given(problems(), st.floats(0.0, 1.0), st.booleans())
+def test_pruned_rows_with_and_without_fallback(p, keep_fraction, with_fallback):
+    """Scan only the kept rows (mapped to their ids), then the fallback for the others."""
+    rng = p["rng"]
+    kept = np.flatnonzero(rng.random(p["n_items"]) < keep_fraction).astype(np.int32)
+    inner = values(p, (kept.size, p["dim"]))
+    fallback = values(p, (p["dim"],))
+    q = values(p, (p["n_users"], p["dim"]))
+    heaps = new_heaps(q.shape[0], p["k"])
+    seen = seen_arrays(p["seen"])
+    score_dense(q, inner, kept, *seen, *heaps)
+    decoded = np.zeros((p["n_items"], p["dim"]))
+    decoded[kept] = inner
+    valid = np.zeros(p["n_items"], dtype=bool)
+    valid[kept] = True
+    if with_fallback:
+        push_fallback(q, fallback, kept, p["n_items"], *seen, *heaps)
+        decoded[~valid] = fallback
+        valid = None
+    sort_heaps(*heaps)
+    check(p, q, decoded, heaps[1], heaps[0], valid)
+
+
+@SETTINGS
+@given(problems(), st.booleans(), st.booleans())
+def test_rerank_dense_and_int8(p, use_int8, per_row):
+    """Re-ranking random candidate lists (with -1 holes) equals the brute force over them."""
+    rng = p["rng"]
+    n_cand = int(rng.integers(1, p["n_items"] + 3))
+    cand = np.full((p["n_users"], n_cand), -1, dtype=np.int32)
+    for i in range(p["n_users"]):
+        take = rng.permutation(p["n_items"])[:int(rng.integers(0, min(n_cand, p["n_items"]) + 1))]
+        cand[i, :take.size] = take
+        rng.shuffle(cand[i])
+    q = values(p, (p["n_users"], p["dim"]))
+    heaps = new_heaps(q.shape[0], p["k"])
+    if use_int8:
+        codes = rng.integers(-128, 128, size=(p["n_items"], p["dim"])).astype(np.int8)
+        scale, offset = affine_params(p, p["n_items"] if per_row else p["dim"], per_row, False)
+        rerank_int8(q, codes, scale, offset, per_row, cand.astype(np.int64), cand, *heaps)
+        decoded = decode_affine(codes, scale, offset, per_row)
+    else:
+        table = values(p, (p["n_items"], p["dim"]))
+        rerank_dense(q, table, cand.astype(np.int64), cand, *heaps)
+        decoded = table.astype(np.float64)
+    sort_heaps(*heaps)
+    not_candidate = [set(range(p["n_items"])) - set(c[c >= 0].tolist()) for c in cand]
+    exact = q.astype(np.float64) @ decoded.T
+    assert_topk_matches(heaps[1], heaps[0], exact, p["k"], not_candidate)
+
+
+def test_signatures_do_not_grow():
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((5, 8)).astype(np.float32)
+    items = rng.standard_normal((40, 8)).astype(np.float32)
+    p = dict(k=3, seen=[{1, 2}, set(), {0}, set(range(40)), {39}])
+    run(score_dense, q, (items,), p)
+    before = len(score_dense.signatures)
+    for _ in range(3):
+        run(score_dense, q[:3], (items[:20],), dict(k=4, seen=p["seen"][:3]))
+    assert len(score_dense.signatures) == before
