@@ -1,0 +1,333 @@
+"""The Compressor contract: a method that turns a FactorModel into a smaller FactorModel.
+
+A method is a class with
+
+- ``name``: the word users type in a spec string (``"int8"``, ``"prune-rows"``, ...);
+- ``schema``: ``{parameter: Param}``, the parameters it takes with their type, default, allowed
+  range or choices and a one-line help. :mod:`cfprune.compress.spec` converts and validates spec
+  values with it and lists it in ``describe()``;
+- ``_compress(model, interactions) -> (FactorModel, info dict)``.
+
+scikit-learn conventions: parameters are given to ``__init__`` and stored as attributes of the
+same name, ``get_params()``/``set_params()`` read and change them, and ``fit`` leaves its learned
+state in attributes ending in ``_`` (``model_``, ``info_``). ``fit`` returns the compressed
+:class:`~cfprune.models.factors.FactorModel` (the project contract), not ``self``.
+
+Every compressed model records its provenance: ``model.spec`` is the previous spec followed by
+this step's canonical spec (``"a|b"``), and ``model.info["compression"]`` is a list with one dict
+per step (method, parameters, bytes before and after, and what the step measured or chose).
+``model.info["catalogue_coverage"]`` is the fraction of items that can still be recommended.
+
+Per-table methods derive from :class:`TableCompressor`: they take ``table=items|users|both`` and
+implement ``compress_table(table, ctx) -> (Table, info)``. A table that an earlier step row-pruned
+(:class:`~cfprune.tables.PrunedTable`) is compressed through its wrapper: the method sees the inner
+table of kept rows and the wrapper (kept ids, fallback) is kept.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import DataError, SpecError
+from ..models.factors import FactorModel
+from ..tables import PrunedTable
+
+SIDES = ("items", "users")
+TRUE_WORDS = ("true", "yes", "1", "on")
+FALSE_WORDS = ("false", "no", "0", "off")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a method.
+
+    kind : int, float, str or bool
+    default : the value when the parameter is not given (None only when ``optional``)
+    help : one line for ``describe()``
+    low, high : inclusive bounds for numbers (None: unbounded); ``low_open``/``high_open`` make
+        them exclusive
+    choices : the allowed words for a str parameter
+    optional : the value may be None, written ``none`` in a spec
+    """
+
+    kind: type
+    default: object
+    help: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple | None = None
+    optional: bool = False
+
+    def allowed(self):
+        """The allowed values in words, e.g. ``float in (0, 1]`` or ``one of norm|popularity``."""
+        if self.choices is not None:
+            text = "one of " + "|".join(self.choices)
+        elif self.kind is bool:
+            text = "true|false"
+        else:
+            text = self.kind.__name__
+            if self.low is not None or self.high is not None:
+                lo = "-inf" if self.low is None else _format_number(self.low)
+                hi = "inf" if self.high is None else _format_number(self.high)
+                text += f" in {'(' if self.low_open or self.low is None else '['}{lo}, " \
+                        f"{hi}{')' if self.high_open or self.high is None else ']'}"
+        if self.optional:
+            text += " or none"
+        return text
+
+    def convert(self, method, name, value):
+        """``value`` (a spec string or a Python value) as this parameter's type, checked against
+        its range; SpecError naming method, parameter, value and the allowed values otherwise."""
+        def bad(why=""):
+            return SpecError(f"{method}: {name}={value!r} is not allowed{why}; expected "
+                             f"{self.allowed()}")
+
+        if value is None or (isinstance(value, str) and value.strip().lower() == "none"
+                             and self.choices is None):
+            if self.optional:
+                return None
+            raise bad()
+        if self.kind is bool:
+            if isinstance(value, (bool, np.bool_)):
+                return bool(value)
+            word = str(value).strip().lower()
+            if word in TRUE_WORDS:
+                return True
+            if word in FALSE_WORDS:
+                return False
+            raise bad()
+        if self.kind is str:
+            word = str(value).strip().lower()
+            if self.choices is not None and word not in self.choices:
+                raise bad()
+            return word
+        if isinstance(value, (bool, np.bool_)):
+            raise bad()
+        try:
+            number = float(value.strip()) if isinstance(value, str) else float(value)
+        except (TypeError, ValueError):
+            raise bad() from None
+        if not math.isfinite(number):
+            raise bad(" (not finite)")
+        if self.kind is int:
+            if number != int(number):
+                raise bad(" (not an integer)")
+            number = int(number)
+        if self.low is not None and (number < self.low or (self.low_open and number == self.low)):
+            raise bad(" (out of range)")
+        if self.high is not None and (number > self.high or
+                                      (self.high_open and number == self.high)):
+            raise bad(" (out of range)")
+        return number
+
+
+TABLE_PARAM = {"table": Param(str, "items", "which factor table to compress",
+                              choices=("items", "users", "both"))}
+
+
+class Compressor:
+    """Base class of every compression method (see the module docstring)."""
+
+    name = ""
+    schema: dict = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = inspect.Signature(
+            [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=p.default)
+             for k, p in cls.schema.items()])
+
+    def __init__(self, **params):
+        self._explicit = set()
+        for key, p in self.schema.items():
+            setattr(self, key, p.default)
+        self.set_params(**params)
+
+    # parameters -------------------------------------------------------------------------------
+    def get_params(self, deep=True):
+        """dict: every parameter of the schema and its current value."""
+        return {k: getattr(self, k) for k in self.schema}
+
+    def set_params(self, **params):
+        """Set parameters (converted and checked by the schema); returns self."""
+        unknown = sorted(set(params) - set(self.schema))
+        if unknown:
+            raise SpecError(f"{self.name}: unknown parameter {', '.join(unknown)}; valid "
+                            f"parameters: {', '.join(self.schema) or '(none)'}")
+        for key, value in params.items():
+            setattr(self, key, self.schema[key].convert(self.name, key, value))
+            self._explicit.add(key)
+        self._check_params()
+        return self
+
+    def _check_params(self):
+        """Checks between parameters (one parameter's range is checked by its Param)."""
+
+    def spec_string(self):
+        """The canonical spec of this step: ``name`` then the parameters that differ from their
+        default, in schema order (``int8:axis=dim``)."""
+        parts = [f"{k}={format_value(v)}" for k, v in self.get_params().items()
+                 if v != self.schema[k].default]
+        return self.name + (":" + ",".join(parts) if parts else "")
+
+    def requires_interactions(self):
+        """True when ``fit`` needs the training interactions with these parameters."""
+        return False
+
+    # fitting ----------------------------------------------------------------------------------
+    def fit(self, model, interactions=None):
+        """Compress ``model``; returns the compressed FactorModel (also kept as ``model_``).
+
+        Parameters
+        ----------
+        model : FactorModel
+        interactions : Interactions or scipy CSR [n_users, n_items], optional
+            The training interactions, needed by popularity-based methods.
+        """
+        if not isinstance(model, FactorModel):
+            raise DataError(f"{self.name}: fit expects a FactorModel, got {type(model).__name__}")
+        matrix = interaction_matrix(interactions, model, self.name)
+        if matrix is None and self.requires_interactions():
+            raise DataError(f"{self.spec_string()} needs the training interactions: call "
+                            f"fit(model, interactions) (CLI: pass the training data)")
+        before = model.nbytes
+        compressed, info = self._compress(model, matrix)
+        step = {"method": self.name, "spec": self.spec_string(),
+                "params": jsonable(self.get_params()),
+                "nbytes_before": int(before), "nbytes_after": int(compressed.nbytes)}
+        step.update(jsonable(info))
+        model_info = dict(model.info)
+        model_info["compression"] = list(model_info.get("compression", [])) + [step]
+        model_info["catalogue_coverage"] = catalogue_coverage(compressed.items)
+        spec = "|".join(s for s in (model.spec, self.spec_string()) if s)
+        self.model_ = compressed.replace(spec=spec, info=model_info)
+        self.info_ = step
+        return self.model_
+
+    def _compress(self, model, interactions):
+        """(FactorModel, info dict): the work of the method. ``interactions`` is a CSR matrix
+        [n_users, n_items] or None."""
+        raise NotImplementedError
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items()
+                         if v != self.schema[k].default)
+        return f"{type(self).__name__}({args})"
+
+
+@dataclass
+class TableContext:
+    """What a per-table method may need besides the table itself.
+
+    side : "items" or "users"
+    model : the FactorModel being compressed
+    interactions : CSR [n_users, n_items] or None
+    rows : int64 [n_rows of the table]: the model row id of each row of the table (the kept ids
+        when the table is the inner table of a PrunedTable)
+    """
+
+    side: str
+    model: FactorModel
+    interactions: sp.csr_matrix | None
+    rows: np.ndarray
+
+
+class TableCompressor(Compressor):
+    """A method applied to one or both factor tables independently (parameter ``table``)."""
+
+    schema = dict(TABLE_PARAM)
+    through_pruned = True  # compress the inner table of a PrunedTable and keep the wrapper
+    changes_items = True
+
+    def sides(self):
+        return SIDES if self.table == "both" else (self.table,)
+
+    def compress_table(self, table, ctx):
+        """(Table, info dict): the compressed form of ``table`` (any storage)."""
+        raise NotImplementedError
+
+    def _compress(self, model, interactions):
+        if model.rerank is not None and "items" in self.sides():
+            raise SpecError(f"{self.spec_string()}: the model already has a re-rank table; "
+                            f"the step that adds it (pq:...,rerank=...) must be the last step "
+                            f"that changes the item table")
+        changes, info = {}, {}
+        for side in self.sides():
+            table = getattr(model, side)
+            if isinstance(table, PrunedTable) and self.through_pruned:
+                ctx = TableContext(side, model, interactions, table.kept.astype(np.int64))
+                inner, side_info = self.compress_table(table.inner, ctx)
+                new = PrunedTable(inner, table.kept, table.n_rows, table.fallback)
+            else:
+                ctx = TableContext(side, model, interactions, np.arange(table.n_rows))
+                new, side_info = self.compress_table(table, ctx)
+            side_info = dict(side_info)
+            side_info["storage"] = new.storage if not isinstance(new, PrunedTable) else \
+                f"pruned({new.inner.storage})"
+            side_info["nbytes"] = int(new.nbytes)
+            changes[side] = new
+            info[side] = side_info
+        return model.replace(**changes), info
+
+
+def interaction_matrix(interactions, model, method):
+    """The CSR [n_users, n_items] of ``interactions`` (Interactions or sparse), checked against
+    the model's shape; None when not given."""
+    if interactions is None:
+        return None
+    matrix = getattr(interactions, "matrix", interactions)
+    if not sp.issparse(matrix):
+        raise DataError(f"{method}: interactions must be an Interactions or a scipy sparse "
+                        f"matrix, got {type(interactions).__name__}")
+    matrix = sp.csr_matrix(matrix)
+    if matrix.shape != (model.n_users, model.n_items):
+        raise DataError(f"{method}: the interactions are {matrix.shape[0]} users x "
+                        f"{matrix.shape[1]} items but the model has {model.n_users} users x "
+                        f"{model.n_items} items")
+    return matrix
+
+
+def catalogue_coverage(items):
+    """Fraction of items that can be recommended (rows not pruned out of the catalogue)."""
+    valid = items.valid_rows()
+    return 1.0 if valid is None else float(valid.mean()) if valid.size else 0.0
+
+
+def format_value(v):
+    """A parameter value as written in a canonical spec."""
+    if v is None:
+        return "none"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return _format_number(v)
+    return str(v)
+
+
+def _format_number(v):
+    text = repr(float(v))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def jsonable(obj):
+    """``obj`` with numpy scalars and arrays turned into JSON types."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    return obj

@@ -1,0 +1,110 @@
+"""Rank truncation: ``lowrank:rank=32,mode=joint|items|users``.
+
+``mode=joint`` (default) replaces the score matrix ``U V^T`` [users x items] by its
+Frobenius-optimal rank-r approximation, without ever forming it: with thin QR factorisations
+``U = Q_u R_u`` and ``V = Q_v R_v``, ``U V^T = Q_u (R_u R_v^T) Q_v^T``, so the SVD of the small
+``R_u R_v^T = A S B^T`` [d x d] gives the SVD of ``U V^T`` and its rank-r truncation
+``Q_u A_r S_r B_r^T Q_v^T``. It is written as the dense pair ``U' = Q_u A_r sqrt(S_r)``,
+``V' = Q_v B_r sqrt(S_r)`` (the singular values split evenly between the sides), whose product is
+that truncation exactly.
+
+``mode=items`` truncates the item table alone: ``V ~ P_r S_r W_r^T`` (thin SVD), written as
+``V' = P_r S_r``, ``U' = U W_r``, so ``U' V'^T = U (V W_r W_r^T)^T``. ``mode=users`` is the mirror
+image. Both cost more score error than the joint truncation at the same rank.
+
+Both tables come out dense float32 with ``rank`` columns (fewer when a side has fewer rows than
+``rank``; the step records ``rank_used``). A row-pruned table keeps its wrapper: the truncation is
+computed on its kept rows and its fallback vector is mapped by the same linear map as the rows
+(for the joint mode ``f' = f R^+ A_r sqrt(S_r)``, exact for a fallback in the span of the rows,
+such as their mean). Earlier storages are decoded to float first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import SpecError
+from ..tables import DenseTable, PrunedTable
+from .base import Compressor, Param
+
+
+def joint_truncation(u, v, rank):
+    """Rank-``rank`` factors (U' [n_u, r], V' [n_v, r], singular values [min(d,...)], maps
+    T_u [d, r], T_v [d, r]) of ``u v^T`` from float [n_u, d] and [n_v, d], computed in float64.
+
+    ``U' V'^T`` is the best rank-r approximation of ``u v^T`` in Frobenius norm; ``x @ T_u`` maps
+    any vector in the row span of ``u`` as its rows were mapped (likewise ``T_v``)."""
+    u = np.asarray(u, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64)
+    qu, ru = np.linalg.qr(u)
+    qv, rv = np.linalg.qr(v)
+    a, s, bt = np.linalg.svd(ru @ rv.T)
+    r = min(rank, s.shape[0])
+    root = np.sqrt(s[:r])
+    au = a[:, :r] * root
+    bv = bt[:r].T * root
+    return qu @ au, qv @ bv, s, np.linalg.pinv(ru) @ au, np.linalg.pinv(rv) @ bv
+
+
+def table_truncation(x, rank):
+    """(x' = P_r S_r [n, r], W_r [d, r], singular values) of the thin SVD ``x = P S W^T``."""
+    x = np.asarray(x, dtype=np.float64)
+    p, s, wt = np.linalg.svd(x, full_matrices=False)
+    r = min(rank, s.shape[0])
+    return p[:, :r] * s[:r], wt[:r].T, s
+
+
+def _parts(table):
+    """(float64 rows, wrapper or None): the stored rows of a table and its PrunedTable, if any."""
+    if isinstance(table, PrunedTable):
+        return table.inner.decode().astype(np.float64), table
+    return table.decode().astype(np.float64), None
+
+
+def _rewrap(rows, wrapper, mapping):
+    """A Table of ``rows`` [n, r], in ``wrapper``'s PrunedTable (fallback mapped) if given."""
+    dense = DenseTable(np.ascontiguousarray(rows, dtype=np.float32))
+    if wrapper is None:
+        return dense
+    fallback = None if wrapper.fallback is None else \
+        (wrapper.fallback.astype(np.float64) @ mapping).astype(np.float32)
+    return PrunedTable(dense, wrapper.kept, wrapper.n_rows, fallback)
+
+
+class LowRank(Compressor):
+    """Truncate the factorisation to a lower rank (jointly or one table at a time)."""
+
+    name = "lowrank"
+    schema = {
+        "rank": Param(int, 32, "rank kept (at most the model dimension)", low=1),
+        "mode": Param(str, "joint", "joint: best rank-r U V^T; items/users: SVD of one table",
+                      choices=("joint", "items", "users")),
+    }
+
+    def _compress(self, model, interactions):
+        if self.rank > model.dim:
+            raise SpecError(f"lowrank: rank={self.rank} exceeds the model dimension {model.dim}")
+        if model.rerank is not None:
+            raise SpecError("lowrank: the model has a re-rank table; put pq:...,rerank=... after "
+                            "lowrank")
+        u, u_wrap = _parts(model.users)
+        v, v_wrap = _parts(model.items)
+        d = model.dim
+        if self.mode == "joint":
+            u2, v2, s, tu, tv = joint_truncation(u, v, self.rank)
+            info = {"singular_values": s[: min(len(s), 2 * self.rank)],
+                    "energy_kept": float((s[: u2.shape[1]] ** 2).sum() / max((s ** 2).sum(),
+                                                                            1e-300))}
+        elif self.mode == "items":
+            v2, w, s = table_truncation(v, self.rank)
+            u2, tu, tv = u @ w, w, w
+            info = {"singular_values": s[: min(len(s), 2 * self.rank)]}
+        else:
+            u2, w, s = table_truncation(u, self.rank)
+            v2, tu, tv = v @ w, w, w
+            info = {"singular_values": s[: min(len(s), 2 * self.rank)]}
+        info["rank_used"] = int(u2.shape[1])
+        info["dim_before"] = int(d)
+        users = _rewrap(u2, u_wrap, tu)
+        items = _rewrap(v2, v_wrap, tv)
+        return model.replace(users=users, items=items), info

@@ -1,0 +1,168 @@
+"""Row pruning: ``prune-rows:keep=0.9,by=norm|popularity|budget``.
+
+Keeps a subset of a table's rows and stores them as a :class:`~cfprune.tables.PrunedTable`:
+
+- ``by=norm``: the ``round(keep * n)`` rows of largest L2 norm;
+- ``by=popularity``: the ``round(keep * n)`` rows with the most training interactions (items:
+  users who interacted; users: items interacted with) — needs the training interactions;
+- ``by=budget``: as many rows as fit in ``budget_bytes`` (the whole pruned table: kept ids, kept
+  rows in their current storage and the fallback), rows taken in ``order=norm|popularity``.
+  With ``table=both`` the budget applies to each table.
+
+Ties go to the lower row id. At least one row is kept.
+
+What a pruned row becomes (``fallback``):
+
+- users (``fallback=auto`` means ``mean``): the mean of the user rows before pruning, so a pruned
+  user is served the average user's ranking; ``zero`` stores a zero vector (every item scores 0
+  and ties fall to the lowest item ids); ``none`` stores nothing (rows decode as zeros and are
+  marked invalid).
+- items (``fallback=auto`` means ``none``): a pruned item leaves the catalogue: it is never
+  recommended (``valid_rows()`` False). ``fallback=mean`` instead gives every pruned item the mean
+  item row, so it stays recommendable with a generic score.
+
+The step records, per table, the rows kept and their fraction, and for items the catalogue
+coverage (fraction of items still recommendable) and, when the interactions are given, the
+fraction of training interactions that fall on kept items.
+
+A table that is already row-pruned is pruned further among its kept rows. Rows are selected in
+their current storage (dense, fp16, int8, int4, pq, sparse), so ``int8|prune-rows`` keeps the
+int8 codes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import SpecError
+from ..tables import (DenseTable, Float16Table, Int4Table, Int8Table, PQTable, PrunedTable,
+                      SparseTable)
+from .base import Param, TableCompressor
+
+
+def select_rows(table, rows):
+    """The Table holding rows ``rows`` (int array, in that order) of ``table``, in its storage."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if isinstance(table, (DenseTable, Float16Table)):
+        return type(table)(table.data[rows])
+    if isinstance(table, (Int8Table, Int4Table)):
+        if table.axis == "row":
+            scale = table.scale[rows]
+            offset = None if table.offset is None else table.offset[rows]
+        else:
+            scale, offset = table.scale, table.offset
+        return type(table)(table.codes[rows], scale, offset, axis=table.axis, dim=table.dim)
+    if isinstance(table, PQTable):
+        return PQTable(table.codes[rows], table.codebooks, table.bounds, table.rotation)
+    if isinstance(table, SparseTable):
+        return SparseTable.from_dense(table.decode(rows))
+    raise SpecError(f"prune-rows cannot select rows of a {table.storage!r} table")
+
+
+def rank_rows(scores):
+    """int64 [n]: row ids by decreasing score, ties to the lower id."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return np.lexsort((np.arange(scores.shape[0]), -scores))
+
+
+class PruneRows(TableCompressor):
+    """Keep the largest-norm, most popular, or budget-fitting rows of a table."""
+
+    name = "prune-rows"
+    schema = {
+        "keep": Param(float, 0.9, "fraction of rows kept (by=norm|popularity)", low=0.0,
+                      high=1.0, low_open=True),
+        "by": Param(str, "norm", "which rows to keep", choices=("norm", "popularity", "budget")),
+        "budget_bytes": Param(int, None, "by=budget: bytes the pruned table may take", low=1,
+                              optional=True),
+        "order": Param(str, "norm", "by=budget: rows taken by norm or popularity",
+                       choices=("norm", "popularity")),
+        "fallback": Param(str, "auto", "pruned rows: auto (users mean, items none), mean, zero "
+                          "or none (items leave the catalogue)",
+                          choices=("auto", "mean", "zero", "none")),
+        **TableCompressor.schema,
+    }
+    through_pruned = False
+
+    def _check_params(self):
+        if self.by == "budget" and self.budget_bytes is None:
+            raise SpecError("prune-rows: by=budget needs budget_bytes=<bytes>")
+        if self.by != "budget" and self.budget_bytes is not None:
+            raise SpecError(f"prune-rows: budget_bytes applies to by=budget, not by={self.by}")
+        if self.by != "budget" and "order" in self._explicit:
+            raise SpecError(f"prune-rows: order applies to by=budget, not by={self.by}")
+        if self.by == "budget" and "keep" in self._explicit:
+            raise SpecError("prune-rows: by=budget decides how many rows to keep; drop keep=")
+
+    def requires_interactions(self):
+        return "popularity" in (self.by, self.order if self.by == "budget" else None)
+
+    def compress_table(self, table, ctx):
+        if isinstance(table, PrunedTable):
+            inner, ids = table.inner, table.kept.astype(np.int64)
+        else:
+            inner, ids = table, np.arange(table.n_rows)
+        criterion = self.order if self.by == "budget" else self.by
+        if criterion == "norm":
+            scores = np.linalg.norm(inner.decode().astype(np.float64), axis=1)
+        else:
+            counts = _counts(ctx.interactions, ctx.side)
+            scores = counts[ids]
+        ranked = rank_rows(scores)
+        fallback = self._fallback(inner, ctx.side)
+        if self.by == "budget":
+            n_keep = self._fit_budget(inner, ids, ranked, table.n_rows, fallback)
+        else:
+            n_keep = max(1, int(np.floor(self.keep * inner.n_rows + 0.5)))
+        chosen = np.sort(ranked[:n_keep])
+        pruned = PrunedTable(select_rows(inner, chosen), ids[chosen], table.n_rows, fallback)
+        info = {"rows": int(table.n_rows), "kept": int(n_keep),
+                "kept_fraction": n_keep / max(table.n_rows, 1),
+                "fallback": "none" if fallback is None else self._fallback_rule(ctx.side)}
+        if ctx.side == "items":
+            valid = pruned.valid_rows()
+            info["catalogue_coverage"] = 1.0 if valid is None else float(valid.mean())
+            if ctx.interactions is not None:
+                counts = _counts(ctx.interactions, "items")
+                info["interactions_kept"] = float(counts[ids[chosen]].sum() /
+                                                  max(counts.sum(), 1))
+        return pruned, info
+
+    def _fallback_rule(self, side):
+        if self.fallback == "auto":
+            return "mean" if side == "users" else "none"
+        return self.fallback
+
+    def _fallback(self, inner, side):
+        """float32 [d] or None: what pruned rows decode to."""
+        rule = self._fallback_rule(side)
+        if rule == "none":
+            return None
+        if rule == "zero":
+            return np.zeros(inner.dim, np.float32)
+        return inner.decode().astype(np.float64).mean(axis=0).astype(np.float32)
+
+    def _fit_budget(self, inner, ids, ranked, n_rows, fallback):
+        """The largest number of top-ranked rows whose PrunedTable fits ``budget_bytes``."""
+        def size(n):
+            chosen = np.sort(ranked[:n])
+            return PrunedTable(select_rows(inner, chosen), ids[chosen], n_rows, fallback).nbytes
+
+        if size(1) > self.budget_bytes:
+            raise SpecError(f"prune-rows: budget_bytes={self.budget_bytes} cannot hold even one "
+                            f"row ({size(1)} bytes)")
+        lo, hi = 1, inner.n_rows
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if size(mid) <= self.budget_bytes:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+
+def _counts(interactions, side):
+    """int64 interaction counts per item (side="items") or per user."""
+    if side == "items":
+        return np.bincount(interactions.indices, minlength=interactions.shape[1]).astype(np.int64)
+    return np.diff(interactions.indptr).astype(np.int64)
