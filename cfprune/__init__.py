@@ -37,7 +37,7 @@ _LAZY = {
     "describe_methods": "cfprune.compress",
     "recommend": "cfprune.retrieval",
     "evaluate": "cfprune.evaluation",
-    "paired_difference": "cfprune.evaluation",
+    "paired_difference": "cfprune.uncertainty",
 }
 
 

@@ -42,6 +42,8 @@ def add_data_args(p, required=False):
     s.add_argument("--test-fraction", type=float, default=0.2)
     s.add_argument("--leave-last", type=int, default=1, help="k of the temporal split")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--save-split", metavar="DIR",
+                   help="also write the split as DIR/train.npz and DIR/test.npz (save_npz)")
 
 
 def add_model_args(p):
@@ -115,7 +117,25 @@ def train_test(args, need_test=True):
     if not (args.dataset or args.ratings):
         raise DataError("no interactions: give --dataset or --ratings (with split options), or "
                         "--train/--test files")
-    return make_split(args, load_data(args))
+    train, test = make_split(args, load_data(args))
+    if getattr(args, "save_split", None):
+        save_split(args.save_split, train, test)
+    return train, test
+
+
+def save_split(directory, train, test):
+    """Write train/test as scipy.sparse .npz files (atomically) for --train/--test."""
+    import io as _io
+
+    import scipy.sparse as sp
+
+    from .io import atomic_write
+    os.makedirs(directory, exist_ok=True)
+    for name, part in (("train", train), ("test", test)):
+        buffer = _io.BytesIO()
+        sp.save_npz(buffer, part.matrix.tocsr())
+        atomic_write(os.path.join(directory, f"{name}.npz"), lambda f: f.write(buffer.getvalue()))
+    print(f"wrote {directory}/train.npz and {directory}/test.npz", file=sys.stderr)
 
 
 def write_json(path, obj):
@@ -170,7 +190,8 @@ def cmd_train(args):
 
 
 def cmd_evaluate(args):
-    from .evaluation import compare, evaluate
+    from .evaluation import evaluate
+    from .uncertainty import compare
     model = load_model_arg(args)
     train, test = train_test(args)
     baseline = None
@@ -210,9 +231,6 @@ def cmd_recommend(args):
         train = None
     users = np.arange(model.n_users) if args.all_users or args.users is None else \
         np.asarray(args.users, dtype=np.int64)
-    if train is None:
-        import scipy.sparse as sp
-        train = sp.csr_matrix((model.n_users, model.n_items), dtype=np.float32)
     if args.scheduler or args.out:
         from .distributed import recommend_to_files
         written = recommend_to_files(model, users, train, k=args.k, out_dir=args.out,
@@ -233,7 +251,13 @@ def cmd_recommend(args):
 
 
 def cmd_compress(args):
-    from .compress import compress
+    from .compress import compress, describe
+    if args.help_methods:
+        print(describe())
+        return 0
+    if not args.method or not args.out:
+        raise DataError("compress needs --method SPEC and --out FILE (--help-methods lists the "
+                        "methods)")
     model = load_model_arg(args)
     interactions = None
     if args.train:
@@ -262,10 +286,10 @@ def cmd_import(args):
 
 def cmd_report(args):
     from .report import run_report
-    data = load_data(args) if (args.dataset or args.ratings) else None
+    data = load_data(args)
     run_report(data, out_dir=args.out, methods=args.methods, seed=args.seed,
                num_threads=args.threads or None, ks=tuple(args.k), quick=args.quick,
-               split=args.split, test_fraction=args.test_fraction)
+               split=args.split, test_fraction=args.test_fraction, leave_last=args.leave_last)
     return 0
 
 
@@ -320,11 +344,13 @@ def build_parser():
     p = sub.add_parser("compress", help="compress a model with a method spec")
     add_model_args(p)
     add_data_args(p)
-    p.add_argument("--method", required=True, metavar="SPEC",
+    p.add_argument("--method", metavar="SPEC",
                    help="e.g. 'prune-rows:keep=0.9,by=popularity|lowrank:rank=32|pq:m=8'")
+    p.add_argument("--help-methods", action="store_true",
+                   help="list every method and its parameters")
     p.add_argument("--train", help="training interactions (scipy.sparse .npz) for methods that "
                                    "need them")
-    p.add_argument("--out", required=True, help="compressed model file (.npz)")
+    p.add_argument("--out", help="compressed model file (.npz)")
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("import", help="make a cfprune model file from factors made elsewhere")
@@ -337,9 +363,13 @@ def build_parser():
     p = sub.add_parser("report", help="compression report: every method side by side")
     add_data_args(p, required=True)
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--methods", nargs="+", metavar="SPEC", help="custom sweep (spec strings)")
-    p.add_argument("--k", type=int, nargs="+", default=[10, 20, 50])
-    p.add_argument("--quick", action="store_true", help="a small sweep for a smoke run")
+    p.add_argument("--methods", nargs="+", metavar="SPEC",
+                   help="custom sweep: spec strings, e.g. int8 'lowrank:rank=32|int8' "
+                        "(default: every method at several budgets)")
+    p.add_argument("--k", type=int, nargs="+", default=[10, 20, 50],
+                   help="cut-offs evaluated (10, 20 and 50 are always included)")
+    p.add_argument("--quick", action="store_true",
+                   help="a smaller tuning grid and sweep for a smoke run")
     add_threads(p)
     p.set_defaults(func=cmd_report)
     return parser

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from cfprune.errors import ShapeError
+from cfprune.interactions import Interactions
 from cfprune.kernels.dense import float16_lookup, score_dense, score_float16
 from cfprune.kernels.int4 import score_int4
 from cfprune.kernels.int8 import quantise_queries, score_int8, score_int8_int8
@@ -48,7 +49,8 @@ def recommend(model, users, user_items, k=10, filter_seen=True, candidates=None,
     user_items : scipy.sparse matrix [n, n_items] or [n_users, n_items], or None
         The users' known items: one row per entry of ``users`` (``implicit``'s convention) or
         one row per model user, indexed by user id; when ``n == n_users`` the first reading
-        applies. Stored entries count as seen. May be None when ``filter_seen`` is False.
+        applies. Stored entries count as seen. An :class:`~cfprune.interactions.Interactions`
+        stands for its matrix. May be None when ``filter_seen`` is False.
     k : int
         Items per user; beyond the eligible items the rows are padded with id -1, score -inf.
     filter_seen : bool
@@ -127,8 +129,13 @@ def _seen_rows(user_items, rows, model, filter_seen):
     n = rows.shape[0]
     empty = (np.empty(0, dtype=np.int32), np.zeros(n, dtype=np.int64),
              np.zeros(n, dtype=np.int64))
-    if not filter_seen or user_items is None:
+    if not filter_seen:
         return empty
+    if user_items is None:
+        raise ShapeError("filter_seen=True needs user_items (the users' known items); pass "
+                         "filter_seen=False to rank every item")
+    if isinstance(user_items, Interactions):
+        user_items = user_items.matrix
     if not sp.issparse(user_items):
         raise ShapeError(f"user_items must be a scipy.sparse CSR matrix, got "
                          f"{type(user_items).__name__}")
