@@ -96,10 +96,19 @@ def load_arrays(path):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ModelFileError(f"model file {path} does not exist")
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            raise ModelFileError(f"{path} is not a readable cfprune model file (.npz): it has no "
+                                 f"zip header")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+    except ValueError as e:
+        if "allow_pickle" in str(e) or "pickled" in str(e):
+            raise ModelFileError(f"{path} holds pickled object arrays, which cfprune never loads: "
+                                 f"not a cfprune model file") from None
+        raise ModelFileError(f"{path} is not a readable cfprune model file (.npz): {e}") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise ModelFileError(f"{path} is not a readable cfprune model file (.npz): {e}") from None
     if "meta" not in arrays:
         raise ModelFileError(f"{path} has no 'meta' entry: not a cfprune model file")
