@@ -1,0 +1,180 @@
+"""run_report(): one call from an interaction log to report.md, report.json and the plots."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numba
+
+from .. import __version__
+from ..errors import DataError
+from ..interactions import Interactions
+from ..splits import random_split, temporal_split
+from .baseline import DEFAULT_GRID, QUICK_GRID, bpr_threads, train_baselines, tune_baselines
+from .plots import PLOTS, write_plots
+from .render import describe_params, write_json, write_markdown
+from .summary import summarise, summary_sentence
+from .sweep import (THROUGHPUT_K, check_specs, default_sweep, evaluate_baseline, paired_deltas,
+                    run_sweep)
+
+SCHEMA_VERSION = 1
+REPORT_KS = (10, 20, 50)
+SPLITS = ("random", "temporal")
+
+
+def run_report(data, out_dir, methods=None, seed=0, num_threads=None, ks=REPORT_KS, quick=False,
+               split="random", test_fraction=0.2, *, leave_last=1, grid=None, cache_dir=None,
+               n_resamples=1000, repeats=3, log=print):
+    """Tune and train the float32 baselines, sweep compression specs, write the report.
+
+    Parameters
+    ----------
+    data : Interactions
+        Implicit feedback (the stored values are the training confidences).
+    out_dir : path
+        Created if needed; receives ``report.md``, ``report.json``, the PNG plots and (unless
+        ``cache_dir`` is given) ``cache/tuning-<key>.json``.
+    methods : list of str or None
+        Spec strings of a custom sweep; None runs :func:`~cfprune.report.sweep.default_sweep`.
+    seed : int
+        Seeds the split, the training, the sampling of the compressions that sample and the
+        bootstrap: the same seed gives the same report.json figures (timings aside).
+    num_threads : int or None
+        Threads for training, evaluation and retrieval (None: all cores); every model is timed
+        with the same count.
+    ks : sequence of int
+        Cut-offs evaluated; 10, 20 and 50 are always added (the report's columns use them).
+    quick : bool
+        A smaller tuning grid and sweep (a smoke run).
+    split : {"random", "temporal"}
+        Per-user random hold-out of ``test_fraction``, or each user's last ``leave_last``.
+    grid : Grid or None
+        The ALS tuning grid (default :data:`~cfprune.report.baseline.DEFAULT_GRID`, or
+        ``QUICK_GRID`` when ``quick``).
+    cache_dir : path or None
+        Where the tuning results are cached (default ``out_dir/cache``).
+    n_resamples : int
+        Bootstrap resamples of each paired interval.
+    repeats : int
+        Timed rounds per throughput measurement (best kept).
+    log : callable(str) or None
+        Receives the lines printed as the report goes (baselines first, the summary last).
+
+    Returns
+    -------
+    dict
+        The content of report.json.
+    """
+    start_total = time.perf_counter()
+    say = log or (lambda text: None)
+    if not isinstance(data, Interactions):
+        raise DataError(f"run_report needs an Interactions log (e.g. load_movielens(name)."
+                        f"implicit()), got {type(data).__name__}")
+    if data.nnz == 0:
+        raise DataError(f"{data.name or 'the interaction log'} has no interactions")
+    specs = check_specs(methods) if methods else None
+    ks = tuple(sorted(set(int(k) for k in ks) | set(REPORT_KS)))
+    grid = grid or (QUICK_GRID if quick else DEFAULT_GRID)
+    out_dir = os.fspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    cache_dir = os.path.join(out_dir, "cache") if cache_dir is None else os.fspath(cache_dir)
+
+    train, test, split_info = _split(data, split, test_fraction, leave_last, seed)
+    tune_train, valid = random_split(train, test_fraction=grid.valid_fraction, seed=seed + 1)
+    split_info.update(valid_fraction=grid.valid_fraction, n_tune_train=tune_train.nnz,
+                      n_valid=valid.nnz)
+    tuning = tune_baselines(tune_train, valid, grid, seed=seed, num_threads=num_threads,
+                            cache_dir=cache_dir, log=say)
+    tuning.pop("from_cache")
+    als, bpr, seconds_train = train_baselines(train, tuning, grid, seed=seed,
+                                              num_threads=num_threads)
+
+    base_result, base = evaluate_baseline(als, train, test, ks=ks, num_threads=num_threads,
+                                          repeats=repeats)
+    bpr_result, bpr_figures = evaluate_baseline(bpr, train, test, ks=ks,
+                                                num_threads=num_threads, repeats=repeats)
+    split_info["n_test_users"] = base_result.n_users
+    tuning_common = {"grid": tuning["grid"], "cache_key": tuning["cache_key"]}
+    base.update(algorithm="als", seconds_train=seconds_train["als"],
+                params={**tuning["als"]["best"], "alpha": grid.alpha,
+                        "iterations": grid.iterations, "seed": seed},
+                tuning={**tuning_common, **tuning["als"]})
+    bpr_figures.update(algorithm="bpr", seconds_train=seconds_train["bpr"],
+                       params={**tuning["bpr"]["best"],
+                               "regularization": grid.bpr_regularization, "seed": seed,
+                               "threads": bpr_threads(train, num_threads)},
+                       tuning={**tuning_common, **tuning["bpr"]},
+                       delta_vs_als=paired_deltas(bpr_result, base_result,
+                                                  n_resamples=n_resamples, seed=seed))
+    name = data.name or "interactions"
+    say(f"{name}: {data.n_users:,} users x {data.n_items:,} items, {data.nnz:,} interactions; "
+        f"{split} split, {base_result.n_users:,} test users")
+    for label, figures in (("ALS", base), ("BPR", bpr_figures)):
+        m = figures["metrics"]
+        say(f"{label} float32 ({describe_params(figures)}): recall@10 {m['recall@10']:.4f}  "
+            f"recall@20 {m['recall@20']:.4f}  nDCG@10 {m['ndcg@10']:.4f}")
+
+    specs = specs if specs is not None else check_specs(default_sweep(als.dim, quick=quick))
+    rows, skipped = run_sweep(als, specs, train, test, base_result, ks=ks,
+                              num_threads=num_threads, seed=seed, n_resamples=n_resamples,
+                              repeats=repeats, log=say)
+    summary = summarise(rows, base)
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "cfprune_version": __version__,
+        "dataset": {"name": name, "n_users": data.n_users, "n_items": data.n_items,
+                    "nnz": data.nnz},
+        "split": split_info,
+        "settings": {"ks": list(ks), "seed": seed, "n_resamples": n_resamples,
+                     "confidence": 0.95, "throughput_k": THROUGHPUT_K,
+                     "threads": num_threads, "threads_label": _threads_label(num_threads),
+                     "timing_repeats": repeats, "quick": bool(quick),
+                     "custom_methods": methods is not None},
+        "baseline": base,
+        "bpr_baseline": bpr_figures,
+        "rows": rows,
+        "skipped": skipped,
+        "summary": summary,
+        "plots": dict(PLOTS),
+    }
+    write_plots(report, out_dir)
+    report["seconds_total"] = time.perf_counter() - start_total
+    write_json(os.path.join(out_dir, "report.json"), report)
+    write_markdown(os.path.join(out_dir, "report.md"), report)
+    _print_summary(say, report, out_dir)
+    return report
+
+
+def _split(data, split, test_fraction, leave_last, seed):
+    """(train, test, split dict) of ``data``."""
+    if split == "random":
+        train, test = random_split(data, test_fraction=test_fraction, seed=seed)
+        info = {"kind": "random", "test_fraction": test_fraction, "seed": seed}
+    elif split == "temporal":
+        train, test = temporal_split(data, k=leave_last)
+        info = {"kind": "temporal", "leave_last": leave_last, "test_fraction": 0.0,
+                "seed": seed}
+    else:
+        raise DataError(f"the report supports the splits {', '.join(SPLITS)}, not {split!r} "
+                        f"(strong generalisation needs fold-in of held-out users, which the "
+                        f"report does not do)")
+    info.update(n_train=train.nnz, n_test=test.nnz)
+    return train, test, info
+
+
+def _threads_label(num_threads):
+    n = numba.get_num_threads() if num_threads is None else int(num_threads)
+    return f"{n} thread{'s' if n != 1 else ''}"
+
+
+def _print_summary(say, report, out_dir):
+    rows = report["rows"]
+    say(f"{len(rows)} compressed models evaluated"
+        + (f", {len(report['skipped'])} skipped" if report["skipped"] else "")
+        + f" in {report['seconds_total']:.1f} s; wrote {os.path.join(out_dir, 'report.md')}, "
+          f"report.json and {len(report['plots'])} plots")
+    for b in report["summary"]["best_per_budget"]:
+        say(f"  best {b['budget']:>5}: {b['spec']} (recall@20 {b['recall@20']:.4f}, "
+            f"{b['ratio']:.1f}x)")
+    say(summary_sentence(report["summary"], report["baseline"]["bytes"]))

@@ -1,0 +1,198 @@
+"""Run a grid of compression specs against one float32 baseline: compress, evaluate, time.
+
+Every row of a sweep is one spec applied to the baseline model. Its metrics come from
+:func:`cfprune.evaluation.evaluate` on the same test users as the baseline (the baseline's ranked
+lists are scored once and lent to every row for ``overlap@k``), its change against the baseline
+from a paired bootstrap over those users (:func:`cfprune.uncertainty.paired_difference`), and its
+throughput from :func:`measure_throughput` with the same thread count as the baseline.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..compress import compress, parse_spec
+from ..errors import CfpruneError
+from ..evaluation import evaluate
+from ..uncertainty import paired_difference
+
+DELTA_METRICS = ("recall@20", "ndcg@20")
+THROUGHPUT_K = 10
+
+
+def default_sweep(dim, quick=False):
+    """The default list of specs for a baseline of ``dim`` factors.
+
+    Every method at one to three budgets, limited by ``dim`` (PQ needs ``m <= dim``, low rank and
+    distillation a rank below ``dim``); the per-table quantisers and magnitude pruning compress
+    both tables (``table=both``) so the bytes they save show in the whole model; row pruning
+    removes items only. ``quick`` keeps one budget of a few methods (a smoke run).
+    """
+    dim = int(dim)
+
+    def ranks(*divisors):
+        return [dim // d for d in divisors if 2 <= dim // d < dim]
+
+    if quick:
+        specs = ["fp16:table=both", "int8:axis=auto,table=both",
+                 "prune-rows:keep=0.5,by=popularity"]
+        specs += [f"lowrank:rank={r}" for r in ranks(4)]
+        specs += [f"pq:m={m},table=both" for m in (8,) if m <= dim]
+        return specs
+    specs = []
+    for by in ("norm", "popularity"):
+        specs += [f"prune-rows:keep={keep},by={by}" for keep in (0.75, 0.5)]
+    specs += [f"magnitude:sparsity={s},table=both" for s in (0.5, 0.8)]
+    specs += [f"lowrank:rank={r}" for r in ranks(2, 4, 8)]
+    specs += [f"lowrank:rank={r},mode=items" for r in ranks(2)]
+    specs += ["fp16:table=both", "int8:axis=auto,table=both", "int4:table=both"]
+    specs += [f"pq:m={m},table=both" for m in (4, 8, 16) if m <= dim]
+    if 8 <= dim:
+        specs += ["pq:m=8,rotation=opq,table=both", "pq:m=8,loss=anisotropic,table=both"]
+    specs += [f"distill:rank={r},threads=1" for r in ranks(4)]
+    specs += [f"lowrank:rank={r}|int8:table=both" for r in ranks(2)]
+    if 8 <= dim:
+        specs += ["prune-rows:keep=0.5,by=popularity|pq:m=8",
+                  "pq:m=8,rerank=int8,candidates=100"]
+    return specs
+
+
+def check_specs(specs):
+    """The specs, each parsed once so that a typo stops the report before any work (SpecError
+    naming the method, parameter and allowed values)."""
+    specs = [str(s) for s in specs]
+    for spec in specs:
+        parse_spec(spec)
+    return specs
+
+
+def measure_throughput(model, user_items, *, k=THROUGHPUT_K, num_threads=None, repeats=3,
+                       min_seconds=0.1):
+    """Users per second of ``model.recommend`` for every user, top-``k`` with seen filtering.
+
+    One warm-up pass, then ``repeats`` timed rounds; a round repeats the all-users pass until it
+    has run ``min_seconds``, and the best round's rate is returned.
+
+    Parameters
+    ----------
+    model : FactorModel
+    user_items : scipy CSR [n_users, n_items], the training interactions (filtered)
+    """
+    users = np.arange(model.n_users, dtype=np.int64)
+    model.recommend(users, user_items, k=k, filter_seen=True, num_threads=num_threads)
+    best = 0.0
+    for _ in range(max(int(repeats), 1)):
+        passes = 0
+        start = time.perf_counter()
+        while True:
+            model.recommend(users, user_items, k=k, filter_seen=True, num_threads=num_threads)
+            passes += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_seconds:
+                break
+        best = max(best, passes * users.size / elapsed)
+    return best
+
+
+def metric_subset(metrics, ks):
+    """The figures a report keeps of an evaluation: every ``name@k`` for ``k`` in ``ks``."""
+    suffixes = tuple(f"@{k}" for k in ks)
+    return {name: float(v) for name, v in metrics.items() if name.endswith(suffixes)}
+
+
+def paired_deltas(result, base_result, *, names=DELTA_METRICS, n_resamples=1000,
+                  confidence=0.95, seed=0):
+    """``{metric: {"diff", "low", "high", "significant"}}``: the paired bootstrap interval of
+    ``result - base_result`` per metric over the users both evaluated."""
+    _, ia, ib = np.intersect1d(result.users, base_result.users, assume_unique=True,
+                               return_indices=True)
+    out = {}
+    for name in names:
+        diff, low, high, significant = paired_difference(
+            result.per_user[name][ia], base_result.per_user[name][ib], n_resamples=n_resamples,
+            confidence=confidence, seed=seed)
+        out[name] = {"diff": diff, "low": low, "high": high, "significant": bool(significant)}
+    return out
+
+
+def evaluate_baseline(model, train, test, *, ks, num_threads=None, repeats=3):
+    """(EvaluationResult with ranked lists kept, dict of its report figures) of a baseline."""
+    start = time.perf_counter()
+    result = evaluate(model, train, test, ks=ks, num_threads=num_threads, keep_ranked=True,
+                      show_progress=False)
+    seconds_evaluate = time.perf_counter() - start
+    figures = {"bytes": int(model.nbytes), "bytes_per_item": model.nbytes / model.n_items,
+               "metrics": metric_subset(result.metrics, ks), "n_test_users": result.n_users,
+               "users_per_second": measure_throughput(model, _csr(train),
+                                                      num_threads=num_threads, repeats=repeats),
+               "seconds_evaluate": seconds_evaluate}
+    return result, figures
+
+
+def run_sweep(baseline, specs, train, test, base_result, *, ks, num_threads=None, seed=0,
+              n_resamples=1000, repeats=3, log=None):
+    """Compress ``baseline`` by every spec and measure each result.
+
+    Parameters
+    ----------
+    baseline : FactorModel (float32)
+    specs : list of str
+    train, test : Interactions (train: the compression's interactions and the seen filter)
+    base_result : EvaluationResult of the baseline with ``keep_ranked=True``
+    ks : tuple of int (must hold 10, 20 and 50 for the report's columns)
+    num_threads : int or None, for evaluation and throughput alike
+    seed : int, of the bootstrap
+    log : callable(str) or None, told about skipped specs
+
+    Returns
+    -------
+    rows : list of dict
+        ``{"spec", "bytes", "ratio", "bytes_per_item", "table_bytes", "metrics", "delta",
+        "users_per_second", "seconds_compress", "seconds_evaluate", "info"}`` in the order of
+        ``specs``.
+    skipped : list of dict
+        ``{"spec", "error"}`` for specs whose compression failed with a cfprune error.
+    """
+    user_items = _csr(train)
+    rows, skipped = [], []
+    bar = tqdm(specs, desc="sweep", unit="spec", disable=None)
+    for spec in bar:
+        bar.set_postfix_str(spec[:40])
+        start = time.perf_counter()
+        try:
+            model = compress(baseline, spec, train)
+        except CfpruneError as e:
+            skipped.append({"spec": spec, "error": str(e)})
+            if log:
+                log(f"skipped {spec}: {e}")
+            continue
+        seconds_compress = time.perf_counter() - start
+        start = time.perf_counter()
+        result = evaluate(model, train, test, ks=ks, num_threads=num_threads,
+                          baseline=base_result, show_progress=False)
+        seconds_evaluate = time.perf_counter() - start
+        rows.append({
+            "spec": spec,
+            "bytes": int(model.nbytes),
+            "ratio": baseline.nbytes / model.nbytes,
+            "bytes_per_item": model.nbytes / model.n_items,
+            "table_bytes": {side: int(t.nbytes) for side, t in model.tables().items()},
+            "metrics": metric_subset(result.metrics, ks),
+            "delta": paired_deltas(result, base_result, n_resamples=n_resamples, seed=seed),
+            "users_per_second": measure_throughput(model, user_items, num_threads=num_threads,
+                                                   repeats=repeats),
+            "seconds_compress": seconds_compress,
+            "seconds_evaluate": seconds_evaluate,
+            "info": {"canonical_spec": model.spec,
+                     "catalogue_coverage": model.info.get("catalogue_coverage", 1.0),
+                     "storage": {side: t.storage for side, t in model.tables().items()},
+                     "steps": model.info.get("compression", [])},
+        })
+    return rows, skipped
+
+
+def _csr(x):
+    return getattr(x, "matrix", x)
