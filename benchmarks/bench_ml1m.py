@@ -53,12 +53,12 @@ def main():
     grids = {
         "als": {"regularization": [0.01, 0.1, 1.0, 10.0], "alpha": [1.0, 5.0, 20.0],
                 "iterations": [15]},
-        "bpr": {"learning_rate": [0.01, 0.05, 0.1], "regularization": [0.001, 0.01, 0.1],
+        "bpr": {"learning_rate": [0.005, 0.01, 0.02], "regularization": [0.001, 0.01],
                 "iterations": [100]},
     }
     if args.quick:
         grids = {"als": {"regularization": [1.0], "alpha": [5.0], "iterations": [15]},
-                 "bpr": {"learning_rate": [0.05], "regularization": [0.01], "iterations": [100]}}
+                 "bpr": {"learning_rate": [0.01], "regularization": [0.01], "iterations": [100]}}
 
     rows = []
     with threadpool_limits(limits=1, user_api="blas"):

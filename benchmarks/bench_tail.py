@@ -65,8 +65,8 @@ def main():
             models = {
                 f"als {params}": train_als(train, factors=64, num_threads=args.threads, seed=0,
                                            **params),
-                "bpr lr=0.05": train_bpr(train, factors=64, learning_rate=0.05,
-                                         iterations=50 if args.quick else 200,
+                "bpr lr=0.01": train_bpr(train, factors=64, learning_rate=0.01,
+                                         iterations=50 if args.quick else 100,
                                          num_threads=args.threads, seed=0),
             }
         seen = (train.matrix + valid.matrix).tocsr()

@@ -14,6 +14,7 @@ import sys
 import numpy as np
 
 from .errors import CfpruneError, DataError
+from .io import write_json
 
 SPLITS = ("random", "temporal", "strong")
 
@@ -138,20 +139,6 @@ def save_split(directory, train, test):
     print(f"wrote {directory}/train.npz and {directory}/test.npz", file=sys.stderr)
 
 
-def write_json(path, obj):
-    from .io import atomic_write
-    text = json.dumps(obj, indent=2, default=_json_default).encode()
-    atomic_write(path, lambda f: f.write(text))
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
 def print_metrics(metrics, ks):
     names = ("recall", "truncated_recall", "precision", "ndcg", "map", "coverage", "tail_recall",
              "overlap")
@@ -201,7 +188,7 @@ def cmd_evaluate(args):
     if args.scheduler:
         from .distributed import evaluate_distributed
         result = evaluate_distributed(model, train, test, ks=args.k, baseline=baseline,
-                                      scheduler=args.scheduler)
+                                      scheduler=args.scheduler, num_threads=args.threads or 1)
     else:
         result = evaluate(model, train, test, ks=args.k, baseline=baseline,
                           num_threads=args.threads or None)
@@ -234,7 +221,7 @@ def cmd_recommend(args):
     if args.scheduler or args.out:
         from .distributed import recommend_to_files
         written = recommend_to_files(model, users, train, k=args.k, out_dir=args.out,
-                                     scheduler=args.scheduler)
+                                     scheduler=args.scheduler, num_threads=args.threads or None)
         print(f"wrote {len(written)} partition files to {args.out}")
         return 0
     ids, scores = model.recommend(users, train, k=args.k, filter_seen=train is not None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -57,6 +58,31 @@ def atomic_write(path, write):
         os.close(dir_fd)
 
 
+def jsonable(obj):
+    """``obj`` with numpy scalars and arrays turned into JSON types and non-finite floats into
+    None (JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    return obj
+
+
+def write_json(path, obj):
+    """Write ``obj`` (see :func:`jsonable`) to ``path`` atomically as indented UTF-8 JSON."""
+    text = (json.dumps(jsonable(obj), indent=2, ensure_ascii=False) + "\n").encode()
+    atomic_write(path, lambda f: f.write(text))
+
+
 def save_arrays(path, tables, *, ids=None, spec="", info=None):
     """Write tables (``{side: Table}``) and optional id maps (``{"users": arr, "items": arr}``)."""
     arrays = {}
@@ -75,7 +101,7 @@ def save_arrays(path, tables, *, ids=None, spec="", info=None):
             if a.dtype.kind not in "iuU":
                 a = a.astype(str)
             arrays[f"ids/{side}"] = a
-    meta = {"format": FORMAT, "version": VERSION, "spec": spec, "info": info or {},
+    meta = {"format": FORMAT, "version": VERSION, "spec": spec, "info": jsonable(info or {}),
             "tables": meta_tables, "sha256": {k: array_digest(v) for k, v in arrays.items()}}
     arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
     atomic_write(path, lambda f: _write_npz(f, arrays))

@@ -18,7 +18,6 @@ from cfprune.tables import Int8Table, PQTable, PrunedTable, SparseTable, subspac
 def model():
     rng = np.random.default_rng(0)
     users = rng.normal(size=(20, 6)).astype(np.float32)
-    items = rng.normal(size=(15, 6)).astype(np.float32)
     codes = rng.integers(-128, 128, (4, 6)).astype(np.int8)
     pruned = PrunedTable(Int8Table(codes, np.ones(4), np.zeros(4)), [0, 3, 9, 14], 15)
     pq = PQTable(rng.integers(0, 8, (15, 3)).astype(np.uint8),

@@ -34,6 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import DataError, SpecError
+from ..io import jsonable
 from ..models.factors import FactorModel
 from ..tables import PrunedTable
 
@@ -314,20 +315,3 @@ def format_value(v):
 def _format_number(v):
     text = repr(float(v))
     return text[:-2] if text.endswith(".0") else text
-
-
-def jsonable(obj):
-    """``obj`` with numpy scalars and arrays turned into JSON types."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    return obj

@@ -8,10 +8,8 @@ in bold) and a concluding paragraph.
 
 from __future__ import annotations
 
-import json
 import math
 
-import numpy as np
 
 from ..io import atomic_write
 from .summary import summary_sentence
@@ -19,30 +17,6 @@ from .summary import summary_sentence
 METHOD_COLUMNS = ("#", "spec", "bytes", "ratio", "bytes/item", "recall@10", "recall@20", "recall@50",
                   "nDCG@20", "MAP@20", "coverage@20", "tail_recall@20", "overlap@20",
                   "Δrecall@20 [95% CI]", "users/s")
-
-
-def jsonable(obj):
-    """``obj`` with numpy types turned into Python ones and non-finite floats into None."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    return obj
-
-
-def write_json(path, report):
-    """Write ``report`` to ``path`` atomically as indented JSON."""
-    text = (json.dumps(jsonable(report), indent=2, ensure_ascii=False) + "\n").encode()
-    atomic_write(path, lambda f: f.write(text))
 
 
 def write_markdown(path, report):

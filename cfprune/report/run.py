@@ -10,10 +10,11 @@ import numba
 from .. import __version__
 from ..errors import DataError
 from ..interactions import Interactions
+from ..io import write_json
 from ..splits import random_split, temporal_split
 from .baseline import DEFAULT_GRID, QUICK_GRID, bpr_threads, train_baselines, tune_baselines
 from .plots import PLOTS, write_plots
-from .render import describe_params, write_json, write_markdown
+from .render import describe_params, write_markdown
 from .summary import summarise, summary_sentence
 from .sweep import (THROUGHPUT_K, check_specs, default_sweep, evaluate_baseline, paired_deltas,
                     run_sweep)
