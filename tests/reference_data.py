@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(os.environ.get("CFPRUNE_SHARED_DATA", "/work/shared/datasets"))
+# the real archives: the data home CI points at ../shared/datasets
+SHARED = Path(os.environ.get("CFPRUNE_DATA",
+                            Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 
 
 def shared_archive(name):
