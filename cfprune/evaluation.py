@@ -4,6 +4,13 @@ The users are scored in batches: each batch's top-``max(ks)`` comes from ``model
 training items filtered) and goes straight to the Numba metric kernels
 (:mod:`cfprune.kernels.metrics`), so memory is the model plus one batch, never users x items.
 
+One code path serves one process and a Dask cluster: :func:`plan_evaluation` validates the inputs
+once (:class:`EvaluationPlan`), :func:`evaluate_block` turns a block of users into a
+:class:`BlockState` (per-user values, relevant counts, the coverage first-position array and, if
+asked, the ranked lists), and :func:`summarise` combines any set of block states covering the
+planned users. :func:`evaluate` loops over the blocks here;
+:func:`cfprune.distributed.evaluate_distributed` maps them over Dask workers.
+
 Metric names (``k`` in ``ks``), each the mean over the evaluated users unless said otherwise:
 
 =========================  ===================================================================
@@ -33,6 +40,7 @@ Metric names (``k`` in ``ks``), each the mean over the evaluated users unless sa
 
 from __future__ import annotations
 
+import numbers
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -45,6 +53,7 @@ from .errors import DataError, ShapeError
 from .kernels import metrics as mk
 
 DEFAULT_BATCH_SIZE = 2048
+_NO_BASELINE = np.zeros((0, 0), dtype=np.int32)
 
 # per-user metric name -> row of the kernel's value array
 PER_USER_METRICS = {
@@ -140,9 +149,76 @@ def tail_items(train_counts, tail_share):
     return tail
 
 
+@dataclass
+class EvaluationPlan:
+    """What every block of one evaluation shares: validated once, by :func:`plan_evaluation`.
+
+    Attributes
+    ----------
+    users : ndarray int64 [n]
+        The users to evaluate (ascending, each with at least one test item).
+    ks : ndarray int64 [n_ks]
+        Cut-offs, strictly increasing; the models are asked for ``max_k = ks[-1]`` items.
+    n_items : int
+    tail : ndarray bool [n_items]
+        :func:`tail_items` of the training counts.
+    tail_share : float
+    test_indptr : ndarray int64 [n_test_rows + 1]; test_indices : ndarray int32 [nnz]
+        The test CSR, indices sorted within each row.
+    with_overlap : bool
+        A baseline is compared (``overlap@k``).
+    keep_ranked : bool
+        Blocks return their ranked lists.
+    """
+
+    users: np.ndarray
+    ks: np.ndarray
+    n_items: int
+    tail: np.ndarray
+    tail_share: float
+    test_indptr: np.ndarray
+    test_indices: np.ndarray
+    with_overlap: bool
+    keep_ranked: bool
+
+    @property
+    def max_k(self):
+        return int(self.ks[-1])
+
+
+@dataclass
+class BlockState:
+    """The partial metric state of one block of users, as :func:`evaluate_block` returns it.
+
+    Attributes
+    ----------
+    users : ndarray int64 [n_block]
+        The block's users, a slice of ``plan.users``.
+    values : ndarray float64 [N_METRICS, n_ks, n_block]
+        Per-user metric values (rows: the constants of :mod:`cfprune.kernels.metrics`).
+    n_relevant, n_tail_relevant : ndarray int64 [n_block]
+    first_position : ndarray int64 [n_items]
+        Best rank each item reached in the block's lists (``max_k`` if none); blocks combine by
+        element-wise minimum.
+    ranked : ndarray int32 [n_block, max_k] or None
+        The block's ranked ids (with ``plan.keep_ranked``).
+    """
+
+    users: np.ndarray
+    values: np.ndarray
+    n_relevant: np.ndarray
+    n_tail_relevant: np.ndarray
+    first_position: np.ndarray
+    ranked: np.ndarray | None = None
+
+
 def evaluate(model, train, test, ks=(10, 20, 50), *, batch_size=None, num_threads=None,
              baseline=None, tail_share=0.8, users=None, show_progress=None, keep_ranked=False):
     """Ranking metrics of ``model`` on ``test``, filtering the items of ``train``.
+
+    The users are cut into blocks of ``batch_size``; each block goes through
+    :func:`evaluate_block` and the block states through :func:`summarise`, the same two steps
+    :func:`cfprune.distributed.evaluate_distributed` runs on a Dask cluster.
 
     Parameters
     ----------
@@ -154,7 +230,7 @@ def evaluate(model, train, test, ks=(10, 20, 50), *, batch_size=None, num_thread
     ks : int or sequence of int
         Cut-offs; the models are asked for ``max(ks)`` items.
     batch_size : int or None
-        Users per batch (default 2048).
+        Users per block (default 2048).
     num_threads : int or None
         Threads for ``recommend`` and the metric kernels (default: Numba's current setting).
     baseline : model, EvaluationResult or None
@@ -175,8 +251,31 @@ def evaluate(model, train, test, ks=(10, 20, 50), *, batch_size=None, num_thread
     -------
     EvaluationResult
     """
-    train_csr = _as_csr(train, "train")
-    test_csr = _as_csr(test, "test")
+    train_csr = as_csr(train, "train")
+    plan = plan_evaluation(model, train_csr, test, ks, baseline=baseline, tail_share=tail_share,
+                           users=users, keep_ranked=keep_ranked)
+    blocks = user_blocks(plan.users, DEFAULT_BATCH_SIZE if batch_size is None else batch_size)
+
+    def states():
+        with tqdm(total=plan.users.size, disable=_disable(show_progress), desc="evaluate",
+                  unit="user") as progress:
+            for block in blocks:
+                yield evaluate_block(model, train_csr, plan, block, baseline=baseline,
+                                     num_threads=num_threads)
+                progress.update(block.size)
+
+    return summarise(states(), plan)
+
+
+def plan_evaluation(model, train, test, ks=(10, 20, 50), *, baseline=None, tail_share=0.8,
+                    users=None, keep_ranked=False):
+    """Validate the inputs of an evaluation once and return its :class:`EvaluationPlan`.
+
+    The arguments are those of :func:`evaluate`; ``train`` and ``test`` are Interactions or
+    scipy.sparse matrices of one shape. Raises DataError / ShapeError naming what is wrong.
+    """
+    train_csr = as_csr(train, "train")
+    test_csr = as_csr(test, "test")
     if train_csr.shape != test_csr.shape:
         raise ShapeError(f"train has shape {train_csr.shape} but test has {test_csr.shape}; both "
                          f"must be users x items of one dataset")
@@ -184,58 +283,110 @@ def evaluate(model, train, test, ks=(10, 20, 50), *, batch_size=None, num_thread
     ks_array = _cut_offs(ks)
     max_k = int(ks_array[-1])
     n_model_users = _check_model(model, "model", n_items)
-    stored_baseline = isinstance(baseline, EvaluationResult)
-    if stored_baseline:
+    if isinstance(baseline, EvaluationResult):
         _check_stored_baseline(baseline, max_k, n_items)
     elif baseline is not None:
         n_model_users = min(n_model_users, _check_model(baseline, "baseline", n_items))
-    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
-    if batch_size < 1:
-        raise DataError(f"batch_size={batch_size}; expected a positive number of users")
+    return EvaluationPlan(
+        users=_evaluated_users(test_csr, n_model_users, users), ks=ks_array, n_items=int(n_items),
+        tail=tail_items(np.bincount(train_csr.indices, minlength=n_items), tail_share),
+        tail_share=float(tail_share),
+        test_indptr=np.ascontiguousarray(test_csr.indptr, dtype=np.int64),
+        test_indices=np.ascontiguousarray(test_csr.indices, dtype=np.int32),
+        with_overlap=baseline is not None, keep_ranked=bool(keep_ranked))
 
-    eval_users = _evaluated_users(test_csr, n_model_users, users)
-    tail = tail_items(np.bincount(train_csr.indices, minlength=n_items), tail_share)
-    test_indptr = np.ascontiguousarray(test_csr.indptr, dtype=np.int64)
-    test_indices = np.ascontiguousarray(test_csr.indices, dtype=np.int32)
-    no_baseline = np.zeros((0, 0), dtype=np.int32)
 
-    n = eval_users.size
-    values = np.empty((mk.N_METRICS, ks_array.size, n))
+def user_blocks(users, block_size):
+    """Consecutive slices of ``users`` (int64 [n]) of ``block_size`` users (the last shorter)."""
+    if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral) or \
+            block_size < 1:
+        raise DataError(f"batch_size={block_size!r}; expected a positive number of users")
+    return [users[start:start + block_size] for start in range(0, users.size, int(block_size))]
+
+
+def evaluate_block(model, train, plan, users, *, baseline=None, num_threads=None):
+    """Score one block of users and compute their metric state.
+
+    Parameters
+    ----------
+    model : as in :func:`evaluate`
+    train : scipy.sparse CSR [n_users, n_items]
+        The training matrix (``as_csr`` of it); each user's row is filtered from its list.
+    plan : EvaluationPlan
+    users : int64 [n_block]
+        Users of ``plan.users`` (any subset; ascending in practice).
+    baseline : model, EvaluationResult or None
+        As in :func:`evaluate`; must be given when ``plan.with_overlap``.
+    num_threads : int or None
+        Numba threads for ``recommend`` and the metric kernel.
+
+    Returns
+    -------
+    BlockState
+    """
+    users = np.ascontiguousarray(users, dtype=np.int64)
+    if plan.with_overlap and baseline is None:
+        raise DataError("the evaluation plan compares a baseline but evaluate_block got none")
+    threads = {} if num_threads is None else {"num_threads": int(num_threads)}
+    seen = train[users]
+    ranked = _recommend(model, users, seen, plan.max_k, threads, "model")
+    if not plan.with_overlap:
+        base = _NO_BASELINE
+    elif isinstance(baseline, EvaluationResult):
+        base = _stored_lists(baseline, users)
+    else:
+        base = _recommend(baseline, users, seen, plan.max_k, threads, "baseline")
+    first_position = np.full(plan.n_items, plan.max_k, dtype=np.int64)
+    with _numba_threads(num_threads):
+        values, n_relevant, n_tail_relevant = mk.ranking_metrics(
+            ranked, users.astype(np.int32), plan.test_indptr, plan.test_indices, plan.ks,
+            plan.n_items, plan.tail, base)
+        mk.mark_first_positions(ranked, first_position)
+    return BlockState(users=users, values=values, n_relevant=n_relevant,
+                      n_tail_relevant=n_tail_relevant, first_position=first_position,
+                      ranked=ranked if plan.keep_ranked else None)
+
+
+def summarise(states, plan):
+    """Combine block states into the :class:`EvaluationResult` of ``plan``.
+
+    ``states`` is any iterable of :class:`BlockState` (consumed once, in any order) whose users
+    together are exactly ``plan.users``; per-user arrays are placed by user, coverage positions
+    combined by minimum. Raises DataError when a user is missing or evaluated twice.
+    """
+    users = plan.users
+    n = users.size
+    max_k = plan.max_k
+    values = np.empty((mk.N_METRICS, plan.ks.size, n))
     n_relevant = np.empty(n, dtype=np.int64)
     n_tail_relevant = np.empty(n, dtype=np.int64)
-    first_position = np.full(n_items, max_k, dtype=np.int64)
-    kept = np.empty((n, max_k), dtype=np.int32) if keep_ranked else None
-    threads = {} if num_threads is None else {"num_threads": int(num_threads)}
-
-    with _numba_threads(num_threads), tqdm(total=n, disable=_disable(show_progress),
-                                           desc="evaluate", unit="user") as progress:
-        for start in range(0, n, batch_size):
-            batch = eval_users[start:start + batch_size]
-            seen = train_csr[batch]
-            ranked = _recommend(model, batch, seen, max_k, threads, "model")
-            if baseline is None:
-                base = no_baseline
-            elif stored_baseline:
-                base = _stored_lists(baseline, batch)
-            else:
-                base = _recommend(baseline, batch, seen, max_k, threads, "baseline")
-            v, rel, tail_rel = mk.ranking_metrics(ranked, batch.astype(np.int32), test_indptr,
-                                                  test_indices, ks_array, n_items, tail, base)
-            values[:, :, start:start + batch.size] = v
-            n_relevant[start:start + batch.size] = rel
-            n_tail_relevant[start:start + batch.size] = tail_rel
-            mk.mark_first_positions(ranked, first_position)
-            if keep_ranked:
-                kept[start:start + batch.size] = ranked
-            progress.update(batch.size)
-
-    return _summarise(values, n_relevant, n_tail_relevant, first_position, eval_users, ks_array,
-                      n_items, tail_share, with_overlap=baseline is not None,
-                      n_tail_items=int(tail.sum()), ranked=kept)
+    first_position = np.full(plan.n_items, max_k, dtype=np.int64)
+    ranked = np.empty((n, max_k), dtype=np.int32) if plan.keep_ranked else None
+    filled = np.zeros(n, dtype=np.int64)
+    for state in states:
+        rows = np.searchsorted(users, state.users)
+        if np.any(rows >= n) or not np.array_equal(users[np.minimum(rows, n - 1)], state.users):
+            raise DataError("a block state holds users outside the evaluation plan")
+        values[:, :, rows] = state.values
+        n_relevant[rows] = state.n_relevant
+        n_tail_relevant[rows] = state.n_tail_relevant
+        np.minimum(first_position, state.first_position, out=first_position)
+        if ranked is not None:
+            ranked[rows] = state.ranked
+        filled[rows] += 1
+    if not np.all(filled == 1):
+        missing = np.flatnonzero(filled == 0)
+        twice = np.flatnonzero(filled > 1)
+        raise DataError(f"the block states cover the planned users unevenly: {missing.size} "
+                        f"missing (e.g. {users[missing[:5]].tolist()}), {twice.size} repeated "
+                        f"(e.g. {users[twice[:5]].tolist()})")
+    return _result(values, n_relevant, n_tail_relevant, first_position, plan, ranked)
 
 
-def _summarise(values, n_relevant, n_tail_relevant, first_position, users, ks, n_items,
-               tail_share, with_overlap, n_tail_items, ranked):
+def _result(values, n_relevant, n_tail_relevant, first_position, plan, ranked):
+    ks = plan.ks
+    n_items = plan.n_items
+    with_overlap = plan.with_overlap
     metrics = {}
     per_user = {"n_relevant": n_relevant.astype(np.float64),
                 "n_tail_relevant": n_tail_relevant.astype(np.float64)}
@@ -252,11 +403,12 @@ def _summarise(values, n_relevant, n_tail_relevant, first_position, users, ks, n
         metrics[f"pooled_recall@{k}"] = _ratio(hits, n_relevant.sum())
         metrics[f"coverage@{k}"] = float(np.count_nonzero(first_position < k)) / n_items \
             if n_items else float("nan")
-    info = {"n_tail_items": n_tail_items,
+    info = {"n_tail_items": int(plan.tail.sum()),
             "n_tail_users": int(np.count_nonzero(n_tail_relevant))}
-    return EvaluationResult(metrics=metrics, per_user=per_user, users=users,
-                            ks=tuple(ks.tolist()), n_users=int(users.size), n_items=int(n_items),
-                            tail_share=float(tail_share), info=info, ranked=ranked)
+    return EvaluationResult(metrics=metrics, per_user=per_user, users=plan.users,
+                            ks=tuple(ks.tolist()), n_users=int(plan.users.size),
+                            n_items=int(n_items), tail_share=plan.tail_share, info=info,
+                            ranked=ranked)
 
 
 def _mean_defined(x):
@@ -268,7 +420,8 @@ def _ratio(a, b):
     return float(a) / float(b) if b else float("nan")
 
 
-def _as_csr(x, name):
+def as_csr(x, name):
+    """A canonical scipy CSR of an Interactions or a scipy.sparse matrix (DataError otherwise)."""
     matrix = getattr(x, "matrix", x)
     if not sp.issparse(matrix):
         raise DataError(f"{name} must be an Interactions or a scipy.sparse matrix, got "

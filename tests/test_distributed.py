@@ -1,0 +1,284 @@
+"""Dask scale-out: a 2-process LocalCluster on loopback gives the in-process figures and lists."""
+
+import json
+import math
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from cfprune import cli
+from cfprune.distributed import evaluate_distributed, read_candidates, recommend_to_files
+from cfprune.errors import DataError, MissingDependencyError
+from cfprune.evaluation import evaluate
+from cfprune.models.factors import FactorModel
+from cfprune.tables import Int8Table
+
+from .reference_metrics import topk_reference, user_metrics_reference
+
+DATA_HOME = Path(os.environ.get("CFPRUNE_DATA", Path(__file__).resolve().parents[2] /
+                                "shared" / "datasets"))
+
+
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address=None)
+    with cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    """A synthetic catalogue: integer-valued dense factors (exact, tie-rich scores), train and
+    test CSR with some empty rows, and an int8 copy of the model (a compressed table)."""
+    rng = np.random.default_rng(7)
+    n_users, n_items, dim = 1500, 700, 8
+    users = rng.integers(-3, 4, (n_users, dim)).astype(np.float32)
+    items = rng.integers(-3, 4, (n_items, dim)).astype(np.float32)
+    train = sp.random(n_users, n_items, density=0.02, format="csr", random_state=1,
+                      dtype=np.float32)
+    train.data[:] = 1.0
+    test = sp.random(n_users, n_items, density=0.01, format="csr", random_state=2,
+                     dtype=np.float32)
+    test = (test - test.multiply(train > 0)).tocsr()
+    test.eliminate_zeros()
+    test.data[:] = 1.0
+    model = FactorModel(users, items)
+    codes = rng.integers(-127, 128, (n_items, dim)).astype(np.int8)
+    scale = rng.uniform(0.01, 0.05, n_items).astype(np.float32)
+    compressed = FactorModel(users, Int8Table(codes, scale, axis="row"))
+    return model, compressed, train, test
+
+
+class CrashOnceModel:
+    """Wraps a model; the first ``recommend`` that meets ``crash_user`` kills its process (or
+    raises, with ``hard=False``) after leaving ``marker``, so the retried block succeeds."""
+
+    def __init__(self, model, marker, crash_user, hard=True):
+        self.model = model
+        self.marker = str(marker)
+        self.crash_user = int(crash_user)
+        self.hard = hard
+        self.n_users = model.n_users
+        self.n_items = model.n_items
+
+    def recommend(self, users, user_items, k=10, filter_seen=True, candidates=None,
+                  batch_size=None, num_threads=None):
+        if self.crash_user in np.asarray(users).tolist() and not os.path.exists(self.marker):
+            Path(self.marker).write_text(str(os.getpid()))
+            if self.hard:
+                os._exit(1)
+            raise OSError("a transient failure of the first attempt")
+        return self.model.recommend(users, user_items, k=k, filter_seen=filter_seen,
+                                    candidates=candidates, num_threads=num_threads)
+
+
+def assert_same_result(actual, expected):
+    assert actual.metrics.keys() == expected.metrics.keys()
+    for name, value in expected.metrics.items():
+        got = actual.metrics[name]
+        assert (math.isnan(got) and math.isnan(value)) or got == value, name
+    assert actual.per_user.keys() == expected.per_user.keys()
+    for name, value in expected.per_user.items():
+        np.testing.assert_array_equal(actual.per_user[name], value, err_msg=name)
+    np.testing.assert_array_equal(actual.users, expected.users)
+    assert (actual.n_users, actual.n_items, actual.ks) == \
+        (expected.n_users, expected.n_items, expected.ks)
+    if expected.ranked is not None:
+        np.testing.assert_array_equal(actual.ranked, expected.ranked)
+
+
+def test_evaluation_on_the_cluster_equals_in_process_and_the_reference(client, catalogue):
+    model, compressed, train, test = catalogue
+    expected = evaluate(compressed, train, test, ks=(5, 20), batch_size=256, baseline=model,
+                        keep_ranked=True, num_threads=1)
+    actual = evaluate_distributed(compressed, train, test, ks=(5, 20), baseline=model,
+                                  scheduler=client, block_size=256, keep_ranked=True)
+    assert_same_result(actual, expected)
+    # the lists themselves against brute force over the decoded tables
+    sample = np.arange(0, actual.users.size, 97)
+    _, ref_scores = topk_reference(compressed.users.decode(), compressed.items.decode(),
+                                   actual.users[sample], train.toarray(), 20)
+    exact = compressed.users.decode()[actual.users[sample]] @ compressed.items.decode().T
+    got_scores = np.take_along_axis(exact, actual.ranked[sample].astype(np.int64), axis=1)
+    np.testing.assert_allclose(got_scores, ref_scores, rtol=1e-5, atol=1e-5)
+    for row in sample:
+        u = actual.users[row]
+        relevant = set(test.indices[test.indptr[u]:test.indptr[u + 1]].tolist())
+        reference = user_metrics_reference(actual.ranked[row], relevant, 20, test.shape[1])
+        assert actual.per_user["recall@20"][row] == pytest.approx(reference["recall"])
+        assert actual.per_user["ndcg@20"][row] == pytest.approx(reference["ndcg"])
+
+
+def test_stored_baseline_and_subset_of_users_on_the_cluster(client, catalogue):
+    model, _, train, test = catalogue
+    base = evaluate(model, train, test, ks=(10,), keep_ranked=True, num_threads=1)
+    subset = np.arange(0, 1500, 3)
+    expected = evaluate(model, train, test, ks=(3, 10), baseline=base, users=subset,
+                        batch_size=128, num_threads=1)
+    actual = evaluate_distributed(model, train, test, ks=(3, 10), baseline=base, users=subset,
+                                  scheduler=client, block_size=128)
+    assert_same_result(actual, expected)
+    assert actual.metrics["overlap@10"] == 1.0
+
+
+def test_workers_load_the_kernels_from_the_numba_cache(client, catalogue):
+    model, _, train, test = catalogue
+    evaluate(model, train, test, ks=(10,), batch_size=100, num_threads=1)
+    evaluate_distributed(model, train, test, ks=(10,), scheduler=client, block_size=100)
+
+    def compile_stats():
+        from cfprune.kernels import metrics
+        stats = metrics.ranking_metrics.stats
+        return (len(metrics.ranking_metrics.signatures), sum(stats.cache_hits.values()),
+                sum(stats.cache_misses.values()))
+
+    for signatures, hits, misses in client.run(compile_stats).values():
+        # one compiled signature loaded once from disk, however many blocks ran there
+        assert (signatures, hits, misses) == (1, 1, 0)
+
+
+def test_candidate_files_on_the_cluster_equal_in_process_and_brute_force(client, catalogue,
+                                                                         tmp_path):
+    model, compressed, train, _ = catalogue
+    users = np.arange(model.n_users - 1, -1, -2)  # any order, any subset
+    local = recommend_to_files(model, users, train, k=15, out_dir=tmp_path / "local",
+                               block_size=200, num_threads=1)
+    remote = recommend_to_files(model, users, train, k=15, out_dir=tmp_path / "remote",
+                                block_size=200, scheduler=client)
+    assert [os.path.basename(p) for p in local] == [os.path.basename(p) for p in remote]
+    assert len(local) == math.ceil(users.size / 200)
+    got_users, ids, scores = read_candidates(tmp_path / "remote")
+    np.testing.assert_array_equal(got_users, users)
+    for a, b in zip(read_candidates(tmp_path / "local"), (got_users, ids, scores)):
+        np.testing.assert_array_equal(a, b)
+    ref_ids, ref_scores = topk_reference(model.users.decode(), model.items.decode(), users,
+                                         train.toarray(), 15)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_array_equal(scores, ref_scores)
+    manifest = json.loads((tmp_path / "remote" / "manifest.json").read_text())
+    assert manifest["n_users"] == users.size and manifest["k"] == 15
+    assert sum(part["n_users"] for part in manifest["parts"]) == users.size
+    # a compressed model, and blocks that are whole retrieval batches: one recommend() call
+    one_call = recommend_to_files(compressed, np.arange(compressed.n_users), train, k=5,
+                                  out_dir=tmp_path / "int8", block_size=4096, scheduler=client)
+    assert len(one_call) == 1
+    expected = compressed.recommend(np.arange(compressed.n_users), train, k=5)
+    for a, b in zip(read_candidates(tmp_path / "int8")[1:], expected):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_worker_dying_mid_run_still_gives_the_complete_result(client, catalogue, tmp_path):
+    model, _, train, test = catalogue
+    expected = evaluate(model, train, test, ks=(10,), batch_size=300, num_threads=1)
+    crashing = CrashOnceModel(model, tmp_path / "crashed", crash_user=expected.users[700])
+    workers_before = set(client.scheduler_info()["workers"])
+    actual = evaluate_distributed(crashing, train, test, ks=(10,), scheduler=client,
+                                  block_size=300)
+    assert (tmp_path / "crashed").exists()
+    client.wait_for_workers(2)
+    assert set(client.scheduler_info()["workers"]) != workers_before  # one was replaced
+    assert_same_result(actual, expected)
+
+
+def test_a_failing_block_is_retried_and_files_stay_complete(client, catalogue, tmp_path):
+    model, _, train, _ = catalogue
+    users = np.arange(model.n_users)
+    flaky = CrashOnceModel(model, tmp_path / "failed", crash_user=1234, hard=False)
+    written = recommend_to_files(flaky, users, train, k=10, out_dir=tmp_path / "out",
+                                 block_size=250, scheduler=client)
+    assert (tmp_path / "failed").exists()
+    assert len(written) == 6
+    assert not [p for p in os.listdir(tmp_path / "out") if p.startswith(".tmp-")]
+    got_users, ids, scores = read_candidates(tmp_path / "out")
+    np.testing.assert_array_equal(got_users, users)
+    ref_ids, ref_scores = topk_reference(model.users.decode(), model.items.decode(), users,
+                                         train.toarray(), 10)
+    np.testing.assert_array_equal(ids, ref_ids)
+
+
+def test_cli_runs_on_the_scheduler(client, catalogue, tmp_path):
+    model, _, train, test = catalogue
+    model.save(tmp_path / "model.npz")
+    sp.save_npz(tmp_path / "train.npz", train)
+    sp.save_npz(tmp_path / "test.npz", test)
+    address = client.scheduler.address
+    common = [str(tmp_path / "model.npz"), "--train", str(tmp_path / "train.npz")]
+    assert cli.main(["evaluate", *common, "--test", str(tmp_path / "test.npz"), "--k", "5", "10",
+                     "--scheduler", address, "--json", str(tmp_path / "m.json")]) == 0
+    figures = json.loads((tmp_path / "m.json").read_text())["metrics"]
+    expected = evaluate(model, train, test, ks=(5, 10), num_threads=1).metrics
+    assert figures.keys() == expected.keys()
+    for name, value in expected.items():
+        assert figures[name] == value or (math.isnan(value) and figures[name] is None) or \
+            (math.isnan(value) and math.isnan(figures[name])), name
+    for scheduler in (["--scheduler", address], []):
+        out = tmp_path / f"parts{len(scheduler)}"
+        assert cli.main(["recommend", *common, "--all-users", "--k", "7", "--out", str(out),
+                         *scheduler]) == 0
+        users, ids, _ = read_candidates(out)
+        np.testing.assert_array_equal(users, np.arange(model.n_users))
+        np.testing.assert_array_equal(ids, model.recommend(users, train, k=7)[0])
+
+
+def test_missing_dask_names_the_extra_to_install(monkeypatch, catalogue, tmp_path):
+    model, _, train, test = catalogue
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
+    with pytest.raises(MissingDependencyError, match=r"pip install 'cfprune\[dask\]'") as info:
+        evaluate_distributed(model, train, test, ks=(10,), scheduler="tcp://127.0.0.1:1")
+    assert isinstance(info.value, ImportError)
+    with pytest.raises(MissingDependencyError, match="dask"):
+        recommend_to_files(model, [0, 1], train, out_dir=tmp_path / "x",
+                           scheduler="tcp://127.0.0.1:1")
+    # without a scheduler nothing needs dask
+    assert len(recommend_to_files(model, [0, 1], train, out_dir=tmp_path / "y")) == 1
+
+
+def test_bad_arguments_are_named(catalogue, tmp_path):
+    model, _, train, _ = catalogue
+    with pytest.raises(DataError, match="--out"):
+        recommend_to_files(model, [0], train)
+    with pytest.raises(DataError, match="shape"):
+        recommend_to_files(model, [0], train[:10], out_dir=tmp_path)
+    (tmp_path / "manifest.json").write_text("{}")
+    with pytest.raises(DataError, match="manifest"):
+        read_candidates(tmp_path)
+
+
+def ml100k_path():
+    path = DATA_HOME / "ml-100k.zip"
+    if not path.exists() or not zipfile.is_zipfile(path):
+        pytest.skip(f"ml-100k.zip not in the data home {DATA_HOME} (set CFPRUNE_DATA)")
+    return path
+
+
+@pytest.mark.realdata
+def test_ml100k_on_the_cluster_equals_in_process(client, monkeypatch, tmp_path):
+    ml100k_path()
+    monkeypatch.setenv("CFPRUNE_DATA", str(DATA_HOME))
+    from cfprune.datasets import load_movielens
+    from cfprune.models import train_als
+    from cfprune.splits import random_split
+    data = load_movielens("ml-100k", implicit=True, download=False)
+    train, test = random_split(data, test_fraction=0.2, seed=0)
+    model = train_als(train, factors=16, iterations=3, num_threads=1, seed=0,
+                      show_progress=False)
+    expected = evaluate(model, train, test, ks=(10, 20), batch_size=128, num_threads=1,
+                        keep_ranked=True)
+    actual = evaluate_distributed(model, train, test, ks=(10, 20), scheduler=client,
+                                  block_size=128, keep_ranked=True)
+    assert_same_result(actual, expected)
+    assert expected.n_users > 500 and 0.05 < expected.metrics["recall@20"] < 0.6
+    users = np.arange(model.n_users)
+    recommend_to_files(model, users, train, k=20, out_dir=tmp_path, scheduler=client)
+    got_users, ids, scores = read_candidates(tmp_path)
+    ref_ids, ref_scores = model.recommend(users, train.matrix, k=20)
+    np.testing.assert_array_equal(got_users, users)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_array_equal(scores, ref_scores)
