@@ -2,38 +2,36 @@
 
 :func:`recommend` validates its inputs once, walks the users in batches (memory: the tables plus
 one batch), decodes each batch's user rows with ``model.users.decode(rows)`` and hands them to the
-Numba scorer of the item table's storage (:mod:`cfprune.kernels`), which fuses scoring, the
-seen-item filter and the bounded top-k selection. Two-stage retrieval takes ``candidates`` items
-per user from ``model.items`` and re-ranks them exactly with ``model.rerank`` (or with the decoded
-item table when the model has no re-rank table).
-"""
+Numba scorer of the item table's storage (:mod:`cfprune.kernels`, imported on first use), which
+fuses scoring, the seen-item filter and the bounded top-k selection. Tables that decode to float32
+tiles (dense, fp16, int8, int4, sparse, and those as the inner table of a row-pruned table) share
+one scorer (:mod:`cfprune.kernels.tiled`) that scans the rows by descending decoded norm and stops
+each user exactly by the Cauchy-Schwarz bound; the order is computed once per table and kept
+while the table lives. Two-stage retrieval takes ``candidates`` items per user from
+``model.items`` and re-ranks them exactly with ``model.rerank`` (or with the decoded item table
+when the model has no re-rank table)."""
 
 from __future__ import annotations
 
 import numbers
+import weakref
 from contextlib import contextmanager
+from importlib import import_module
 
-import numba
 import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from cfprune.errors import ShapeError
 from cfprune.interactions import Interactions
-from cfprune.kernels.dense import float16_lookup, score_dense, score_float16
-from cfprune.kernels.int4 import score_int4
-from cfprune.kernels.int8 import quantise_queries, score_int8, score_int8_int8
-from cfprune.kernels.pq import score_pq
-from cfprune.kernels.pruned import push_fallback
-from cfprune.kernels.rerank import rerank_dense, rerank_int8
-from cfprune.kernels.sparse import score_sparse
-from cfprune.kernels.topk import new_heaps, sort_heaps
 
 DEFAULT_BATCH_SIZE = 4096
 INT8_ROUTES = ("float", "int8")
 _EMPTY_MAP = np.empty(0, dtype=np.int32)
 _EMPTY_F32 = np.empty(0, dtype=np.float32)
-_HALF_LOOKUP = float16_lookup()
+TILED_STORAGES = ("dense", "fp16", "int8", "int4", "sparse")
+# per item table (weakly held): its arrays when the scan order was computed, and the order
+_SCAN_ORDERS = weakref.WeakKeyDictionary()
 
 
 def recommend(model, users, user_items, k=10, filter_seen=True, candidates=None,
@@ -84,18 +82,18 @@ def recommend(model, users, user_items, k=10, filter_seen=True, candidates=None,
 
     ids = np.empty((rows.shape[0], k), dtype=np.int32)
     scores = np.empty((rows.shape[0], k), dtype=np.float32)
+    _load_kernel_blas()
     with _threads(num_threads), threadpool_limits(limits=1, user_api="blas"):
+        scorer = _scorer(model.items, int8_route)
         for first in range(0, rows.shape[0], batch_size):
             stop = min(rows.shape[0], first + batch_size)
             batch = rows[first:stop]
             queries = _decode_users(model, batch)
-            start, end = seen_start[first:stop], seen_end[first:stop]
+            seen = (seen_indices, seen_start[first:stop], seen_end[first:stop])
             if n_candidates is None:
-                heap_scores, heap_ids = _scan(model.items, queries, k, seen_indices, start, end,
-                                              int8_route)
+                heap_scores, heap_ids = _scan(scorer, queries, k, seen)
             else:
-                cand_scores, cand_ids = _scan(model.items, queries, n_candidates, seen_indices,
-                                              start, end, int8_route)
+                cand_scores, cand_ids = _scan(scorer, queries, n_candidates, seen)
                 heap_scores, heap_ids = _rerank(model, queries, cand_ids, k)
             ids[first:stop] = heap_ids
             scores[first:stop] = heap_scores
@@ -176,6 +174,7 @@ def _threads(num_threads):
         yield
         return
     num_threads = _positive_int(num_threads, "num_threads")
+    import numba
     limit = numba.config.NUMBA_NUM_THREADS
     if num_threads > limit:
         raise ShapeError(f"num_threads={num_threads} exceeds Numba's limit of {limit} "
@@ -199,47 +198,100 @@ def _decode_users(model, rows):
     return queries
 
 
-def _scan(table, queries, k, seen_indices, seen_start, seen_end, int8_route):
-    """Heaps (scores float32 [n, k], ids int32 [n, k]), sorted, from one pass over ``table``."""
-    heap_scores, heap_ids = new_heaps(queries.shape[0], k)
-    seen = (seen_indices, seen_start, seen_end, heap_scores, heap_ids)
-    item_map = _EMPTY_MAP
-    inner = table
+def _load_kernel_blas():
+    """Load the BLAS the kernels' ``np.dot`` calls (SciPy's, which Numba binds on first use)
+    before ``threadpool_limits`` looks for BLAS libraries, so that it is limited too."""
+    import_module("scipy.linalg.cython_blas")
+
+
+def _scorer(table, int8_route):
+    """``scan(queries, seen_indices, seen_start, seen_end, heap_scores, heap_ids)``: offers every
+    item of ``table`` to the heaps (the Numba scorer of its storage, imported on first use)."""
+    item_map, inner = _EMPTY_MAP, table
     if table.storage == "pruned":
-        inner, item_map = table.inner, table.kept
+        item_map, inner = table.kept, table.inner
     storage = inner.storage
-    if storage == "dense":
-        score_dense(queries, inner.data, item_map, *seen)
-    elif storage == "fp16":
-        score_float16(queries, inner.data.view(np.uint16), _HALF_LOOKUP, item_map, *seen)
-    elif storage in ("int8", "int4"):
+    if storage in TILED_STORAGES and not (storage == "int8" and int8_route == "int8"):
+        from numba import get_num_threads
+
+        from cfprune.kernels.tiled import score_tiles
+        tiles = _item_tiles(inner)
+        order, remaining = _scan_order(inner, tiles)
+
+        def scan(queries, *seen_and_heaps):
+            score_tiles(queries, tiles, order, remaining, get_num_threads(), item_map,
+                        *seen_and_heaps)
+    elif storage == "int8":
+        from cfprune.kernels.int8 import quantise_queries, score_int8_int8
         offset = _EMPTY_F32 if inner.offset is None else inner.offset
         per_row = inner.axis == "row"
-        if storage == "int4":
-            score_int4(queries, inner.codes, inner.scale, offset, per_row, item_map, *seen)
-        elif int8_route == "int8":
+
+        def scan(queries, *seen_and_heaps):
             levels, user_scale, user_sum, user_const = quantise_queries(queries, inner.scale,
                                                                         offset, per_row)
             score_int8_int8(levels, user_scale, user_sum, user_const, inner.codes, inner.scale,
-                            offset, per_row, item_map, *seen)
-        else:
-            score_int8(queries, inner.codes, inner.scale, offset, per_row, item_map, *seen)
+                            offset, per_row, item_map, *seen_and_heaps)
     elif storage == "pq":
-        rotated = queries if inner.rotation is None else np.ascontiguousarray(
-            queries @ inner.rotation, dtype=np.float32)
-        score_pq(rotated, inner.codes, inner.codebooks, inner.bounds, item_map, *seen)
-    elif storage == "sparse":
-        score_sparse(queries, inner.indptr, inner.indices, inner.data, item_map, *seen)
+        from cfprune.kernels.pq import score_pq
+
+        def scan(queries, *seen_and_heaps):
+            rotated = queries if inner.rotation is None else np.ascontiguousarray(
+                queries @ inner.rotation, dtype=np.float32)
+            score_pq(rotated, inner.codes, inner.codebooks, inner.bounds, item_map,
+                     *seen_and_heaps)
     else:
         raise ShapeError(f"no retrieval kernel for item storage {storage!r}")
-    if table.storage == "pruned" and table.fallback is not None:
-        push_fallback(queries, table.fallback, table.kept, table.n_rows, *seen)
+    if table.storage != "pruned" or table.fallback is None:
+        return scan
+    from cfprune.kernels.pruned import push_fallback
+
+    def scan_with_fallback(queries, *seen_and_heaps):
+        scan(queries, *seen_and_heaps)
+        push_fallback(queries, table.fallback, table.kept, table.n_rows, *seen_and_heaps)
+    return scan_with_fallback
+
+
+def _item_tiles(table):
+    """The :class:`~cfprune.kernels.tiled.ItemTiles` of a dense/fp16/int8/int4/sparse table."""
+    from cfprune.kernels import tiled
+    if table.storage == "dense":
+        return tiled.float32_tiles(table.data)
+    if table.storage == "fp16":
+        return tiled.float16_tiles(table.data)
+    if table.storage == "int8":
+        return tiled.int8_tiles(table.codes, table.scale, table.offset, table.axis == "row")
+    if table.storage == "int4":
+        return tiled.int4_tiles(table.codes, table.scale, table.offset, table.axis == "row")
+    return tiled.csr_tiles(table.indptr, table.indices, table.data)
+
+
+def _scan_order(table, tiles):
+    """(order int32, remaining_norm float32) of ``table``'s rows by descending decoded norm, kept
+    for as long as the table lives with the same arrays."""
+    from cfprune.kernels.tiled import norm_order
+    arrays = tuple(table.arrays().values())
+    known = _SCAN_ORDERS.get(table)
+    if known is not None and len(known[0]) == len(arrays) and \
+            all(a is b for a, b in zip(known[0], arrays)):
+        return known[1]
+    order = norm_order(tiles, table.n_rows, table.dim)
+    _SCAN_ORDERS[table] = (arrays, order)
+    return order
+
+
+def _scan(scorer, queries, k, seen):
+    """Heaps (scores float32 [n, k], ids int32 [n, k]), sorted, from one pass of ``scorer``."""
+    from cfprune.kernels.topk import new_heaps, sort_heaps
+    heap_scores, heap_ids = new_heaps(queries.shape[0], k)
+    scorer(queries, *seen, heap_scores, heap_ids)
     sort_heaps(heap_scores, heap_ids)
     return heap_scores, heap_ids
 
 
 def _rerank(model, queries, cand_ids, k):
     """Sorted heaps of the top-k of ``cand_ids`` int32 [n, k'] (-1: none), scored exactly."""
+    from cfprune.kernels.rerank import rerank_dense, rerank_int8
+    from cfprune.kernels.topk import new_heaps, sort_heaps
     table = model.rerank if model.rerank is not None else model.items
     heap_scores, heap_ids = new_heaps(queries.shape[0], k)
     if table.storage == "dense":

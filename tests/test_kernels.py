@@ -3,13 +3,13 @@
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from cfprune.kernels.dense import float16_lookup, score_dense, score_float16
-from cfprune.kernels.int4 import score_int4
-from cfprune.kernels.int8 import quantise_queries, score_int8, score_int8_int8
+from cfprune.kernels.dense import ITEMS_PER_TILE
+from cfprune.kernels.int8 import quantise_queries, score_int8_int8
 from cfprune.kernels.pq import score_pq
 from cfprune.kernels.pruned import push_fallback
 from cfprune.kernels.rerank import rerank_dense, rerank_int8
-from cfprune.kernels.sparse import score_sparse
+from cfprune.kernels.tiled import (csr_tiles, float16_tiles, float32_tiles, int4_tiles,
+                                   int8_tiles, norm_order, score_tiles, table_order)
 from cfprune.kernels.topk import new_heaps, sort_heaps
 from tests.reference_kernels import (assert_topk_matches, decode_affine, decode_csr, decode_pq,
                                      pack_int4, topk_reference, unpack_int4)
@@ -58,10 +58,16 @@ def seen_arrays(seen):
     return np.ascontiguousarray(indices, dtype=np.int32), end - lengths, end
 
 
-def run(kernel, queries, table_args, p, k=None, item_map=EMPTY_MAP, heaps=None):
-    k = p["k"] if k is None else k
-    heap_scores, heap_ids = new_heaps(queries.shape[0], k) if heaps is None else heaps
-    kernel(queries, *table_args, item_map, *seen_arrays(p["seen"]), heap_scores, heap_ids)
+def run(tiles, queries, p, by_norm, item_map=EMPTY_MAP, heaps=None, order=None, n_workers=3):
+    """The shared tiled scorer over ``tiles`` (table rows ascending, or by descending norm with
+    early stop, or the given ``(order, remaining_norm)``); sorted heaps (ids, scores)."""
+    n_rows = len(item_map) if len(item_map) else p["n_items"]
+    if order is None:
+        order = (norm_order(tiles, n_rows, queries.shape[1]) if by_norm else
+                 table_order(n_rows))
+    heap_scores, heap_ids = new_heaps(queries.shape[0], p["k"]) if heaps is None else heaps
+    score_tiles(queries, tiles, *order, n_workers, item_map, *seen_arrays(p["seen"]),
+                heap_scores, heap_ids)
     sort_heaps(heap_scores, heap_ids)
     return heap_ids, heap_scores
 
@@ -72,33 +78,33 @@ def check(p, queries, decoded, ids, scores, valid=None, rtol=1e-4):
 
 
 @SETTINGS
-@given(problems())
-def test_dense_float32(p):
+@given(problems(), st.booleans())
+def test_dense_float32(p, by_norm):
     q = values(p, (p["n_users"], p["dim"]))
     items = values(p, (p["n_items"], p["dim"]))
-    ids, scores = run(score_dense, q, (items,), p)
+    ids, scores = run(float32_tiles(items), q, p, by_norm)
     check(p, q, items.astype(np.float64), ids, scores)
 
 
 @SETTINGS
-@given(problems())
-def test_dense_float32_ids_exact_with_integer_factors(p):
+@given(problems(), st.booleans())
+def test_dense_float32_ids_exact_with_integer_factors(p, by_norm):
     """Integer factors make every score exact: ids must equal the argsort reference exactly."""
     rng = p["rng"]
     q = rng.integers(-3, 4, size=(p["n_users"], p["dim"])).astype(np.float32)
     items = rng.integers(-3, 4, size=(p["n_items"], p["dim"])).astype(np.float32)
-    ids, scores = run(score_dense, q, (items,), p)
+    ids, scores = run(float32_tiles(items), q, p, by_norm)
     ref_ids, ref_scores = topk_reference(q.astype(np.float64) @ items.T, p["k"], p["seen"])
     np.testing.assert_array_equal(ids, ref_ids)
     np.testing.assert_array_equal(scores, ref_scores.astype(np.float32))
 
 
 @SETTINGS
-@given(problems())
-def test_float16(p):
+@given(problems(), st.booleans())
+def test_float16(p, by_norm):
     q = values(p, (p["n_users"], p["dim"]))
     items = values(p, (p["n_items"], p["dim"])).astype(np.float16)
-    ids, scores = run(score_float16, q, (items.view(np.uint16), float16_lookup()), p)
+    ids, scores = run(float16_tiles(items), q, p, by_norm)
     check(p, q, items.astype(np.float64), ids, scores)
 
 
@@ -114,13 +120,12 @@ def affine_params(p, n, per_row, symmetric):
 
 
 @SETTINGS
-@given(problems(), st.booleans(), st.booleans())
-def test_int8_float_users(p, per_row, symmetric):
+@given(problems(), st.booleans(), st.booleans(), st.booleans())
+def test_int8_float_users(p, per_row, symmetric, by_norm):
     codes = p["rng"].integers(-128, 128, size=(p["n_items"], p["dim"])).astype(np.int8)
     scale, offset = affine_params(p, p["n_items"] if per_row else p["dim"], per_row, symmetric)
     q = values(p, (p["n_users"], p["dim"]))
-    off = np.empty(0, np.float32) if offset is None else offset
-    ids, scores = run(score_int8, q, (codes, scale, off, per_row), p)
+    ids, scores = run(int8_tiles(codes, scale, offset, per_row), q, p, by_norm)
     check(p, q, decode_affine(codes, scale, offset, per_row), ids, scores)
 
 
@@ -155,15 +160,14 @@ def test_int8_int8_users_close_to_decoded(p, per_row, symmetric):
 
 
 @SETTINGS
-@given(problems(), st.booleans(), st.booleans())
-def test_int4(p, per_row, symmetric):
+@given(problems(), st.booleans(), st.booleans(), st.booleans())
+def test_int4(p, per_row, symmetric, by_norm):
     levels = p["rng"].integers(0, 16, size=(p["n_items"], p["dim"]))
     packed = pack_int4(levels)
     np.testing.assert_array_equal(unpack_int4(packed, p["dim"]), levels)
     scale, offset = affine_params(p, p["n_items"] if per_row else p["dim"], per_row, symmetric)
     q = values(p, (p["n_users"], p["dim"]))
-    off = np.empty(0, np.float32) if offset is None else offset
-    ids, scores = run(score_int4, q, (packed, scale, off, per_row), p)
+    ids, scores = run(int4_tiles(packed, scale, offset, per_row), q, p, by_norm)
     check(p, q, decode_affine(unpack_int4(packed, p["dim"]), scale, offset, per_row), ids, scores)
 
 
@@ -180,14 +184,19 @@ def test_pq(p, m_wanted, ksub, rotate):
         rotation = np.linalg.qr(rng.standard_normal((p["dim"], p["dim"])))[0].astype(np.float32)
     q = values(p, (p["n_users"], p["dim"]))
     rotated = q if rotation is None else np.ascontiguousarray(q @ rotation, dtype=np.float32)
-    ids, scores = run(score_pq, rotated, (codes, codebooks, bounds), p)
+    heap_scores, heap_ids = new_heaps(q.shape[0], p["k"])
+    score_pq(rotated, codes, codebooks, bounds, EMPTY_MAP, *seen_arrays(p["seen"]), heap_scores,
+             heap_ids)
+    sort_heaps(heap_scores, heap_ids)
+    ids, scores = heap_ids, heap_scores
     decoded = decode_pq(codes, codebooks, bounds, rotation)
     check(p, q, decoded, ids, scores, rtol=1e-4 if rotation is None else 1e-3)
 
 
 @SETTINGS
-@given(problems(), st.floats(0.0, 1.0), st.sampled_from([np.uint8, np.uint16, np.int32]))
-def test_sparse(p, density, index_dtype):
+@given(problems(), st.floats(0.0, 1.0), st.sampled_from([np.uint8, np.uint16, np.int32]),
+       st.booleans())
+def test_sparse(p, density, index_dtype, by_norm):
     dense = values(p, (p["n_items"], p["dim"]))
     dense[p["rng"].random(dense.shape) > density] = 0.0
     indptr = np.zeros(p["n_items"] + 1, dtype=np.int64)
@@ -196,13 +205,13 @@ def test_sparse(p, density, index_dtype):
     indices = cols.astype(index_dtype)
     data = dense[rows, cols].astype(np.float32)
     q = values(p, (p["n_users"], p["dim"]))
-    ids, scores = run(score_sparse, q, (indptr, indices, data), p)
+    ids, scores = run(csr_tiles(indptr, indices, data), q, p, by_norm)
     check(p, q, decode_csr(indptr, indices, data, p["dim"]), ids, scores)
 
 
 @SETTINGS
-@given(problems(), st.floats(0.0, 1.0), st.booleans())
-def test_pruned_rows_with_and_without_fallback(p, keep_fraction, with_fallback):
+@given(problems(), st.floats(0.0, 1.0), st.booleans(), st.booleans())
+def test_pruned_rows_with_and_without_fallback(p, keep_fraction, with_fallback, by_norm):
     """Scan only the kept rows (mapped to their ids), then the fallback for the others."""
     rng = p["rng"]
     kept = np.flatnonzero(rng.random(p["n_items"]) < keep_fraction).astype(np.int32)
@@ -211,7 +220,9 @@ def test_pruned_rows_with_and_without_fallback(p, keep_fraction, with_fallback):
     q = values(p, (p["n_users"], p["dim"]))
     heaps = new_heaps(q.shape[0], p["k"])
     seen = seen_arrays(p["seen"])
-    score_dense(q, inner, kept, *seen, *heaps)
+    tiles = float32_tiles(inner)
+    order = norm_order(tiles, kept.size, p["dim"]) if by_norm else table_order(kept.size)
+    score_tiles(q, tiles, *order, 2, kept, *seen, *heaps)
     decoded = np.zeros((p["n_items"], p["dim"]))
     decoded[kept] = inner
     valid = np.zeros(p["n_items"], dtype=bool)
@@ -252,13 +263,91 @@ def test_rerank_dense_and_int8(p, use_int8, per_row):
     assert_topk_matches(heaps[1], heaps[0], exact, p["k"], not_candidate)
 
 
-def test_signatures_do_not_grow():
+@st.composite
+def skewed_problems(draw):
+    """Early-stop problems: more rows than one item tile, row norms falling as a power of the
+    rank (item r scaled by 2**-floor(a * log2(r + 1)), so values stay exact), duplicated rows
+    (exact ties across ids), k small, seen rows that favour the high-norm items."""
+    n_users = draw(st.integers(1, 70))
+    n_items = draw(st.integers(ITEMS_PER_TILE + 1, 3 * ITEMS_PER_TILE + 7))
+    dim = draw(st.integers(1, 8))
+    k = draw(st.integers(1, 6))
+    slope = draw(st.sampled_from([0.5, 1.0, 2.0]))
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    base = rng.integers(-3, 4, size=(n_items, dim)).astype(np.float32)
+    copies = rng.integers(0, n_items, size=n_items // 4)
+    base[rng.integers(0, n_items, size=copies.size)] = base[copies]
+    rank = rng.permutation(n_items)
+    items = base * np.float32(2.0) ** -np.floor(slope * np.log2(rank + 1.0))[:, None]
+    users = rng.integers(-3, 4, size=(n_users, dim)).astype(np.float32)
+    weights = 1.0 / (rank + 1.0)
+    seen = [set(rng.choice(n_items, size=int(rng.integers(0, 20)), replace=False,
+                           p=weights / weights.sum()).tolist()) for _ in range(n_users)]
+    return dict(n_users=n_users, n_items=n_items, dim=dim, k=k, seen=seen,
+                users=users, items=items.astype(np.float32))
+
+
+@settings(max_examples=40, deadline=None)
+@given(skewed_problems(), st.integers(1, 4))
+def test_early_stop_by_norm_is_exact(p, n_workers):
+    """Scanning by descending norm and stopping by the Cauchy-Schwarz bound returns exactly the
+    brute-force ids and scores (every score here is exact in float32, so ties are exact too)."""
+    exact = p["users"].astype(np.float64) @ p["items"].T.astype(np.float64)
+    ref_ids, ref_scores = topk_reference(exact, p["k"], p["seen"])
+    ids, scores = run(float32_tiles(p["items"]), p["users"], p, by_norm=True,
+                      n_workers=n_workers)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_array_equal(scores, ref_scores.astype(np.float32))
+    codes = p["items"].astype(np.int8) if np.all(p["items"] == np.round(p["items"])) else None
+    if codes is not None:
+        tiles = int8_tiles(codes, np.ones(p["dim"], np.float32), None, False)
+        ids, scores = run(tiles, p["users"], p, by_norm=True)
+        np.testing.assert_array_equal(ids, ref_ids)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 6), st.integers(1, 5), st.integers(0, 2 ** 32 - 1))
+def test_rows_past_the_bound_are_never_scored(n_users, dim, k, seed):
+    """Rows placed after a position whose ``remaining_norm`` is 0 are traps (score +1e6 for
+    every user): a user whose k-th best is already positive retires there and never sees them;
+    the others (here: the users that score every real row below 0) do."""
+    rng = np.random.default_rng(seed)
+    n_real = ITEMS_PER_TILE
+    real = rng.standard_normal((n_real, dim)).astype(np.float32)
+    real[:, 0] = rng.uniform(0.5, 2.0, n_real)
+    traps = np.zeros((2, dim), np.float32)
+    traps[:, 0] = [1e6, -1e6]
+    users = (0.1 * rng.standard_normal((n_users, dim))).astype(np.float32)
+    users[:, 0] = 10 * rng.choice([-1.0, 1.0], n_users)
+    items = np.vstack([real, traps])
+    order = np.arange(items.shape[0], dtype=np.int32)
+    remaining = np.r_[np.full(n_real, np.inf), np.zeros(2)].astype(np.float32)
+    p = dict(k=k, seen=[set()] * n_users, n_items=items.shape[0])
+    ids, _ = run(float32_tiles(items), users, p, by_norm=None, order=(order, remaining))
+    kth = -np.sort(-(users.astype(np.float64) @ real.T), axis=1)[:, k - 1]
+    saw_trap = (ids >= n_real).any(axis=1)
+    np.testing.assert_array_equal(saw_trap, kth <= 0)
+
+
+def test_one_signature_for_every_decoded_storage():
+    """dense, fp16, int8, int4 (per row / per dimension, with and without offset) and sparse with
+    int32 indices share one compiled scorer; calls of other sizes add none."""
     rng = np.random.default_rng(0)
     q = rng.standard_normal((5, 8)).astype(np.float32)
     items = rng.standard_normal((40, 8)).astype(np.float32)
-    p = dict(k=3, seen=[{1, 2}, set(), {0}, set(range(40)), {39}])
-    run(score_dense, q, (items,), p)
-    before = len(score_dense.signatures)
-    for _ in range(3):
-        run(score_dense, q[:3], (items[:20],), dict(k=4, seen=p["seen"][:3]))
-    assert len(score_dense.signatures) == before
+    p = dict(k=3, n_items=40, seen=[{1, 2}, set(), {0}, set(range(40)), {39}])
+    codes = rng.integers(-128, 128, size=(40, 8)).astype(np.int8)
+    scale = np.ones(40, np.float32)
+    packed = pack_int4(rng.integers(0, 16, size=(40, 8)))
+    indptr = np.arange(0, 41 * 8, 8, dtype=np.int64)
+    indices = np.tile(np.arange(8, dtype=np.int32), 40)
+    every = [float32_tiles(items), float16_tiles(items.astype(np.float16)),
+             int8_tiles(codes, scale, scale, True), int8_tiles(codes, scale[:8], None, False),
+             int4_tiles(packed, scale, None, True), csr_tiles(indptr, indices, items.ravel())]
+    run(every[0], q, p, by_norm=True)
+    before = len(score_tiles.signatures)
+    for tiles in every:
+        for by_norm in (True, False):
+            run(tiles, q, p, by_norm)
+            run(tiles, q[:3], dict(k=4, n_items=40, seen=p["seen"][:3]), by_norm)
+    assert len(score_tiles.signatures) == before

@@ -8,7 +8,8 @@ from hypothesis import given, settings, strategies as st
 from threadpoolctl import threadpool_limits
 
 from cfprune.errors import ShapeError
-from cfprune.kernels.dense import score_dense
+from cfprune.kernels.dense import ITEMS_PER_TILE
+from cfprune.kernels.tiled import score_tiles
 from cfprune.models.factors import FactorModel
 from cfprune.retrieval import recommend
 from cfprune.tables import (DenseTable, Float16Table, Int4Table, Int8Table, PQTable, PrunedTable,
@@ -89,6 +90,25 @@ def test_every_storage_matches_brute_force(storage, n_users, n_items, dim, k, se
     ids, scores = model.recommend(np.arange(n_users), seen, k=k, batch_size=7)
     exact = users.astype(np.float64) @ items.decode().astype(np.float64).T
     assert_topk_matches(ids, scores, exact, k, seen_sets(seen), items.valid_rows(), rtol=1e-4)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.sampled_from(["dense", "fp16", "int8-row", "int4-dim", "sparse", "pruned",
+                        "pruned-fallback"]),
+       st.integers(1, 150), st.integers(ITEMS_PER_TILE + 1, 4 * ITEMS_PER_TILE),
+       st.integers(2, 16), st.integers(1, 5), st.integers(0, 2 ** 32 - 1))
+def test_early_stop_over_skewed_norms_matches_brute_force(storage, n_users, n_items, dim, k,
+                                                          seed):
+    """Item norms falling as a power of the rank (as in ALS factors) let users stop early in the
+    norm-ordered scan; the result is still the brute force over the decoded table."""
+    rng = np.random.default_rng(seed)
+    users = rng.standard_normal((n_users, dim)).astype(np.float32)
+    factors = rng.standard_normal((n_items, dim)) / (rng.permutation(n_items) + 1.0)[:, None]
+    items = make_table(storage, factors.astype(np.float32), rng)
+    seen = random_seen(rng, n_users, n_items)
+    ids, scores = FactorModel(users, items).recommend(np.arange(n_users), seen, k=k)
+    exact = users.astype(np.float64) @ items.decode().astype(np.float64).T
+    assert_topk_matches(ids, scores, exact, k, seen_sets(seen), items.valid_rows(), rtol=1e-5)
 
 
 @SETTINGS
@@ -216,11 +236,11 @@ def test_signatures_do_not_grow_and_threads_restored():
                         rng.standard_normal((70, 5)).astype(np.float32))
     seen = random_seen(rng, 30, 70)
     model.recommend(np.arange(30), seen, k=5)
-    before = len(score_dense.signatures)
+    before = len(score_tiles.signatures)
     threads = numba.get_num_threads()
     for k in (1, 5, 12):
         model.recommend(np.arange(0, 30, 2), seen, k=k, num_threads=1, batch_size=4)
-    assert len(score_dense.signatures) == before
+    assert len(score_tiles.signatures) == before
     assert numba.get_num_threads() == threads
 
 

@@ -1,16 +1,16 @@
-"""Scorers for int8 item tables (``scale * codes + offset``, per row or per dimension).
+"""int8 item tables (``scale * codes + offset``, per row or per dimension): the tile decoder and
+the integer route.
 
-Two routes, both fused with the top-k selection and tiled like :mod:`.dense`:
-
-- :func:`score_int8`: float32 users x int8 items. Each tile of item rows is decoded to float32
-  exactly as ``Int8Table.decode`` does (once per tile of users) and scored with one BLAS GEMM, so
-  the scores are those of the decoded table up to float rounding.
+- :func:`decode_affine_tile` decodes rows to float32 exactly as ``Int8Table.decode`` does; the
+  float32 users are then scored against the decoded tile by the shared scorer of :mod:`.tiled`
+  (exact over the decoded table up to float rounding).
 - :func:`score_int8_int8`: the user vector is quantised too (symmetric, one scale per user) and
   the products int8 x int8 are accumulated in int32. Approximate: the user rounding error adds to
-  the table's.
+  the table's. Items are offered in ascending id order (no norm-ordered early stop: its scores are
+  not inner products of the users with the decoded rows).
 
 ``scale`` float32 [n_rows] (``per_row``) or [d]; ``offset`` the same, or [0] when symmetric. The
-other arguments are described in :mod:`.dense`.
+other arguments are described in :mod:`.tiled`.
 """
 
 import numpy as np
@@ -21,12 +21,12 @@ from cfprune.kernels.topk import push_tile
 
 
 @njit(cache=True)
-def decode_affine_tile(levels, row0, row1, scale, offset, per_row, out):
-    """Write ``scale * levels[row0:row1] + offset`` (float32) into ``out[:row1 - row0]``."""
+def decode_affine_tile(levels, scale, offset, per_row, rows, out):
+    """Write ``scale * levels[rows] + offset`` (float32) into ``out[:len(rows)]``."""
     dim = out.shape[1]
     has_offset = offset.shape[0] > 0
-    for r in range(row1 - row0):
-        row = row0 + r
+    for r in range(rows.shape[0]):
+        row = rows[r]
         if per_row:
             s = scale[row]
             o = offset[row] if has_offset else np.float32(0.0)
@@ -38,31 +38,6 @@ def decode_affine_tile(levels, row0, row1, scale, offset, per_row, out):
         else:
             for t in range(dim):
                 out[r, t] = scale[t] * np.float32(levels[row, t])
-
-
-@njit(cache=True, parallel=True)
-def score_int8(queries, codes, scale, offset, per_row, item_map, seen_indices, seen_start,
-               seen_end, heap_scores, heap_ids):
-    """Top-k of float32 ``queries`` [n, d] against int8 ``codes`` [n_rows, d] (decoded tiles)."""
-    n_queries = queries.shape[0]
-    n_rows, dim = codes.shape
-    n_tiles = (n_queries + USERS_PER_TILE - 1) // USERS_PER_TILE
-    for tile in prange(n_tiles):
-        first = tile * USERS_PER_TILE
-        stop = min(n_queries, first + USERS_PER_TILE)
-        users = queries[first:stop]
-        seen_pos = seen_start[first:stop].copy()
-        buffer = np.empty((stop - first, ITEMS_PER_TILE), dtype=np.float32)
-        decoded = np.empty((ITEMS_PER_TILE, dim), dtype=np.float32)
-        for row0 in range(0, n_rows, ITEMS_PER_TILE):
-            row1 = min(n_rows, row0 + ITEMS_PER_TILE)
-            if row1 - row0 < ITEMS_PER_TILE:
-                buffer = np.empty((stop - first, row1 - row0), dtype=np.float32)
-                decoded = np.empty((row1 - row0, dim), dtype=np.float32)
-            decode_affine_tile(codes, row0, row1, scale, offset, per_row, decoded)
-            np.dot(users, decoded.T, buffer)
-            push_tile(heap_scores, heap_ids, first, buffer, row0, item_map,
-                      seen_indices, seen_pos, seen_end)
 
 
 def quantise_queries(queries, scale, offset, per_row):

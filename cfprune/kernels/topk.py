@@ -11,10 +11,11 @@ query orders the row best first.
 Empty slots hold score ``-inf`` and the id :data:`EMPTY_ID` (the largest int32, so any real item
 with score ``-inf`` still beats an empty slot); :func:`sort_heaps` turns them into id ``-1``.
 
-Seen items are skipped by walking the user's sorted CSR row (``seen_indices[start:end]``, item ids
-ascending) with a pointer that only moves forward, because every scorer offers items in ascending
-id order. The pointer is advanced only for candidates that pass the threshold, so the walk costs
-nothing for the items rejected by score.
+Seen items are looked up in the user's sorted CSR row (``seen_indices[start:end]``, item ids
+ascending), only for candidates that pass the threshold, so the look-up costs nothing for the
+items rejected by score. Scorers that offer items in ascending id order (:func:`push_tile`) walk
+the row with a pointer that only moves forward; scorers that offer them in any order
+(:func:`offer_rows`, used by the norm-ordered scan) search it by bisection.
 """
 
 import numpy as np
@@ -127,7 +128,6 @@ def sort_heaps(heap_scores, heap_ids):
         sort_heap(heap_scores[i], heap_ids[i])
 
 
-
 @njit(cache=True)
 def push_tile(heap_scores, heap_ids, first_query, tile_scores, first_row, item_map,
               seen_indices, seen_pos, seen_end):
@@ -138,3 +138,34 @@ def push_tile(heap_scores, heap_ids, first_query, tile_scores, first_row, item_m
         query = first_query + u
         seen_pos[u] = push_row(heap_scores[query], heap_ids[query], tile_scores[u], first_row,
                                item_map, seen_indices, seen_pos[u], seen_end[query])
+
+
+@njit(cache=True)
+def is_seen(seen_indices, start, end, item):
+    """True when ``item`` is in the sorted ``seen_indices[start:end]`` (bisection)."""
+    lo, hi = start, end
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if seen_indices[mid] < item:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo < end and seen_indices[lo] == item
+
+
+@njit(cache=True)
+def offer_rows(heap_scores, heap_ids, scores, rows, item_map, seen_indices, start, end):
+    """Offer ``scores[j]`` float32 for the table rows ``rows[j]`` int32, in any order.
+
+    ``item_map`` as in :func:`push_row`; the item enters one query's heap when it beats the root
+    and is not in ``seen_indices[start:end]``.
+    """
+    mapped = item_map.shape[0] > 0
+    for j in range(scores.shape[0]):
+        score = scores[j]
+        if score < heap_scores[0]:
+            continue
+        item = item_map[rows[j]] if mapped else rows[j]
+        if beats_root(heap_scores, heap_ids, score, item) and \
+                not is_seen(seen_indices, start, end, item):
+            replace_root(heap_scores, heap_ids, score, item)
