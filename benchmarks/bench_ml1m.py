@@ -51,14 +51,15 @@ def main():
     print(f"{data!r}: load {t_load:.2f} s; train {train.nnz}, valid {valid.nnz}, test {test.nnz}")
 
     grids = {
-        "als": {"regularization": [0.01, 0.1, 1.0, 10.0], "alpha": [1.0, 5.0, 20.0],
+        "als": {"regularization": [1.0, 10.0, 30.0, 100.0], "alpha": [2.0, 5.0, 10.0],
                 "iterations": [15]},
-        "bpr": {"learning_rate": [0.005, 0.01, 0.02], "regularization": [0.001, 0.01],
-                "iterations": [100]},
+        "bpr": {"learning_rate": [0.002, 0.005], "regularization": [0.001, 0.01],
+                "iterations": [100, 200]},
     }
     if args.quick:
         grids = {"als": {"regularization": [1.0], "alpha": [5.0], "iterations": [15]},
-                 "bpr": {"learning_rate": [0.01], "regularization": [0.01], "iterations": [100]}}
+                 "bpr": {"learning_rate": [0.005], "regularization": [0.001],
+                         "iterations": [100]}}
 
     rows = []
     with threadpool_limits(limits=1, user_api="blas"):
