@@ -52,7 +52,7 @@ def default_sweep(dim, quick=False):
     specs += [f"pq:m={m},table=both" for m in (4, 8, 16) if m <= dim]
     if 8 <= dim:
         specs += ["pq:m=8,rotation=opq,table=both", "pq:m=8,loss=anisotropic,table=both"]
-    specs += [f"distill:rank={r},threads=1" for r in ranks(4)]
+    specs += [f"distill:rank={r}" for r in ranks(4)]
     specs += [f"lowrank:rank={r}|int8:table=both" for r in ranks(2)]
     if 8 <= dim:
         specs += ["prune-rows:keep=0.5,by=popularity|pq:m=8",
