@@ -39,7 +39,8 @@ from tqdm.auto import tqdm
 
 from .errors import DataError, MissingDependencyError
 from .evaluation import DEFAULT_BATCH_SIZE as DEFAULT_EVALUATION_BLOCK
-from .evaluation import as_csr, evaluate_block, plan_evaluation, summarise, user_blocks
+from .evaluation import evaluate_block, plan_evaluation, summarise, user_blocks
+from .interactions import as_csr
 from .io import atomic_write
 
 DEFAULT_BLOCK_SIZE = 8192

@@ -46,10 +46,10 @@ from dataclasses import dataclass, field
 
 import numba
 import numpy as np
-import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from .errors import DataError, ShapeError
+from .interactions import as_csr
 from .kernels import metrics as mk
 
 DEFAULT_BATCH_SIZE = 2048
@@ -418,19 +418,6 @@ def _mean_defined(x):
 
 def _ratio(a, b):
     return float(a) / float(b) if b else float("nan")
-
-
-def as_csr(x, name):
-    """A canonical scipy CSR of an Interactions or a scipy.sparse matrix (DataError otherwise)."""
-    matrix = getattr(x, "matrix", x)
-    if not sp.issparse(matrix):
-        raise DataError(f"{name} must be an Interactions or a scipy.sparse matrix, got "
-                        f"{type(x).__name__}")
-    csr = sp.csr_matrix(matrix)
-    if not csr.has_canonical_format:
-        csr = csr.copy()
-        csr.sum_duplicates()
-    return csr
 
 
 def _cut_offs(ks):

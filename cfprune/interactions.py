@@ -230,3 +230,17 @@ def _id_array(ids, n, what):
     if ids.dtype == object:
         ids = ids.astype(str)
     return ids
+
+
+def as_csr(x, name):
+    """The canonical float32 CSR (sorted indices, no duplicates) of an :class:`Interactions` or a
+    scipy.sparse matrix; ShapeError naming ``name`` for anything else."""
+    matrix = x.matrix if isinstance(x, Interactions) else x
+    if not sp.issparse(matrix):
+        raise ShapeError(f"{name} must be an Interactions or a scipy.sparse matrix, got "
+                         f"{type(x).__name__}")
+    csr = sp.csr_matrix(matrix, dtype=np.float32)
+    if not csr.has_canonical_format:
+        csr = csr.copy()
+        csr.sum_duplicates()
+    return csr

@@ -19,11 +19,10 @@ from contextlib import contextmanager
 from importlib import import_module
 
 import numpy as np
-import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from cfprune.errors import ShapeError
-from cfprune.interactions import Interactions
+from cfprune.interactions import as_csr
 
 DEFAULT_BATCH_SIZE = 4096
 INT8_ROUTES = ("float", "int8")
@@ -132,12 +131,8 @@ def _seen_rows(user_items, rows, model, filter_seen):
     if user_items is None:
         raise ShapeError("filter_seen=True needs user_items (the users' known items); pass "
                          "filter_seen=False to rank every item")
-    if isinstance(user_items, Interactions):
-        user_items = user_items.matrix
-    if not sp.issparse(user_items):
-        raise ShapeError(f"user_items must be a scipy.sparse CSR matrix, got "
-                         f"{type(user_items).__name__}")
-    n_rows, n_cols = user_items.shape
+    csr = as_csr(user_items, "user_items")
+    n_rows, n_cols = csr.shape
     if n_cols != model.n_items:
         raise ShapeError(f"user_items has {n_cols} columns but the model has {model.n_items} "
                          f"items")
@@ -148,10 +143,6 @@ def _seen_rows(user_items, rows, model, filter_seen):
     else:
         raise ShapeError(f"user_items has {n_rows} rows; expected one per requested user ({n}) "
                          f"or one per model user ({model.n_users})")
-    csr = sp.csr_matrix(user_items)
-    if not csr.has_sorted_indices:
-        csr = csr.copy()
-        csr.sort_indices()
     indptr = csr.indptr.astype(np.int64, copy=False)
     return (np.ascontiguousarray(csr.indices, dtype=np.int32), indptr[lookup],
             indptr[lookup + 1])

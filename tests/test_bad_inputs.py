@@ -173,7 +173,7 @@ CASES = [
     Case("user_items wrong rows", lambda t, mp: model().recommend([0, 1], SEEN[:5]), ShapeError,
          ("5 rows",)),
     Case("dense user_items", lambda t, mp: model().recommend([0], SEEN.toarray()), ShapeError,
-         ("scipy.sparse",)),
+         ("user_items", "scipy.sparse")),
     Case("filter without user_items", lambda t, mp: model().recommend([0], None), ShapeError,
          ("user_items",)),
     # compression specs

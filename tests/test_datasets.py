@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cfprune.datasets import DATASETS, data_home, list_datasets, load_movielens
-from cfprune.datasets import home, movielens
+from cfprune.datasets import home
 from cfprune.errors import DataError
 from tests.reference_data import (SHARED, assert_matches_reference, format_lines,
                                   shared_archive, synthetic_events, write_zip)

@@ -290,7 +290,7 @@ def test_evaluate_rejects_bad_input():
         evaluate(model, train, test, ks=(0, 5), show_progress=False)
     with pytest.raises(ShapeError, match="scores 4 items"):
         evaluate(ReferenceModel(users, items[:4]), train, test, show_progress=False)
-    with pytest.raises(DataError, match="Interactions or a scipy.sparse"):
+    with pytest.raises(ShapeError, match="Interactions or a scipy.sparse"):
         evaluate(model, train.toarray(), test, show_progress=False)
 
 

@@ -5,22 +5,15 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from ..errors import DataError, ShapeError, TrainingError
-from ..interactions import Interactions
+from ..errors import DataError, TrainingError
+from ..interactions import Interactions, as_csr
 
 
 def training_matrix(train):
     """CSR float32 users x items from an Interactions or a scipy sparse matrix, checked."""
-    if isinstance(train, Interactions):
-        matrix = train.matrix
-    elif sp.issparse(train):
-        matrix = sp.csr_matrix(train, dtype=np.float32)
-    else:
-        raise ShapeError(f"training data must be Interactions or a scipy.sparse matrix, got "
-                         f"{type(train).__name__}")
+    matrix = as_csr(train, "training data")
     if matrix.nnz and (not np.all(np.isfinite(matrix.data)) or matrix.data.min() < 0):
         raise DataError("interaction weights must be finite and non-negative")
     if matrix.nnz == 0:
