@@ -260,15 +260,30 @@ def cmd_compress(args):
 
 def cmd_import(args):
     from .models import load_implicit_file, load_npy_pair
+    ids = {"user_ids": load_ids(args.user_ids, "--user-ids"),
+           "item_ids": load_ids(args.item_ids, "--item-ids")}
     if args.implicit_file:
-        model = load_implicit_file(args.implicit_file)
+        model = load_implicit_file(args.implicit_file, **ids)
     elif args.user_factors and args.item_factors:
-        model = load_npy_pair(args.user_factors, args.item_factors)
+        model = load_npy_pair(args.user_factors, args.item_factors, **ids)
     else:
         raise DataError("import needs --implicit-file F, or --user-factors and --item-factors")
     model.save(args.out)
     print(f"saved {args.out}: {model.n_users} users x {model.n_items} items, {model.dim} factors")
     return 0
+
+
+def load_ids(path, what):
+    """Raw ids from a .npy array (no pickle) or a text file with one id per line, or None."""
+    if path is None:
+        return None
+    try:
+        if path.endswith(".npy"):
+            return np.load(path, allow_pickle=False)
+        with open(path, encoding="utf-8") as f:
+            return np.array([line.rstrip("\n") for line in f if line.strip()])
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"{what} file {path} is not readable: {e}") from None
 
 
 def cmd_report(args):
@@ -344,6 +359,9 @@ def build_parser():
     p.add_argument("--user-factors", metavar="U.npy")
     p.add_argument("--item-factors", metavar="V.npy")
     p.add_argument("--implicit-file", metavar="F.npz", help="a file written by implicit's save")
+    p.add_argument("--user-ids", metavar="FILE", help="raw user id of each row (.npy, or text: "
+                                                      "one per line)")
+    p.add_argument("--item-ids", metavar="FILE", help="raw item id of each row (.npy or text)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_import)
 

@@ -93,3 +93,18 @@ def test_factor_model_checks():
     bad[1, 1] = np.nan
     with pytest.raises(ShapeError, match="item factors.*rows: 1"):
         FactorModel(np.ones((2, 3)), bad)
+
+
+def test_cli_import_keeps_id_maps(tmp_path):
+    from cfprune import cli
+    np.save(tmp_path / "U.npy", np.ones((3, 2), np.float32))
+    np.save(tmp_path / "V.npy", np.ones((4, 2), np.float32))
+    (tmp_path / "users.txt").write_text("u1\nu2\nu3\n")
+    np.save(tmp_path / "items.npy", np.array([10, 20, 30, 40]))
+    assert cli.main(["import", "--user-factors", str(tmp_path / "U.npy"), "--item-factors",
+                     str(tmp_path / "V.npy"), "--user-ids", str(tmp_path / "users.txt"),
+                     "--item-ids", str(tmp_path / "items.npy"),
+                     "--out", str(tmp_path / "m.npz")]) == 0
+    model = FactorModel.load(tmp_path / "m.npz")
+    assert model.user_ids.tolist() == ["u1", "u2", "u3"]
+    assert model.item_ids.tolist() == [10, 20, 30, 40]
