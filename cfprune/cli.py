@@ -87,16 +87,24 @@ def load_data(args):
 
 
 def make_split(args, data):
-    """(train, test) Interactions by the split options; strong generalisation folds the
-    held-out users' fold-in part into train, as the protocol evaluates it."""
+    """(train, test) Interactions by the split options. For strong generalisation, train holds
+    the training users and the held-out users' fold-in part (the items a scored user is known to
+    have), test the held-out users' test part; `cfprune train` folds those users in itself."""
     from . import splits
     if args.split == "random":
         return splits.random_split(data, test_fraction=args.test_fraction, seed=args.seed)
     if args.split == "temporal":
         return splits.temporal_split(data, k=args.leave_last)
-    strong = splits.strong_generalization_split(data, heldout_fraction=args.test_fraction,
-                                                test_fraction=args.test_fraction, seed=args.seed)
+    strong = strong_split(args, data)
     return strong.train_with_foldin(), strong.test
+
+
+def strong_split(args, data):
+    """The strong-generalisation split: --test-fraction of the users held out, and of each
+    held-out user's interactions --test-fraction to predict (the rest is the fold-in part)."""
+    from . import splits
+    return splits.strong_generalization_split(data, heldout_fraction=args.test_fraction,
+                                              test_fraction=args.test_fraction, seed=args.seed)
 
 
 def load_csr(path, what):
@@ -158,15 +166,30 @@ def cmd_datasets(args):
 
 
 def cmd_train(args):
-    from .models import train_als, train_bpr
     from .evaluation import evaluate
-    train, test = train_test(args)
+    from .models import fold_in_users, train_als, train_bpr
     common = dict(factors=args.factors, regularization=args.regularization,
                   iterations=args.iterations, num_threads=args.threads, seed=args.seed)
-    if args.algorithm == "als":
-        model = train_als(train, alpha=args.alpha, **common)
+    if args.split == "strong":
+        # strong generalisation: train on the training users only, then fold the held-out
+        # users in with the closed-form ALS step and score them on their test part
+        if args.algorithm != "als":
+            raise DataError("--split strong folds the held-out users in with the closed-form ALS "
+                            "step; use --algorithm als")
+        strong = strong_split(args, load_data(args))
+        model = train_als(strong.train, alpha=args.alpha, **common)
+        user_factors = model.user_factors
+        user_factors[strong.users] = fold_in_users(
+            model.item_factors, strong.foldin.matrix[strong.users], args.regularization,
+            args.alpha)
+        model = model.replace(users=user_factors)
+        train, test = strong.train_with_foldin(), strong.test
     else:
-        model = train_bpr(train, learning_rate=args.learning_rate, **common)
+        train, test = train_test(args)
+        if args.algorithm == "als":
+            model = train_als(train, alpha=args.alpha, **common)
+        else:
+            model = train_bpr(train, learning_rate=args.learning_rate, **common)
     if args.out:
         model.save(args.out)
         print(f"saved {args.out} ({model.nbytes} bytes of factors)")
