@@ -9,6 +9,7 @@ entries, and the id maps stay shared by every split of one dataset.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from .errors import DataError, ShapeError
@@ -89,10 +90,8 @@ class Interactions:
         if not np.all(np.isfinite(ratings)):
             bad = int(np.flatnonzero(~np.isfinite(ratings))[0])
             raise DataError(f"rating of event {bad} is {ratings[bad]}; ratings must be finite")
-        user_ids, u = np.unique(users, return_inverse=True)
-        item_ids, i = np.unique(items, return_inverse=True)
-        u = u.astype(np.int64)
-        i = i.astype(np.int64)
+        u, user_ids = _factorize(users, "user")
+        i, item_ids = _factorize(items, "item")
         key = u * len(item_ids) + i
         order = np.argsort(key, kind="stable")
         key_sorted = key[order]
@@ -219,6 +218,16 @@ class Interactions:
     def item_counts(self):
         """int64 [n_items]: how many users interacted with each item."""
         return np.bincount(self.matrix.indices, minlength=self.n_items).astype(np.int64)
+
+
+def _factorize(raw, what):
+    """(int64 codes [n], sorted unique ids): dense indices of raw ids in sorted id order (a hash
+    pass, several times faster than a sort-based unique on tens of millions of events)."""
+    codes, uniques = pd.factorize(raw, sort=True)
+    if codes.size and codes.min() < 0:
+        bad = int(np.flatnonzero(codes < 0)[0])
+        raise DataError(f"{what} id of event {bad} is missing")
+    return codes.astype(np.int64, copy=False), np.asarray(uniques)
 
 
 def _id_array(ids, n, what):
