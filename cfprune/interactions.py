@@ -9,7 +9,6 @@ entries, and the id maps stay shared by every split of one dataset.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from .errors import DataError, ShapeError
@@ -223,6 +222,8 @@ class Interactions:
 def _factorize(raw, what):
     """(int64 codes [n], sorted unique ids): dense indices of raw ids in sorted id order (a hash
     pass, several times faster than a sort-based unique on tens of millions of events)."""
+    import pandas as pd  # imported here: loading a model for serving never needs pandas
+
     codes, uniques = pd.factorize(raw, sort=True)
     if codes.size and codes.min() < 0:
         bad = int(np.flatnonzero(codes < 0)[0])
