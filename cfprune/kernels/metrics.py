@@ -19,6 +19,8 @@ with an empty baseline list, AUC when every or no item is relevant) is NaN.
 import numpy as np
 from numba import njit, prange
 
+from cfprune.kernels.topk import sorted_contains
+
 HITS = 0
 RECALL = 1
 TRUNCATED_RECALL = 2
@@ -34,20 +36,6 @@ OVERLAP = 11
 N_METRICS = 12
 
 USERS_PER_BLOCK = 64
-
-
-@njit(cache=True, inline="always")
-def _row_contains(indices, start, end, item):
-    """Binary search for ``item`` in the sorted slice ``indices[start:end]``."""
-    lo = start
-    hi = end
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if indices[mid] < item:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo < end and indices[lo] == item
 
 
 @njit(cache=True, parallel=True)
@@ -131,7 +119,7 @@ def _user_metrics(b, ranked, users, test_indptr, test_indices, ks, n_items, tail
     j = 0
     for p in range(max_k):
         item = ranked[b, p] if p < width else -1
-        if item >= 0 and _row_contains(test_indices, start, end, item):
+        if item >= 0 and sorted_contains(test_indices, start, end, item):
             hits += 1
             dcg += 1.0 / np.log2(p + 2.0)
             precision_sum += hits / (p + 1.0)

@@ -141,16 +141,16 @@ def push_tile(heap_scores, heap_ids, first_query, tile_scores, first_row, item_m
 
 
 @njit(cache=True)
-def is_seen(seen_indices, start, end, item):
-    """True when ``item`` is in the sorted ``seen_indices[start:end]`` (bisection)."""
+def sorted_contains(indices, start, end, item):
+    """True when ``item`` is in the sorted slice ``indices[start:end]`` (bisection)."""
     lo, hi = start, end
     while lo < hi:
         mid = (lo + hi) >> 1
-        if seen_indices[mid] < item:
+        if indices[mid] < item:
             lo = mid + 1
         else:
             hi = mid
-    return lo < end and seen_indices[lo] == item
+    return lo < end and indices[lo] == item
 
 
 @njit(cache=True)
@@ -167,5 +167,5 @@ def offer_rows(heap_scores, heap_ids, scores, rows, item_map, seen_indices, star
             continue
         item = item_map[rows[j]] if mapped else rows[j]
         if beats_root(heap_scores, heap_ids, score, item) and \
-                not is_seen(seen_indices, start, end, item):
+                not sorted_contains(seen_indices, start, end, item):
             replace_root(heap_scores, heap_ids, score, item)
