@@ -38,7 +38,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cfprune.compress import compress  # noqa: E402
+from cfprune.compression import compress  # noqa: E402
 from cfprune.datasets import load_movielens  # noqa: E402
 from cfprune.errors import CfpruneError, DataError  # noqa: E402
 from cfprune.evaluation import evaluate  # noqa: E402

@@ -17,7 +17,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from cfprune.compress import compress
+from cfprune.compression import compress
 from cfprune.datasets import load_ml1m_no_timestamps, load_movielens
 from cfprune.errors import DataError
 from cfprune.evaluation import evaluate

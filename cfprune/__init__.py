@@ -33,8 +33,8 @@ _LAZY = {
     "from_implicit": "cfprune.models",
     "load_implicit_file": "cfprune.models",
     "load_npy_pair": "cfprune.models",
-    "compress": "cfprune.compress",
-    "describe_methods": "cfprune.compress",
+    "compress": "cfprune.compression",
+    "describe_methods": ("cfprune.compression", "describe"),
     "recommend": "cfprune.retrieval",
     "evaluate": "cfprune.evaluation",
     "paired_difference": "cfprune.uncertainty",
@@ -54,8 +54,15 @@ def load(path):
 
 def __getattr__(name):
     if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
+        module, attr = _LAZY[name] if isinstance(_LAZY[name], tuple) else (_LAZY[name], name)
+        value = getattr(import_module(module), attr)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'cfprune' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__
 
 
 __all__ = sorted(["CfpruneError", "DataError", "ShapeError", "SpecError", "ModelFileError",

@@ -261,7 +261,7 @@ def cmd_recommend(args):
 
 
 def cmd_compress(args):
-    from .compress import compress, describe
+    from .compression import compress, describe
     if args.help_methods:
         print(describe())
         return 0

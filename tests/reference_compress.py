@@ -1,5 +1,5 @@
 """Brute-force NumPy references for the compression tests, written independently of
-cfprune.compress: plain loops and dense linear algebra, no shared helpers."""
+cfprune.compression: plain loops and dense linear algebra, no shared helpers."""
 
 import numpy as np
 

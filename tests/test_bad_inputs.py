@@ -12,7 +12,7 @@ import pytest
 import scipy.sparse as sp
 
 from cfprune import cli
-from cfprune.compress import compress
+from cfprune.compression import compress
 from cfprune.datasets import load_interactions, load_movielens
 from cfprune.errors import (DataError, MissingDependencyError, ModelFileError, ShapeError,
                             SpecError)

@@ -6,9 +6,9 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings, strategies as st
 
-from cfprune.compress import (Int4, Int8, LowRank, Magnitude, Pipeline, ProductQuantization,
+from cfprune.compression import (Int4, Int8, LowRank, Magnitude, Pipeline, ProductQuantization,
                               PruneRows, compress)
-from cfprune.compress.pq import (assign_anisotropic, decode_codes, train_pq,
+from cfprune.compression.pq import (assign_anisotropic, decode_codes, train_pq,
                                  update_codebooks_anisotropic)
 from cfprune.errors import DataError, SpecError
 from cfprune.models.factors import FactorModel

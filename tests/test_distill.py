@@ -8,8 +8,8 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cfprune.compress import compress
-from cfprune.compress.distill import Distill, distill, rank_weights
+from cfprune.compression import compress
+from cfprune.compression.distill import Distill, distill, rank_weights
 from cfprune.errors import SpecError
 from cfprune.kernels.distill import distill_epoch
 from cfprune.models.factors import FactorModel

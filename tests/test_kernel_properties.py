@@ -5,7 +5,7 @@ import numpy as np
 import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from cfprune.compress import compress
+from cfprune.compression import compress
 from cfprune.errors import ShapeError, SpecError
 from cfprune.models import FactorModel
 from tests.reference_kernels import assert_topk_matches

@@ -4,9 +4,9 @@ output, the method registry and describe()."""
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from cfprune.compress import spec as spec_module
-from cfprune.compress.base import Param
-from cfprune.compress.spec import (METHODS, canonical_spec, describe, format_spec, method_class,
+from cfprune.compression import spec as spec_module
+from cfprune.compression.base import Param
+from cfprune.compression.spec import (METHODS, canonical_spec, describe, format_spec, method_class,
                                    parse_spec)
 from cfprune.errors import SpecError
 
@@ -145,7 +145,7 @@ def test_describe_lists_every_method_and_parameter():
 
 
 def test_registry_imports_lazily_and_reports_a_missing_module(monkeypatch):
-    monkeypatch.setitem(METHODS, "future", ("cfprune.compress.no_such_module", "Future"))
+    monkeypatch.setitem(METHODS, "future", ("cfprune.compression.no_such_module", "Future"))
     with pytest.raises(SpecError, match="not available"):
         parse_spec("future:rank=3")
     assert "future" in describe() and "not available" in describe()

@@ -2,7 +2,7 @@
 
 The caller chooses the units: the logit of user ``u`` and item ``i`` is
 ``z = (users[u] . items[i] - centers[u]) / temperature`` for the teacher's tables and the
-student's alike (cfprune.compress.distill scales the tables so that ``temperature`` is unitless).
+student's alike (cfprune.compression.distill scales the tables so that ``temperature`` is unitless).
 The loss of one user, multiplied by ``temperature ** 2`` as in Hinton et al. (2015) so that the
 step size means the same at every temperature, is the sum of
 

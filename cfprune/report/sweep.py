@@ -14,7 +14,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..compress import compress, parse_spec
+from ..compression import compress, parse_spec
 from ..errors import CfpruneError
 from ..evaluation import evaluate
 from ..uncertainty import paired_difference

@@ -3,7 +3,7 @@
 The student is an ordinary :class:`~cfprune.models.factors.FactorModel` with dense float32 tables
 of ``rank`` columns, so every later step (``distill:rank=16|int8``) and every retrieval path
 applies to it. It starts from the joint low-rank truncation of the teacher
-(:func:`cfprune.compress.lowrank.joint_truncation`, the Frobenius-optimal rank-r approximation of
+(:func:`cfprune.compression.lowrank.joint_truncation`, the Frobenius-optimal rank-r approximation of
 ``U V^T``) and is then trained by SGD (:mod:`cfprune.kernels.distill`) to match the part of the
 teacher's score matrix that ranking depends on.
 

@@ -17,7 +17,7 @@ class Pipeline:
 
     Each step is fitted on the model the previous step returned: a step that needs float factors
     decodes the previous storage, and a per-table step on a row-pruned table compresses its kept
-    rows and keeps the row map (see :mod:`cfprune.compress.base`). After ``fit``, ``model_`` is
+    rows and keeps the row map (see :mod:`cfprune.compression.base`). After ``fit``, ``model_`` is
     the final model, whose ``spec`` is the canonical spec of the steps (after the input model's
     own spec, if it had one) and whose ``info["compression"]`` holds one record per step.
     """

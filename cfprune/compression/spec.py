@@ -1,7 +1,7 @@
 """Spec strings: ``"name:key=value,key=value|name2:..."`` <-> compression steps.
 
 The registry below maps each method name to the module and class that implement it; a method is
-added by writing its module (a :class:`~cfprune.compress.base.Compressor` subclass with a
+added by writing its module (a :class:`~cfprune.compression.base.Compressor` subclass with a
 ``schema``) and adding one line here. Modules are imported when first used, so a method whose
 module is missing (``distill`` until its file exists) only fails when it is asked for.
 
@@ -19,14 +19,14 @@ from ..errors import SpecError
 from .base import Compressor
 
 METHODS = {
-    "prune-rows": ("cfprune.compress.rows", "PruneRows"),
-    "magnitude": ("cfprune.compress.magnitude", "Magnitude"),
-    "lowrank": ("cfprune.compress.lowrank", "LowRank"),
-    "fp16": ("cfprune.compress.scalar", "Float16"),
-    "int8": ("cfprune.compress.scalar", "Int8"),
-    "int4": ("cfprune.compress.scalar", "Int4"),
-    "pq": ("cfprune.compress.pq", "ProductQuantization"),
-    "distill": ("cfprune.compress.distill", "Distill"),
+    "prune-rows": ("cfprune.compression.rows", "PruneRows"),
+    "magnitude": ("cfprune.compression.magnitude", "Magnitude"),
+    "lowrank": ("cfprune.compression.lowrank", "LowRank"),
+    "fp16": ("cfprune.compression.scalar", "Float16"),
+    "int8": ("cfprune.compression.scalar", "Int8"),
+    "int4": ("cfprune.compression.scalar", "Int4"),
+    "pq": ("cfprune.compression.pq", "ProductQuantization"),
+    "distill": ("cfprune.compression.distill", "Distill"),
 }
 
 

@@ -4,7 +4,7 @@ A method is a class with
 
 - ``name``: the word users type in a spec string (``"int8"``, ``"prune-rows"``, ...);
 - ``schema``: ``{parameter: Param}``, the parameters it takes with their type, default, allowed
-  range or choices and a one-line help. :mod:`cfprune.compress.spec` converts and validates spec
+  range or choices and a one-line help. :mod:`cfprune.compression.spec` converts and validates spec
   values with it and lists it in ``describe()``;
 - ``_compress(model, interactions) -> (FactorModel, info dict)``.
 
