@@ -7,6 +7,12 @@ Layout: arrays under namespaced keys (``users/data``, ``items/codes``, ``items/i
      "tables": {side: {"storage": ..., "shape": [n, d], "params": {...},
                        "dtypes": {name: dtype}}},
      "sha256": {key: hex digest of the array's bytes}}
+
+Version 2 adds the compression steps' fitted state (what ``model.add_items`` encodes new items
+with): ``meta["fitted"]`` lists one record per step that changed the item table,
+``{"method", "spec", "params", "dtypes": {name: dtype}}``, and the arrays of record ``i`` are
+stored under ``fitted/<i>/<name>``. A version-1 file (no fitted state) still loads: its model's
+``fitted`` is None.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import numpy as np
 from .errors import ModelFileError
 
 FORMAT = "cfprune-model"
-VERSION = 1
+VERSION = 2
 
 
 def array_digest(a):
@@ -83,8 +89,9 @@ def write_json(path, obj):
     atomic_write(path, lambda f: f.write(text))
 
 
-def save_arrays(path, tables, *, ids=None, spec="", info=None):
-    """Write tables (``{side: Table}``) and optional id maps (``{"users": arr, "items": arr}``)."""
+def save_arrays(path, tables, *, ids=None, spec="", info=None, fitted=None):
+    """Write tables (``{side: Table}``), optional id maps (``{"users": arr, "items": arr}``) and
+    the fitted state ``fitted``: a list of ``(record dict, {name: array})``, or None."""
     arrays = {}
     meta_tables = {}
     for side, table in tables.items():
@@ -101,8 +108,18 @@ def save_arrays(path, tables, *, ids=None, spec="", info=None):
             if a.dtype.kind not in "iuU":
                 a = a.astype(str)
             arrays[f"ids/{side}"] = a
+    meta_fitted = None
+    if fitted is not None:
+        meta_fitted = []
+        for i, (record, step_arrays) in enumerate(fitted):
+            meta_fitted.append({**jsonable(record),
+                                "dtypes": {k: v.dtype.str for k, v in step_arrays.items()}})
+            arrays.update({f"fitted/{i}/{k}": np.ascontiguousarray(v)
+                           for k, v in step_arrays.items()})
     meta = {"format": FORMAT, "version": VERSION, "spec": spec, "info": jsonable(info or {}),
             "tables": meta_tables, "sha256": {k: array_digest(v) for k, v in arrays.items()}}
+    if meta_fitted is not None:
+        meta["fitted"] = meta_fitted
     arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
     atomic_write(path, lambda f: _write_npz(f, arrays))
 
@@ -117,8 +134,10 @@ def _write_npz(f, arrays):
                 np.lib.format.write_array(member, arrays[key], allow_pickle=False)
 
 
-def load_arrays(path):
-    """Read and verify a model file. Returns (meta dict, {side: {name: array}}, ids dict)."""
+def load_arrays(path, *, with_fitted=False):
+    """Read and verify a model file. Returns (meta dict, {side: {name: array}}, ids dict), and
+    with ``with_fitted`` a fourth item: the fitted state as a list of ``(record, {name: array})``
+    (None for a version-1 file or a file written without it)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ModelFileError(f"model file {path} does not exist")
@@ -167,4 +186,22 @@ def load_arrays(path):
                 raise ModelFileError(f"{path}: {side}/{name} should have dtype {dtype}")
         sides[side] = side_arrays
     ids = {k[len("ids/"):]: v for k, v in arrays.items() if k.startswith("ids/")}
-    return meta, sides, ids
+    if not with_fitted:
+        return meta, sides, ids
+    return meta, sides, ids, _fitted(path, meta, arrays)
+
+
+def _fitted(path, meta, arrays):
+    """The fitted-state records of a version-2 file with their arrays (None when absent)."""
+    if meta.get("fitted") is None:
+        return None
+    out = []
+    for i, record in enumerate(meta["fitted"]):
+        step_arrays = {}
+        for name, dtype in record.get("dtypes", {}).items():
+            a = arrays.get(f"fitted/{i}/{name}")
+            if a is None or a.dtype.str != dtype:
+                raise ModelFileError(f"{path}: fitted/{i}/{name} should have dtype {dtype}")
+            step_arrays[name] = a
+        out.append(({k: v for k, v in record.items() if k != "dtypes"}, step_arrays))
+    return out

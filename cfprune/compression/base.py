@@ -208,9 +208,31 @@ class Compressor:
         model_info["compression"] = list(model_info.get("compression", [])) + [step]
         model_info["catalogue_coverage"] = catalogue_coverage(compressed.items)
         spec = "|".join(s for s in (model.spec, self.spec_string()) if s)
-        self.model_ = compressed.replace(spec=spec, info=model_info)
+        fitted = self._record_fitted(model, compressed, info)
+        self.model_ = compressed.replace(spec=spec, info=model_info, fitted=fitted)
         self.info_ = step
         return self.model_
+
+    # fitted state (fit once, encode many: see cfprune.compression.fitted) ---------------------
+    def fitted_state(self, before, after, info):
+        """FittedStep of what this step fitted for the item table (``before``/``after``: the
+        models before and after the step), or None when the step leaves the items unchanged.
+        A method that can encode new items overrides this and defines the classmethod
+        ``encode_rows(table, params, arrays) -> Table``."""
+        from .fitted import FittedStep
+        return FittedStep(self.name, self.spec_string(),
+                          {"unsupported": "the method keeps no fitted state to encode new "
+                                          "items; recompress with every item"})
+
+    def _record_fitted(self, before, after, info):
+        """``before.fitted`` plus this step's record (None when ``before``'s state is unknown)."""
+        if before.fitted is None:
+            return None
+        state = self.fitted_state(before, after, info)
+        if state is None:
+            return list(before.fitted)
+        state.params.setdefault("dim_in", int(before.dim))
+        return list(before.fitted) + [state]
 
     def _compress(self, model, interactions):
         """(FactorModel, info dict): the work of the method. ``interactions`` is a CSR matrix
@@ -253,6 +275,21 @@ class TableCompressor(Compressor):
     def compress_table(self, table, ctx):
         """(Table, info dict): the compressed form of ``table`` (any storage)."""
         raise NotImplementedError
+
+    def item_state(self, before, after, info):
+        """(params dict, arrays dict) this method fitted on the item table: ``before``/``after``
+        are the stored-rows tables before and after the step, ``info`` its item record. The
+        default says the method cannot encode new items."""
+        return {"unsupported": "the method keeps no fitted state to encode new items; "
+                               "recompress with every item"}, {}
+
+    def fitted_state(self, before, after, info):
+        from .fitted import FittedStep, inner
+        if "items" not in self.sides():
+            return None
+        params, arrays = self.item_state(inner(before.items), inner(after.items),
+                                         info.get("items", {}))
+        return FittedStep(self.name, self.spec_string(), params, arrays)
 
     def _compress(self, model, interactions):
         if model.rerank is not None and "items" in self.sides():

@@ -88,6 +88,15 @@ class Distill(Compressor):
                                  "faster, last bits vary)", low=0),
     }
 
+    def fitted_state(self, before, after, info):
+        """Distillation trains the student on the teacher's scores: it cannot encode a new item
+        without retraining."""
+        from .fitted import FittedStep
+        return FittedStep(self.name, self.spec_string(),
+                          {"unsupported": "distillation cannot encode a new item without "
+                                          "retraining the student; refit with every item, or "
+                                          "use lowrank:rank=... instead"})
+
     def _compress(self, model, interactions):
         if model.rerank is not None:
             raise SpecError("distill: the teacher has a re-rank table; distil first, then add "

@@ -107,4 +107,20 @@ class LowRank(Compressor):
         info["dim_before"] = int(d)
         users = _rewrap(u2, u_wrap, tu)
         items = _rewrap(v2, v_wrap, tv)
+        self.item_map_ = tv
         return model.replace(users=users, items=items), info
+
+    def fitted_state(self, before, after, info):
+        """The linear map T [dim, rank] (float64) that took every item row to its rank-r
+        coordinates: a new item vector v becomes ``v @ T``."""
+        from .fitted import FittedStep
+        return FittedStep(self.name, self.spec_string(), {}, {"map": self.item_map_})
+
+    @classmethod
+    def encode_rows(cls, table, params, arrays):
+        """New rows mapped by the fitted projection, dense float32."""
+        x = table.decode().astype(np.float64)
+        if x.shape[1] != arrays["map"].shape[0]:
+            raise SpecError(f"lowrank: new rows have {x.shape[1]} dimensions, the fitted map "
+                            f"takes {arrays['map'].shape[0]}")
+        return DenseTable((x @ arrays["map"]).astype(np.float32))

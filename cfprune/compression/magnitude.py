@@ -75,3 +75,25 @@ class Magnitude(TableCompressor):
             info["note"] = (f"the CSR table ({sparse.nbytes} bytes) is not smaller than the dense "
                             f"float32 table ({dense_bytes} bytes)")
         return sparse, info
+
+    def item_state(self, before, after, info):
+        """The magnitude threshold: ``tau``, the largest zeroed magnitude of a global
+        ``sparsity`` cut, or ``scope=row`` (state-free: each row keeps its largest weights)."""
+        if self.tau is not None:
+            return {"rule": "tau", "tau": self.tau}, {}
+        sparsity = 0.5 if self.sparsity is None else self.sparsity
+        if self.scope == "row":
+            return {"rule": "row", "sparsity": sparsity}, {}
+        x = before.decode()
+        zeroed = np.abs(x[~magnitude_mask(x, sparsity, None, "global")])
+        return {"rule": "tau", "tau": float(zeroed.max()) if zeroed.size else -1.0}, {}
+
+    @classmethod
+    def encode_rows(cls, table, params, arrays):
+        """New rows with the fitted threshold (or their own per-row cut), as CSR."""
+        x = table.decode()
+        if params["rule"] == "row":
+            keep = magnitude_mask(x, params["sparsity"], None, "row")
+        else:
+            keep = np.abs(x) > params["tau"]
+        return SparseTable.from_dense(np.where(keep, x, np.float32(0)))

@@ -199,6 +199,9 @@ def train_pq(x, m, ksub, *, rotation="none", loss="mse", eta=4.0, iters=25, roun
     if rotation == "opq":
         rot, codebooks = learn_rotation(train, bounds, ksub_used, iters=iters, rounds=rounds,
                                         seed=seed)
+        # encode with the rotation the table stores (float32), so that new rows encoded later
+        # with the stored rotation get the codes the fit gives them (encode_pq_rows)
+        rot = rot.astype(np.float32).astype(np.float64)
         train = (train.astype(np.float64) @ rot).astype(np.float32)
         x_rot = (x.astype(np.float64) @ rot).astype(np.float32)
         codebooks = kmeans_codebooks(train, bounds, ksub_used, iters=iters, seed=seed,
@@ -225,6 +228,18 @@ def train_pq(x, m, ksub, *, rotation="none", loss="mse", eta=4.0, iters=25, roun
     info["mse"] = float(((x_rot.astype(np.float64) - x_hat) ** 2).sum(1).mean())
     table = PQTable(codes, codebooks, bounds, None if rot is None else rot.astype(np.float32))
     return table, info
+
+
+def encode_pq_rows(x, codebooks, bounds, rotation=None, *, loss="mse", eta=4.0, sweeps=2):
+    """uint8 [n, m]: codes of rows ``x`` float32 [n, d] with fitted codebooks (and rotation), as
+    :func:`train_pq` encodes the rows it did not train on."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if rotation is not None:
+        x = (x.astype(np.float64) @ rotation.astype(np.float64)).astype(np.float32)
+    codes = assign_nearest(x, codebooks, bounds)
+    if loss == "anisotropic":
+        codes = assign_anisotropic(x, codebooks, bounds, codes, eta, sweeps)
+    return codes
 
 
 class ProductQuantization(TableCompressor):
@@ -263,6 +278,32 @@ class ProductQuantization(TableCompressor):
                         loss=self.loss, eta=self.eta, iters=self.iters, rounds=self.rounds,
                         sweeps=self.sweeps, seed=self.seed, train_rows=self.train_rows)
 
+    def item_state(self, before, after, info):
+        """The codebooks, sub-space bounds and rotation; the loss and the re-rank storage."""
+        params = {"loss": self.loss, "eta": self.eta, "sweeps": self.sweeps,
+                  "rerank": self.rerank}
+        arrays = {"codebooks": after.codebooks, "bounds": after.bounds}
+        if after.rotation is not None:
+            arrays["rotation"] = after.rotation
+        return params, arrays
+
+    @classmethod
+    def encode_rows(cls, table, params, arrays):
+        """New rows as a PQTable with the fitted codebooks; with a re-rank table, the pair
+        (PQTable, re-rank Table of the same rows)."""
+        x = table.decode()
+        codebooks, bounds = arrays["codebooks"], arrays["bounds"]
+        if x.shape[1] != codebooks.shape[1]:
+            raise SpecError(f"pq: new rows have {x.shape[1]} dimensions, the codebooks "
+                            f"{codebooks.shape[1]}")
+        rotation = arrays.get("rotation")
+        codes = encode_pq_rows(x, codebooks, bounds, rotation, loss=params["loss"],
+                               eta=params["eta"], sweeps=params["sweeps"])
+        out = PQTable(codes, codebooks, bounds, rotation)
+        if params.get("rerank", "none") == "none":
+            return out
+        return out, _encode_rerank(x, params["rerank"])
+
     def _compress(self, model, interactions):
         rerank = None if self.rerank == "none" else self._rerank_table(model.items)
         compressed, info = super()._compress(model, interactions)
@@ -275,9 +316,13 @@ class ProductQuantization(TableCompressor):
     def _rerank_table(self, items):
         """The item table before quantisation, in the ``rerank`` storage (same row wrapper)."""
         inner = items.inner if isinstance(items, PrunedTable) else items
-        x = inner.decode()
-        encoded = {"int8": lambda: encode_int8(x, "row"), "fp16": lambda: encode_fp16(x),
-                   "fp32": lambda: DenseTable(x)}[self.rerank]()
+        encoded = _encode_rerank(inner.decode(), self.rerank)
         if isinstance(items, PrunedTable):
             return PrunedTable(encoded, items.kept, items.n_rows, items.fallback)
         return encoded
+
+
+def _encode_rerank(x, storage):
+    """The re-rank Table of rows ``x`` float32 [n, d] in ``storage`` (int8|fp16|fp32)."""
+    return {"int8": lambda: encode_int8(x, "row"), "fp16": lambda: encode_fp16(x),
+            "fp32": lambda: DenseTable(x)}[storage]()

@@ -128,6 +128,16 @@ class PruneRows(TableCompressor):
                                                   max(counts.sum(), 1))
         return pruned, info
 
+    def item_state(self, before, after, info):
+        """Nothing: a new item is always kept (appended to the kept-row map, see
+        :func:`cfprune.compression.fitted.append_rows`)."""
+        return {}, {}
+
+    @classmethod
+    def encode_rows(cls, table, params, arrays):
+        """New items pass unchanged: they are kept, in the storage they arrive in."""
+        return table
+
     def _fallback_rule(self, side):
         if self.fallback == "auto":
             return "mean" if side == "users" else "none"

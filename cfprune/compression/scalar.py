@@ -101,6 +101,19 @@ def encode_fp16(x):
     return Float16Table(x.astype(np.float16))
 
 
+def quantize_fitted(x, bits, scale, offset):
+    """Codes of ``x`` float [n, d] with a fitted per-dimension ``scale`` and ``offset`` float32
+    [d] (``offset`` None: symmetric int8): the fit's rounding, values outside the fitted range
+    clipped to the end codes. int8 for 8 bits, int16 levels 0..15 for 4 bits."""
+    x64 = np.asarray(x, dtype=np.float64)
+    scale64 = scale.astype(np.float64)[None, :]
+    if offset is None:
+        return np.clip(np.rint(x64 / scale64), -127, 127).astype(np.int8)
+    qmin, qmax = (-128, 127) if bits == 8 else (0, 2 ** bits - 1)
+    q = np.clip(np.rint((x64 - offset.astype(np.float64)[None, :]) / scale64), qmin, qmax)
+    return q.astype(np.int8 if bits == 8 else np.int16)
+
+
 def topk_ids(scores, k):
     """int64 [n, k]: per row the ids of the k largest scores, ties to the lower id, best first."""
     k = min(k, scores.shape[1])
@@ -133,6 +146,28 @@ class _ScalarMethod(TableCompressor):
 
     def encode(self, x, axis):
         raise NotImplementedError
+
+    def item_state(self, before, after, info):
+        """axis=row: state-free; axis=dim: the fitted scale and offset."""
+        params = {"axis": after.axis, "symmetric": after.offset is None}
+        if after.axis == "row":
+            return params, {}
+        arrays = {"scale": after.scale}
+        if after.offset is not None:
+            arrays["offset"] = after.offset
+        return params, arrays
+
+    @classmethod
+    def encode_rows(cls, table, params, arrays):
+        """New rows (``table``, any storage) encoded with the fitted state."""
+        x = np.ascontiguousarray(table.decode(), dtype=np.float32)
+        if params["axis"] == "row":
+            return cls._encode_free(x, params)
+        scale, offset = arrays["scale"], arrays.get("offset")
+        if scale.shape != (x.shape[1],):
+            raise SpecError(f"{cls.name}: new rows have {x.shape[1]} dimensions, the fitted "
+                            f"scales {scale.shape[0]}")
+        return cls._encode_with(x, scale, offset)
 
     def compress_table(self, table, ctx):
         x = table.decode()
@@ -178,6 +213,14 @@ class Float16(TableCompressor):
     def compress_table(self, table, ctx):
         return encode_fp16(table.decode()), {}
 
+    def item_state(self, before, after, info):
+        return {}, {}
+
+    @classmethod
+    def encode_rows(cls, table, params, arrays):
+        """New rows in float16 (state-free)."""
+        return encode_fp16(table.decode())
+
 
 class Int8(_ScalarMethod):
     """8-bit codes with a float32 scale (and offset) per row or per dimension."""
@@ -194,6 +237,14 @@ class Int8(_ScalarMethod):
     def encode(self, x, axis):
         return encode_int8(x, axis, self.symmetric)
 
+    @staticmethod
+    def _encode_free(x, params):
+        return encode_int8(x, "row", params["symmetric"])
+
+    @staticmethod
+    def _encode_with(x, scale, offset):
+        return Int8Table(quantize_fitted(x, 8, scale, offset), scale, offset, axis="dim")
+
 
 class Int4(_ScalarMethod):
     """4-bit levels 0..15 packed two per byte, affine scale and offset per row or dimension."""
@@ -208,3 +259,12 @@ class Int4(_ScalarMethod):
 
     def encode(self, x, axis):
         return encode_int4(x, axis)
+
+    @staticmethod
+    def _encode_free(x, params):
+        return encode_int4(x, "row")
+
+    @staticmethod
+    def _encode_with(x, scale, offset):
+        return Int4Table(Int4Table.pack(quantize_fitted(x, 4, scale, offset)), scale, offset,
+                         axis="dim", dim=x.shape[1])
