@@ -8,6 +8,7 @@ The public API (imported lazily, so ``import cfprune`` stays fast)::
     from_implicit, load_implicit_file, load_npy_pair
     compress, describe_methods                            compression
     recommend, evaluate, paired_difference                retrieval and evaluation
+    as_implicit, export_faiss                             implicit and faiss interop
     save, load                                            model files
 """
 
@@ -38,6 +39,8 @@ _LAZY = {
     "recommend": "cfprune.retrieval",
     "evaluate": "cfprune.evaluation",
     "paired_difference": "cfprune.uncertainty",
+    "as_implicit": "cfprune.implicit_adapter",
+    "export_faiss": "cfprune.export",
 }
 
 
