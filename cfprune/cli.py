@@ -281,6 +281,15 @@ def cmd_compress(args):
     return 0
 
 
+def cmd_export(args):
+    from .export import export_faiss
+    model = load_model_arg(args)
+    index = export_faiss(model, args.out)
+    print(f"{model.spec or 'float32'}: {type(index).__name__} of {index.ntotal} items x "
+          f"{index.d} dims, saved {args.out}")
+    return 0
+
+
 def cmd_import(args):
     from .models import load_implicit_file, load_npy_pair
     ids = {"user_ids": load_ids(args.user_ids, "--user-ids"),
@@ -377,6 +386,12 @@ def build_parser():
                                    "need them")
     p.add_argument("--out", help="compressed model file (.npz)")
     p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("export", help="write the item table as a faiss index (same codes)")
+    add_model_args(p)
+    p.add_argument("--format", choices=("faiss",), default="faiss")
+    p.add_argument("--out", required=True, metavar="INDEX", help="faiss index file to write")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("import", help="make a cfprune model file from factors made elsewhere")
     p.add_argument("--user-factors", metavar="U.npy")
