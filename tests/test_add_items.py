@@ -149,7 +149,7 @@ def test_version1_file_still_loads(model, tmp_path):
 
 
 def test_distill_says_it_cannot_encode(model):
-    c = cfprune.compress(model, "distill:rank=4,epochs=1")
+    c = cfprune.compress(model, "distill:rank=4,iterations=1")
     with pytest.raises(NoFittedState, match="distillation cannot encode a new item without "
                                             "retraining"):
         c.add_items(model.items.decode()[:2])

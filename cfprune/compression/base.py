@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,6 +139,10 @@ class Compressor:
 
     name = ""
     schema: dict = {}
+    # deprecated parameter name -> its name in the schema (implicit's names: iterations,
+    # learning_rate, regularization, num_threads, seed); accepted with a FutureWarning until
+    # cfprune 0.3
+    renamed: dict = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -158,6 +163,7 @@ class Compressor:
 
     def set_params(self, **params):
         """Set parameters (converted and checked by the schema); returns self."""
+        params = self._translate(params)
         unknown = sorted(set(params) - set(self.schema))
         if unknown:
             raise SpecError(f"{self.name}: unknown parameter {', '.join(unknown)}; valid "
@@ -167,6 +173,21 @@ class Compressor:
             self._explicit.add(key)
         self._check_params()
         return self
+
+    def _translate(self, params):
+        """``params`` with deprecated names replaced by the schema's (FutureWarning each)."""
+        out = {}
+        for key, value in params.items():
+            new = self.renamed.get(key)
+            if new is not None:
+                warnings.warn(f"{self.name}: parameter {key} is deprecated, use {new} (the old "
+                              f"name is removed in cfprune 0.3)", FutureWarning, stacklevel=4)
+                if new in params:
+                    raise SpecError(f"{self.name}: {key} and {new} are the same parameter; "
+                                    f"give {new} only")
+                key = new
+            out[key] = value
+        return out
 
     def _check_params(self):
         """Checks between parameters (one parameter's range is checked by its Param)."""

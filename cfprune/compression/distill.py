@@ -34,7 +34,7 @@ the teacher's scores, keeps less of it than the soft BCE. SGD was measured as en
 truncation the loss moves little, and the step costs seconds on MovieLens 1M.
 
 Determinism: every user draws its samples from its own generator seeded from
-``(seed, epoch, user)``, so with ``threads=1`` (the default) a run is byte-identical to a rerun
+``(seed, epoch, user)``, so with ``num_threads=1`` (the default) a run is byte-identical to a rerun
 with the same seed. With more threads the users are trained in parallel and update shared item rows without
 locks (Hogwild); the sampling is unchanged but the order of the item updates, hence the last bits
 of the factors (and rarely a tie in the ranking), varies between runs.
@@ -79,14 +79,16 @@ class Distill(Compressor):
         "negatives": Param(int, 4, "uniformly sampled items per positive", low=0),
         "label_weight": Param(float, 0.0, "share of the hard label in the bce target", low=0.0,
                               high=1.0),
-        "epochs": Param(int, 20, "passes over the users", low=0),
-        "lr": Param(float, 0.05, "SGD learning rate (decays linearly to lr/10)", low=0.0,
-                    low_open=True),
-        "reg": Param(float, 1e-4, "L2 penalty per SGD step", low=0.0),
+        "iterations": Param(int, 20, "epochs: passes over the users", low=0),
+        "learning_rate": Param(float, 0.05, "SGD learning rate (decays linearly to a tenth)",
+                               low=0.0, low_open=True),
+        "regularization": Param(float, 1e-4, "L2 penalty per SGD step", low=0.0),
         "seed": Param(int, 0, "seed of the sampling", low=0),
-        "threads": Param(int, 1, "Numba threads (1: byte-identical reruns; 0: all cores, "
-                                 "faster, last bits vary)", low=0),
+        "num_threads": Param(int, 1, "Numba threads (1: byte-identical reruns; 0: all cores, "
+                                     "faster, last bits vary)", low=0),
     }
+    renamed = {"epochs": "iterations", "lr": "learning_rate", "reg": "regularization",
+               "threads": "num_threads"}
 
     def fitted_state(self, before, after, info):
         """Distillation trains the student on the teacher's scores: it cannot encode a new item
@@ -117,8 +119,8 @@ class Distill(Compressor):
             teacher_users, teacher_items, users, items, positives, top_items, centers, spread,
             bce_weight=self._bce_weight(), rank_weight=self._rank_weight(),
             label_weight=self.label_weight, decay=self.decay, temperature=self.temperature,
-            negatives=self.negatives, epochs=self.epochs, lr=self.lr, reg=self.reg,
-            seed=self.seed, threads=self.threads)
+            negatives=self.negatives, epochs=self.iterations, lr=self.learning_rate,
+            reg=self.regularization, seed=self.seed, threads=self.num_threads)
         info = {"rank_used": int(users.shape[1]), "dim_before": int(model.dim),
                 "spread": spread, "loss_history": history}
         return model.replace(users=DenseTable(users), items=DenseTable(items)), info

@@ -3,7 +3,7 @@
 The ``d`` columns are split into ``m`` contiguous sub-spaces (sizes differ by at most one when
 ``m`` does not divide ``d``, :func:`~cfprune.tables.subspace_bounds`); each sub-space gets a
 codebook of ``ksub`` centroids learnt by k-means (scikit-learn ``KMeans``, k-means++ init,
-``n_init=1``, seed ``seed + s`` for sub-space ``s``, at most ``iters`` Lloyd iterations) and each
+``n_init=1``, seed ``seed + s`` for sub-space ``s``, at most ``iterations`` Lloyd iterations) and each
 row stores one uint8 code per sub-space. Tables of more than ``train_rows`` rows are trained on a
 seeded sample of that many rows and then all encoded. A table (or training sample) of fewer rows
 than ``ksub`` gets ``ksub = n_rows`` (recorded as ``ksub_used``).
@@ -255,7 +255,7 @@ class ProductQuantization(TableCompressor):
                       choices=("mse", "anisotropic")),
         "eta": Param(float, 4.0, "anisotropic: weight of the parallel residual (h_par/h_perp)",
                      low=0.0, low_open=True),
-        "iters": Param(int, 25, "k-means iterations per fit", low=1),
+        "iterations": Param(int, 25, "k-means iterations per fit", low=1),
         "rounds": Param(int, 5, "OPQ rotation updates / anisotropic refinement rounds", low=1),
         "sweeps": Param(int, 2, "anisotropic: passes over the sub-spaces per assignment", low=1),
         "train_rows": Param(int, 100_000, "train on a sample of this many rows when larger",
@@ -266,6 +266,7 @@ class ProductQuantization(TableCompressor):
         "candidates": Param(int, 100, "rerank: candidates scanned from the PQ codes", low=1),
         **TableCompressor.schema,
     }
+    renamed = {"iters": "iterations"}
 
     def _check_params(self):
         if self.rerank != "none" and self.table == "users":
@@ -275,7 +276,7 @@ class ProductQuantization(TableCompressor):
 
     def compress_table(self, table, ctx):
         return train_pq(table.decode(), self.m, self.ksub, rotation=self.rotation,
-                        loss=self.loss, eta=self.eta, iters=self.iters, rounds=self.rounds,
+                        loss=self.loss, eta=self.eta, iters=self.iterations, rounds=self.rounds,
                         sweeps=self.sweeps, seed=self.seed, train_rows=self.train_rows)
 
     def item_state(self, before, after, info):
