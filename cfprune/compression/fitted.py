@@ -48,8 +48,8 @@ class FittedStep:
 
     method : the method's name (``"pq"``)
     spec : the step's canonical spec (``"pq:m=8,rotation=opq"``)
-    params : JSON scalars the encoding needs (``{"axis": "dim"}``); ``{"unsupported": why}``
-        when the step cannot encode new rows
+    params : JSON scalars the encoding needs (``{"axis": "dim"}``), plus ``dim_in`` (the width
+        of the rows the step took); ``{"unsupported": why}`` when it cannot encode new rows
     arrays : name -> ndarray, read-only (``codebooks``, ``rotation``, ``scale``, ``map``, ...);
         empty for state-free and identity steps
     """
