@@ -126,8 +126,9 @@ class FactorModel:
         if not np.all(np.isfinite(x)):
             raise ShapeError("vectors hold NaN or Inf")
         if self.fitted is None:
-            raise NoFittedState(f"the model ({self.spec}) was saved without its fitted state "
-                                f"(model file version 1): recompress it to add items")
+            raise NoFittedState(f"the model ({self.spec}) carries no fitted state (read from a "
+                                f"model file version 1, or built outside compress): "
+                                f"recompress it to add items")
         dim_in = self.fitted[0].params["dim_in"] if self.fitted else self.dim
         if x.shape[1] != dim_in:
             raise ShapeError(f"vectors have {x.shape[1]} dimensions; the model encodes items of "
