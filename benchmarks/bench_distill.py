@@ -91,7 +91,7 @@ def distill_grids(quick):
     return {
         "bce": [{"positives": p, "temperature": t} for p, t in
                 itertools.product(("observed", "top"), (0.5, 1.0, 2.0))],
-        "rank": [{"decay": d, "lr": lr} for d, lr in itertools.product((5.0, 20.0), (0.005, 0.02))],
+        "rank": [{"decay": d, "learning_rate": lr} for d, lr in itertools.product((5.0, 20.0), (0.005, 0.02))],
         "mix": [{"mix": m, "temperature": t} for m, t in itertools.product((0.2,), (0.5, 1.0))],
     }
 
@@ -147,7 +147,7 @@ def run_dataset(name, ranks, quick):
 
 def spec_of(r, loss, params):
     extra = "".join(f",{k}={v}" for k, v in params.items())
-    return f"distill:rank={r},loss={loss}{extra},threads={THREADS}"
+    return f"distill:rank={r},loss={loss}{extra},num_threads={THREADS}"
 
 
 def row(dataset, method, r, setting, model, train, seen, test, teacher, seconds):

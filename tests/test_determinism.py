@@ -17,7 +17,7 @@ def matrix():
 
 @pytest.mark.parametrize("spec", ["int8:axis=auto", "pq:m=4,rotation=opq,loss=anisotropic",
                                   "prune-rows:keep=0.5,by=popularity|lowrank:rank=4|int4",
-                                  "magnitude:sparsity=0.7", "distill:rank=4,epochs=2"])
+                                  "magnitude:sparsity=0.7", "distill:rank=4,iterations=2"])
 def test_same_seed_same_bytes(matrix, spec, tmp_path):
     paths = []
     for run in range(2):

@@ -94,7 +94,7 @@ def test_interactions_exclude_seen_items_from_the_teacher_list():
 
 
 def test_spec_pipeline_chains_quantisation_and_records_provenance(tmp_path):
-    model = compress(TEACHER, "distill:rank=4,epochs=2,threads=1|int8")
+    model = compress(TEACHER, "distill:rank=4,iterations=2,num_threads=1|int8")
     assert model.items.storage == "int8" and model.dim == 4
     assert model.users.storage == "dense"
     assert model.spec.startswith("distill:rank=4")
