@@ -29,16 +29,23 @@ def workdir(tmp_path_factory):
 
 def test_recommend_json_equals_brute_force(workdir):
     tmp, _ = workdir
-    out = tmp / "rec.json"
-    assert cli.main(["recommend", str(tmp / "als.npz"), "--train", str(tmp / "split/train.npz"),
-                     "--users", "0", "3", "5", "--k", "7", "--json", str(out)]) == 0
-    got = json.loads(out.read_text())
     model = FactorModel.load(tmp / "als.npz")
     train = sp.load_npz(tmp / "split/train.npz").toarray()
-    ids, _ = topk_reference(model.user_factors, model.item_factors, [0, 3, 5], train, 7)
-    assert got["users"] == [0, 3, 5]
-    assert got["items"] == ids.tolist()
-    assert len(got["scores"][0]) == 7
+    ids, scores = topk_reference(model.user_factors, model.item_factors, [0, 3, 5], train, 7)
+    raw_users = [str(u) for u in model.user_ids[[0, 3, 5]]]    # "u..." ids of ratings.csv
+    out = tmp / "rec.json"
+    assert cli.main(["recommend", str(tmp / "als.npz"), "--train", str(tmp / "split/train.npz"),
+                     "--users", *raw_users, "--k", "7", "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["users"] == raw_users
+    assert got["items"] == model.item_ids[ids].tolist()
+    np.testing.assert_allclose(got["scores"], scores, rtol=1e-5)
+    out = tmp / "rec-internal.json"
+    assert cli.main(["recommend", str(tmp / "als.npz"), "--train", str(tmp / "split/train.npz"),
+                     "--users", "0", "3", "5", "--k", "7", "--internal-ids",
+                     "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["users"] == [0, 3, 5] and got["items"] == ids.tolist()
 
 
 def test_evaluate_json_equals_reference(workdir):
