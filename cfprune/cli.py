@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-from .errors import CfpruneError, DataError
+from .errors import CfpruneError, DataError, ModelFileError
 from .io import write_json
 
 SPLITS = ("random", "temporal", "strong")
@@ -79,27 +79,30 @@ FILE_ARGS = (("model", "model"), ("user_factors", "--user-factors"),
              ("baseline", "--baseline"), ("ratings", "--ratings"),
              ("implicit_file", "--implicit-file"), ("user_ids", "--user-ids"),
              ("item_ids", "--item-ids"))
+MODEL_FILES = ("model", "baseline", "implicit_file")
 
 
 def check_args(args):
-    """DataError/SpecError for any argument mistake, before anything is loaded. Imports nothing
-    heavy: the spec parser (cfprune.compression.spec) is numpy-only until a method runs."""
+    """DataError/SpecError/ModelFileError for any argument mistake, before anything is loaded.
+    Imports nothing heavy: the spec parser (cfprune.compression.spec) needs numpy and
+    scipy.sparse only; a method's libraries are imported when it runs."""
     ks = getattr(args, "k", None)
     for k in ([ks] if isinstance(ks, int) else ks or []):
         if k < 1:
             raise DataError(f"--k {k}: cut-offs must be positive integers")
     if getattr(args, "threads", 0) < 0:
         raise DataError(f"--threads {args.threads}: give 0 (every core) or a positive count")
-    for attr, flag in FILE_ARGS:
-        path = getattr(args, attr, None)
-        if path and not os.path.exists(path):
-            raise DataError(f"{flag} file {path} does not exist")
     check_out_dir(getattr(args, "json", None), "--json")
     if hasattr(args, "split"):
         check_data_args(args)
     check = COMMAND_CHECKS.get(args.command)
     if check is not None:
         check(args)
+    for attr, flag in FILE_ARGS:
+        path = getattr(args, attr, None)
+        if path and not os.path.exists(path):
+            error = ModelFileError if attr in MODEL_FILES else DataError
+            raise error(f"{flag} file {path} does not exist")
 
 
 def check_data_args(args):
@@ -588,15 +591,11 @@ def cmd_report(args):
 
 
 # parser ---------------------------------------------------------------------------------------
-def training_defaults():
-    """(ALS defaults, BPR defaults): the keyword defaults of train_als and train_bpr, shown in
-    `cfprune train --help` (the CLI passes only what the user gives)."""
-    import inspect
-
-    from .models.als import train_als
-    from .models.bpr import train_bpr
-    return tuple({name: p.default for name, p in inspect.signature(f).parameters.items()
-                  if p.default is not inspect.Parameter.empty} for f in (train_als, train_bpr))
+# the keyword defaults of train_als and train_bpr, for `cfprune train --help` only (the CLI passes
+# just what the user gives; building the parser must not import the models); a test keeps them
+# equal to the functions' signatures
+ALS_DEFAULTS = {"factors": 64, "regularization": 30.0, "alpha": 10.0, "iterations": 15}
+BPR_DEFAULTS = {"factors": 64, "learning_rate": 0.01, "regularization": 0.01, "iterations": 50}
 
 
 def build_parser():
@@ -610,7 +609,7 @@ def build_parser():
     p = sub.add_parser("train", help="train ALS or BPR and print its test metrics")
     add_data_args(p, required=True)
     p.add_argument("--algorithm", choices=("als", "bpr"), default="als")
-    als, bpr = training_defaults()
+    als, bpr = ALS_DEFAULTS, BPR_DEFAULTS
     p.add_argument("--factors", type=int,
                    help=f"default {als['factors']} (BPR adds a bias column)")
     p.add_argument("--regularization", type=float,

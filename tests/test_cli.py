@@ -208,3 +208,12 @@ def test_recommend_unknown_raw_id_is_one_line_naming_it(movielens):
     code, out, errors, _ = run_cli("recommend", "als.npz", "--users", "1", "--no-filter",
                                    "--k", "3", cwd=tmp)
     assert code == 0 and out.splitlines()[1].startswith("1: ")
+
+
+def test_train_help_states_the_python_defaults():
+    import inspect
+
+    from cfprune.models import train_als, train_bpr
+    for shown, function in ((cli.ALS_DEFAULTS, train_als), (cli.BPR_DEFAULTS, train_bpr)):
+        params = inspect.signature(function).parameters
+        assert shown == {name: params[name].default for name in shown}
