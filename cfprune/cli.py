@@ -337,22 +337,22 @@ def model_rows(model_ids, data_ids, n_rows, what):
     return rows
 
 
-def seen_matrix(model, train):
-    """CSR float32 [n_users, n_items] in the model's rows and columns: the items each user has,
-    from the --train CSR (already in the model's rows) or from an Interactions matched to the
-    model's id maps by raw id."""
+def in_model_rows(model, part):
+    """CSR float32 [n_users, n_items] in the model's rows and columns: a --train/--test CSR
+    (already in them) as it is, or an Interactions matched to the model's id maps by raw id
+    (pairs whose user or item the model lacks are dropped)."""
     import scipy.sparse as sp
-    if sp.issparse(train):
-        return train
-    users = model_rows(model.user_ids, train.user_ids, model.n_users, "user")
-    items = model_rows(model.item_ids, train.item_ids, model.n_items, "item")
+    if part is None or sp.issparse(part):
+        return part
+    users = model_rows(model.user_ids, part.user_ids, model.n_users, "user")
+    items = model_rows(model.item_ids, part.item_ids, model.n_items, "item")
     if users is None and items is None:
-        return train.matrix
-    coo = train.matrix.tocoo()
+        return part.matrix
+    coo = part.matrix.tocoo()
     r = coo.row.astype(np.int64) if users is None else users[coo.row]
     c = coo.col.astype(np.int64) if items is None else items[coo.col]
     keep = (r >= 0) & (c >= 0)
-    return sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (r[keep], c[keep])),
+    return sp.csr_matrix((coo.data[keep], (r[keep], c[keep])),
                          shape=(model.n_users, model.n_items))
 
 
@@ -467,7 +467,7 @@ def cmd_evaluate(args):
     if args.train:
         train, test = load_csr(args.train, "--train"), load_csr(args.test, "--test")
     else:
-        train, test = split_data(args)
+        train, test = (in_model_rows(model, part) for part in split_data(args))
     baseline = None
     if args.baseline:
         from .models import FactorModel
@@ -498,7 +498,7 @@ def cmd_evaluate(args):
 def cmd_recommend(args):
     model = load_model_arg(args)
     train = training_part(args)
-    seen = None if train is None else seen_matrix(model, train)
+    seen = in_model_rows(model, train)
     user_raw, item_raw = id_maps(model, train)
     if args.internal_ids:
         user_raw = item_raw = None
@@ -543,7 +543,7 @@ def cmd_compress(args):
         print(describe())
         return 0
     model = load_model_arg(args)
-    out = compress(model, args.method, training_part(args))
+    out = compress(model, args.method, in_model_rows(model, training_part(args)))
     out.save(args.out)
     print(f"{out.spec}: {model.nbytes} -> {out.nbytes} bytes "
           f"({model.nbytes / max(out.nbytes, 1):.2f}x smaller), saved {args.out}")

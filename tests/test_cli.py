@@ -198,6 +198,31 @@ def test_recommend_shows_raw_movielens_ids_and_skips_training_items(movielens):
     assert [int(p.split(":")[0]) for p in out.splitlines()[1][3:].split()] == ref_ids[0].tolist()
 
 
+def test_recommend_matches_imported_id_maps_by_raw_id(movielens):
+    """Factors imported in another row order with --user-ids/--item-ids recommend the same raw
+    items, with the same scores, as the model they came from."""
+    tmp, user_ids, item_ids, _ = movielens
+    model = FactorModel.load(tmp / "als.npz")
+    rng = np.random.default_rng(1)
+    users, items = rng.permutation(model.n_users), rng.permutation(model.n_items)
+    np.save(tmp / "U.npy", model.user_factors[users])
+    np.save(tmp / "V.npy", model.item_factors[items])
+    (tmp / "users.txt").write_text("\n".join(map(str, user_ids[users])) + "\n")
+    (tmp / "items.txt").write_text("\n".join(map(str, item_ids[items])) + "\n")
+    code, _, errors, _ = run_cli("import", "--user-factors", "U.npy", "--item-factors", "V.npy",
+                                 "--user-ids", "users.txt", "--item-ids", "items.txt",
+                                 "--out", "perm.npz", cwd=tmp)
+    assert code == 0, errors
+    got = {}
+    for name in ("als.npz", "perm.npz"):
+        code, _, errors, _ = run_cli("recommend", name, "--dataset", "ml-100k", "--users", "1",
+                                     "943", "--k", "20", "--json", f"{name}.json", cwd=tmp)
+        assert code == 0, errors
+        got[name] = json.loads((tmp / f"{name}.json").read_text())
+    assert got["perm.npz"]["items"] == got["als.npz"]["items"]
+    np.testing.assert_allclose(got["perm.npz"]["scores"], got["als.npz"]["scores"], rtol=1e-6)
+
+
 def test_recommend_unknown_raw_id_is_one_line_naming_it(movielens):
     tmp = movielens[0]
     code, out, errors, _ = run_cli("recommend", "als.npz", "--dataset", "ml-100k", "--users",
