@@ -4,6 +4,7 @@ The public API (imported lazily, so ``import cfprune`` and a command-line mistak
 
     Interactions                                          the user x item log with its id maps
     load_movielens, load_interactions, list_datasets      data
+    load_ml1m_no_timestamps
     random_split, temporal_split, strong_generalization_split
     train_als, train_bpr, FactorModel, fold_in_users      models
     from_implicit, load_implicit_file, load_npy_pair
@@ -24,6 +25,7 @@ _LAZY = {
     "load_movielens": "cfprune.datasets",
     "load_interactions": "cfprune.datasets",
     "list_datasets": "cfprune.datasets",
+    "load_ml1m_no_timestamps": "cfprune.datasets",
     "random_split": "cfprune.splits",
     "temporal_split": "cfprune.splits",
     "strong_generalization_split": "cfprune.splits",

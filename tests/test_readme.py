@@ -41,6 +41,18 @@ def test_readme_python_block_runs_twice_in_one_process(tmp_path, monkeypatch):
         np.testing.assert_array_equal(loaded.item_factors, small.item_factors)
 
 
+def test_every_name_the_readme_mentions_resolves():
+    text = README.read_text(encoding="utf-8")
+    names = set(re.findall(r"\bcfprune((?:\.[A-Za-z_]\w*)+)", text))
+    names |= {"." + n for n in re.findall(r"`(\w+)\(\)`", text)}   # `load_ml1m_no_timestamps()`
+    assert ".compress" in names and ".load_ml1m_no_timestamps" in names
+    for dotted in names:
+        obj, path = cfprune, "cfprune"
+        for part in dotted.strip(".").split("."):
+            path += "." + part
+            obj = getattr(obj, part) if hasattr(obj, part) else importlib.import_module(path)
+
+
 def test_every_public_name_resolves_and_compress_works_twice():
     for name in cfprune.__all__:
         assert getattr(cfprune, name) is not None, name
