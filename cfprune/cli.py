@@ -61,8 +61,9 @@ def add_model_args(p):
     g.add_argument("--item-factors", metavar="V.npy")
 
 
-def add_threads(p, scheduler=False):
-    extra = "; with --scheduler, Numba threads per Dask task (0: 1)" if scheduler else ""
+def add_threads(p, scheduler=False, extra=""):
+    if scheduler:
+        extra = "; with --scheduler, Numba threads per Dask task (0: 1)"
     p.add_argument("--threads", type=int, default=0, metavar="N",
                    help=f"threads: 0 (the default) uses every core, N > 0 uses N{extra}")
 
@@ -623,7 +624,7 @@ def build_parser():
                    help=f"default: ALS {als['iterations']}, BPR {bpr['iterations']}")
     p.add_argument("--k", type=int, nargs="+", default=[10, 20])
     p.add_argument("--out", help="save the model here (.npz)")
-    add_threads(p)
+    add_threads(p, extra="; BPR gives the same model for the same seed only with 1")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="ranking metrics of a model on a test split")
