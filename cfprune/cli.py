@@ -503,9 +503,12 @@ def cmd_recommend(args):
     user_raw, item_raw = id_maps(model, train)
     if args.internal_ids:
         user_raw = item_raw = None
-    elif user_raw is None or item_raw is None:
-        print("note: neither the model nor the data has id maps; ids are row indices",
-              file=sys.stderr)
+    else:
+        for what, raw in (("user", user_raw), ("item", item_raw)):
+            if raw is None:
+                print(f"note: neither the model nor the data maps {what}s to raw ids; {what} "
+                      f"ids are row indices", file=sys.stderr)
+    kind = "raw" if user_raw is not None and item_raw is not None else "internal"
     users = np.arange(model.n_users) if args.users is None else \
         parse_ids(args.users, user_raw, model.n_users, args.internal_ids)
     filter_seen = not args.no_filter
@@ -514,8 +517,7 @@ def cmd_recommend(args):
         written = recommend_to_files(model, users, seen, k=args.k, out_dir=args.out,
                                      scheduler=args.scheduler, filter_seen=filter_seen,
                                      num_threads=args.threads or None)
-        print(f"wrote {len(written)} partition files to {args.out} (row indices; the model's "
-              f"id maps give the raw ids)")
+        print(f"wrote {len(written)} partition files to {args.out} (row indices of the model)")
         return 0
     ids, scores = model.recommend(users, seen, k=args.k, filter_seen=filter_seen,
                                   num_threads=num_threads(args))
@@ -524,12 +526,11 @@ def cmd_recommend(args):
     shown_scores = [[None if i < 0 else float(s) for i, s in zip(r, q)]
                     for r, q in zip(ids.tolist(), scores.tolist())]
     if args.json:
-        write_json(args.json, {"ids": "internal" if args.internal_ids else "raw",
-                               "users": shown_users, "items": shown_items,
+        write_json(args.json, {"ids": kind, "users": shown_users, "items": shown_items,
                                "scores": shown_scores})
         return 0
-    kind = "row indices" if args.internal_ids or item_raw is None else "raw ids"
-    print(f"# user: item:score ... (best first, {kind})")
+    shown = "raw ids" if kind == "raw" else "row indices"
+    print(f"# user: item:score ... (best first, {shown})")
     for user, items, row_scores in list(zip(shown_users, shown_items, shown_scores))[:20]:
         print(f"{user}: " + " ".join(f"{i}:{s:.4f}" for i, s in zip(items, row_scores)
                                     if i is not None))
