@@ -1,8 +1,10 @@
 """cfprune: compress collaborative-filtering models and retrieve top-k from the compressed tables.
 
-The public API (imported lazily, so ``import cfprune`` stays fast)::
+The public API (imported lazily, so ``import cfprune`` and a command-line mistake stay fast)::
 
+    Interactions                                          the user x item log with its id maps
     load_movielens, load_interactions, list_datasets      data
+    load_ml1m_no_timestamps
     random_split, temporal_split, strong_generalization_split
     train_als, train_bpr, FactorModel, fold_in_users      models
     from_implicit, load_implicit_file, load_npy_pair
@@ -16,14 +18,15 @@ from importlib import import_module
 
 from .errors import (CfpruneError, DataError, MissingDependencyError, ModelFileError, ShapeError,
                      SpecError, TrainingError)
-from .interactions import Interactions
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Interactions": "cfprune.interactions",
     "load_movielens": "cfprune.datasets",
     "load_interactions": "cfprune.datasets",
     "list_datasets": "cfprune.datasets",
+    "load_ml1m_no_timestamps": "cfprune.datasets",
     "random_split": "cfprune.splits",
     "temporal_split": "cfprune.splits",
     "strong_generalization_split": "cfprune.splits",
@@ -69,4 +72,4 @@ def __dir__():
 
 
 __all__ = sorted(["CfpruneError", "DataError", "ShapeError", "SpecError", "ModelFileError",
-                  "MissingDependencyError", "TrainingError", "Interactions", "save", "load", *_LAZY])
+                  "MissingDependencyError", "TrainingError", "save", "load", *_LAZY])

@@ -19,9 +19,10 @@ def matrix():
 
 
 def test_train_als_matches_implicit_with_same_seed(matrix):
-    ours = train_als(matrix, factors=8, regularization=0.1, iterations=3, num_threads=1, seed=5)
-    ref = AlternatingLeastSquares(factors=8, regularization=0.1, iterations=3, num_threads=1,
-                                  random_state=5)
+    ours = train_als(matrix, factors=8, regularization=0.1, alpha=2.0, iterations=3,
+                     num_threads=1, seed=5)
+    ref = AlternatingLeastSquares(factors=8, regularization=0.1, alpha=2.0, iterations=3,
+                                  num_threads=1, random_state=5)
     ref.fit(matrix, show_progress=False)
     assert ours.user_factors.dtype == np.float32 and ours.users.data.flags.c_contiguous
     assert np.allclose(ours.user_factors, ref.user_factors, atol=1e-5)

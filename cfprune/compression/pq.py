@@ -44,9 +44,6 @@ import warnings
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import orthogonal_procrustes
-from sklearn.cluster import KMeans
-from sklearn.exceptions import ConvergenceWarning
 
 from ..errors import SpecError
 from ..tables import DenseTable, PQTable, PrunedTable, subspace_bounds
@@ -59,6 +56,9 @@ ROW_BATCH = 8192
 def kmeans_codebooks(x, bounds, ksub, *, iters, seed, init=None):
     """float32 [ksub, d]: per sub-space k-means centroids of ``x`` float32 [n, d] (n >= ksub).
     ``init`` (float32 [ksub, d]) warm-starts every sub-space."""
+    from sklearn.cluster import KMeans  # here: parsing a pq spec must not import scikit-learn
+    from sklearn.exceptions import ConvergenceWarning
+
     codebooks = np.empty((ksub, x.shape[1]), np.float32)
     for s in range(len(bounds) - 1):
         lo, hi = bounds[s], bounds[s + 1]
@@ -168,6 +168,8 @@ def update_codebooks_anisotropic(x, codebooks, bounds, codes, eta):
 
 def learn_rotation(x, bounds, ksub, *, iters, rounds, seed):
     """(rotation float32 [d, d], codebooks float32 [ksub, d]) by non-parametric OPQ."""
+    from scipy.linalg import orthogonal_procrustes
+
     d = x.shape[1]
     rotation = np.eye(d)
     x64 = x.astype(np.float64)

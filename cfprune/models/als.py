@@ -6,9 +6,13 @@ from .factors import FactorModel
 from .training import fit_implicit, new_implicit_model, ids_of, progress_default, training_matrix
 
 
-def train_als(train, factors=64, regularization=0.05, alpha=1.0, iterations=15, num_threads=0,
+def train_als(train, factors=64, regularization=30.0, alpha=10.0, iterations=15, num_threads=0,
               seed=0, show_progress=None):
     """Train ALS on a users x items matrix and return a float32 :class:`FactorModel`.
+
+    The defaults are a point of the report's tuning grid that comes within a few percent of the
+    tuned recall@20 on MovieLens 100k and latest-small (binarised at rating 4); ``implicit``'s
+    own defaults (regularization 0.01, alpha 1) fall far short of it on such data.
 
     Parameters
     ----------
