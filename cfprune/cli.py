@@ -220,8 +220,14 @@ def check_out_dir(path, flag="--out"):
             raise DataError(f"{flag} {path}: directory {parent} does not exist")
 
 
+def check_export(args):
+    check_model_source(args)
+    check_out_dir(args.out)
+
+
 COMMAND_CHECKS = {"train": check_train, "evaluate": check_evaluate, "recommend": check_recommend,
-                  "compress": check_compress, "import": check_import, "report": check_report}
+                  "compress": check_compress, "export": check_export, "import": check_import,
+                  "report": check_report}
 
 
 # helpers -------------------------------------------------------------------------------------
