@@ -244,7 +244,8 @@ def cmd_recommend(args):
     if args.scheduler or args.out:
         from .distributed import recommend_to_files
         written = recommend_to_files(model, users, train, k=args.k, out_dir=args.out,
-                                     scheduler=args.scheduler, num_threads=args.threads or None)
+                                     scheduler=args.scheduler, num_threads=args.threads or None,
+                                     filter_seen=train is not None)
         print(f"wrote {len(written)} partition files to {args.out}")
         return 0
     ids, scores = model.recommend(users, train, k=args.k, filter_seen=train is not None,

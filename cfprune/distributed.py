@@ -37,7 +37,7 @@ import os
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import DataError, MissingDependencyError
+from .errors import DataError, MissingDependencyError, ShapeError
 from .evaluation import DEFAULT_BATCH_SIZE as DEFAULT_EVALUATION_BLOCK
 from .evaluation import evaluate_block, plan_evaluation, summarise, user_blocks
 from .interactions import as_csr
@@ -123,8 +123,8 @@ def evaluate_distributed(model, train, test, ks=(10, 20, 50), *, baseline=None, 
         shared = _scatter(client, model=model, train=train_csr, plan=plan, baseline=baseline)
         futures = [client.submit(_evaluate_task, block, **shared, num_threads=num_threads,
                                  retries=retries, pure=False) for block in blocks]
-        return summarise(_gathered(futures, plan.users.size, "evaluate", show_progress,
-                                   lambda state: state.users.size), plan)
+        return summarise(_gathered(client, futures, plan.users.size, "evaluate",
+                                   show_progress, lambda state: state.users.size), plan)
     finally:
         if owned:
             client.close()
@@ -141,7 +141,8 @@ def recommend_to_files(model, users, train, k=10, out_dir=None, *, scheduler=Non
     users : int array [n]
         Model user rows, in the order the parts list them.
     train : scipy.sparse matrix or Interactions [n_users, n_items], or None
-        Each user's seen items (one row per model user); skipped when ``filter_seen``.
+        Each user's seen items (one row per model user); may be None only when ``filter_seen``
+        is False (else ShapeError, as in :meth:`FactorModel.recommend`).
     k : int
     out_dir : str or path
         Created if missing; receives ``part-NNNNN.npz`` and ``manifest.json``.
@@ -171,7 +172,10 @@ def recommend_to_files(model, users, train, k=10, out_dir=None, *, scheduler=Non
         raise DataError(f"users must be a 1-D integer array, got shape {users.shape} and dtype "
                         f"{users.dtype}")
     users = users.astype(np.int64)
-    seen = as_csr(train, "train") if train is not None and filter_seen else None
+    if filter_seen and train is None:
+        raise ShapeError("filter_seen=True needs train (the users' known items); pass "
+                         "filter_seen=False to rank every item")
+    seen = as_csr(train, "train") if filter_seen else None
     if seen is not None and seen.shape != (model.n_users, model.n_items):
         raise DataError(f"train has shape {seen.shape}; expected one row per model user and one "
                         f"column per item: ({model.n_users}, {model.n_items})")
@@ -195,7 +199,7 @@ def recommend_to_files(model, users, train, k=10, out_dir=None, *, scheduler=Non
                                      num_threads=1 if num_threads is None else num_threads,
                                      **options, retries=retries, pure=False)
                        for _, path, block in jobs]
-            written = list(_gathered(futures, users.size, "recommend", show_progress,
+            written = list(_gathered(client, futures, users.size, "recommend", show_progress,
                                      lambda part: part["n_users"]))
         finally:
             if owned:
@@ -254,7 +258,7 @@ def _evaluate_task(users, model, train, plan, baseline, num_threads):
 def _write_part(path, users, model, seen, *, k, filter_seen, candidates, num_threads):
     """Recommend for one block, write ``path`` atomically; the manifest entry of the part."""
     rows = seen[users] if seen is not None else None
-    ids, scores = model.recommend(users, rows, k=k, filter_seen=filter_seen and rows is not None,
+    ids, scores = model.recommend(users, rows, k=k, filter_seen=filter_seen,
                                   candidates=candidates, num_threads=num_threads)
     buffer = io.BytesIO()
     np.savez(buffer, users=users, ids=ids, scores=scores)
@@ -266,11 +270,16 @@ def _write_part(path, users, model, seen, *, k, filter_seen, candidates, num_thr
             "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def _gathered(futures, total, desc, show_progress, size_of):
-    """Results of ``futures`` as they finish, with a progress bar counted in users."""
+def _gathered(client, futures, total, desc, show_progress, size_of):
+    """Results of ``futures`` as they finish, with a progress bar counted in users.
+
+    ``as_completed`` runs on ``client``'s event loop: the client :func:`connect` opens for an
+    address is not the process default (``set_as_default=False``), so without ``loop`` it would
+    look for a default client and fail when there is none."""
     distributed = require_distributed()
-    return _progress((future.result() for future in distributed.as_completed(futures)), total,
-                     desc, show_progress, size_of)
+    finished = distributed.as_completed(futures, loop=client.loop)
+    return _progress((future.result() for future in finished), total, desc, show_progress,
+                     size_of)
 
 
 def _progress(results, total, desc, show_progress, size_of):
