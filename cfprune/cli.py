@@ -108,11 +108,8 @@ def strong_split(args, data):
 
 
 def load_csr(path, what):
-    import scipy.sparse as sp
-    try:
-        return sp.load_npz(path).tocsr()
-    except (OSError, ValueError) as e:
-        raise DataError(f"{what} file {path} is not a scipy.sparse .npz (save_npz): {e}") from None
+    from .io import read_sparse
+    return read_sparse(path, f"{what} file")
 
 
 def train_test(args, need_test=True):
@@ -138,8 +135,8 @@ def save_split(directory, train, test):
 
     import scipy.sparse as sp
 
-    from .io import atomic_write
-    os.makedirs(directory, exist_ok=True)
+    from .io import atomic_write, ensure_dir
+    ensure_dir(directory)
     for name, part in (("train", train), ("test", test)):
         buffer = _io.BytesIO()
         sp.save_npz(buffer, part.matrix.tocsr())

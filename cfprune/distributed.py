@@ -41,7 +41,7 @@ from .errors import DataError, MissingDependencyError, ShapeError
 from .evaluation import DEFAULT_BATCH_SIZE as DEFAULT_EVALUATION_BLOCK
 from .evaluation import evaluate_block, plan_evaluation, summarise, user_blocks
 from .interactions import as_csr
-from .io import atomic_write
+from .io import atomic_write, check_readable, ensure_dir, read_json, read_npz
 
 DEFAULT_BLOCK_SIZE = 8192
 DEFAULT_RETRIES = 3
@@ -179,8 +179,7 @@ def recommend_to_files(model, users, train, k=10, out_dir=None, *, scheduler=Non
     if seen is not None and seen.shape != (model.n_users, model.n_items):
         raise DataError(f"train has shape {seen.shape}; expected one row per model user and one "
                         f"column per item: ({model.n_users}, {model.n_items})")
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = ensure_dir(os.path.abspath(os.fspath(out_dir)))
     blocks = user_blocks(users, DEFAULT_BLOCK_SIZE if block_size is None else block_size)
     jobs = [(index, os.path.join(out_dir, f"part-{index:05d}.npz"), block)
             for index, block in enumerate(blocks)]
@@ -219,29 +218,36 @@ def read_candidates(out_dir):
     by :func:`recommend_to_files`, in manifest order; each part is checked against the
     manifest's sha256 and user count."""
     path = os.path.join(os.fspath(out_dir), MANIFEST)
+    manifest = read_json(path, "candidate manifest", DataError)
     try:
-        with open(path, "rb") as f:
-            manifest = json.loads(f.read().decode())
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read the candidate manifest: {e}") from None
-    if manifest.get("format") != MANIFEST_FORMAT or manifest.get("version") != MANIFEST_VERSION:
-        raise DataError(f"{path}: not a {MANIFEST_FORMAT} v{MANIFEST_VERSION} manifest")
-    k = manifest["k"]
+        if manifest.get("format") != MANIFEST_FORMAT or \
+                manifest.get("version") != MANIFEST_VERSION:
+            raise DataError(f"{path}: not a {MANIFEST_FORMAT} v{MANIFEST_VERSION} manifest")
+        k = int(manifest["k"])
+        parts = [(os.path.join(os.fspath(out_dir), part["file"]), part["sha256"],
+                  int(part["n_users"])) for part in manifest["parts"]]
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"{path}: not a {MANIFEST_FORMAT} v{MANIFEST_VERSION} manifest (a field "
+                        f"is missing or malformed: {e})") from None
     users, ids, scores = [np.empty(0, np.int64)], [np.empty((0, k), np.int32)], \
         [np.empty((0, k), np.float32)]
-    for part in manifest["parts"]:
-        file = os.path.join(os.fspath(out_dir), part["file"])
+    for file, digest, n_users in parts:
+        check_readable(file, f"candidate part listed in {MANIFEST}", DataError)
         with open(file, "rb") as f:
             raw = f.read()
-        if hashlib.sha256(raw).hexdigest() != part["sha256"]:
-            raise DataError(f"{file}: sha256 differs from {MANIFEST}")
-        with np.load(file, allow_pickle=False) as arrays:
-            users.append(arrays["users"])
-            ids.append(arrays["ids"])
-            scores.append(arrays["scores"])
-        if users[-1].size != part["n_users"]:
-            raise DataError(f"{file}: holds {users[-1].size} users, {MANIFEST} says "
-                            f"{part['n_users']}")
+        if hashlib.sha256(raw).hexdigest() != digest:
+            raise DataError(f"{file}: sha256 differs from {MANIFEST}: the part was truncated or "
+                            f"changed after it was written")
+        arrays = read_npz(file, "candidate part", DataError)
+        if not {"users", "ids", "scores"} <= set(arrays) or arrays["users"].size != n_users:
+            raise DataError(f"{file}: holds {sorted(arrays)} with "
+                            f"{arrays.get('users', np.empty(0)).size} users, {MANIFEST} says "
+                            f"users, ids, scores of {n_users} users")
+        users.append(arrays["users"])
+        ids.append(arrays["ids"])
+        scores.append(arrays["scores"])
     return np.concatenate(users), np.concatenate(ids), np.concatenate(scores)
 
 
