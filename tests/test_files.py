@@ -9,6 +9,7 @@ import pytest
 
 from cfprune.datasets import files, load_interactions, load_ml1m_no_timestamps
 from cfprune.errors import DataError, MissingDependencyError
+from tests.processes import run_cli
 from tests.reference_data import (SHARED, assert_matches_reference, format_lines,
                                   shared_archive, synthetic_events, write_zip)
 
@@ -217,6 +218,45 @@ def test_parquet_null_id(tmp_path):
     log = load_interactions(path, on_bad_lines="skip")
     assert log.load_info["skipped_lines"] == 1
     assert_matches_reference(log, events[:3] + events[4:])
+
+
+# rating-less files: implicit feedback --------------------------------------------------------
+def test_a_file_without_ratings_is_implicit_feedback_in_the_cli(tmp_path):
+    """``user,item`` lines with the CLI's default ``--threshold 4``: every event is a positive
+    (said once on stderr), none is dropped by the threshold."""
+    rng = np.random.default_rng(3)
+    events = [(int(rng.integers(1, 60)), int(rng.integers(1, 40))) for _ in range(900)]
+    path = write_text(tmp_path / "events.csv", [f"{u},{i}" for u, i in events], "user,item")
+    np.save(tmp_path / "U.npy", rng.normal(size=(len({u for u, _ in events}), 4)).astype(
+        np.float32))
+    np.save(tmp_path / "V.npy", rng.normal(size=(len({i for _, i in events}), 4)).astype(
+        np.float32))
+    result = run_cli("evaluate", "--user-factors", tmp_path / "U.npy", "--item-factors",
+                     tmp_path / "V.npy", "--ratings", path, "--save-split", tmp_path / "split",
+                     "--k", "5")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("every event counts as a positive") == 1, result.stderr
+    import scipy.sparse as sp
+    train = sp.load_npz(tmp_path / "split" / "train.npz")
+    test = sp.load_npz(tmp_path / "split" / "test.npz")
+    assert train.nnz + test.nnz == len(set(events))  # every distinct pair kept
+    assert int(result.stdout.split()[0]) > 0  # "N users evaluated"
+
+
+def test_a_log_without_ratings_ignores_the_threshold(tmp_path):
+    events = [(1, 10), (1, 11), (2, 10), (3, 12), (3, 12)]
+    path = write_text(tmp_path / "e.tsv", [f"{u}\t{i}" for u, i in events])
+    log = load_interactions(path, threshold=4.0)
+    assert log.load_info["feedback"].startswith("implicit")
+    assert log.nnz == 4 and not log.has_ratings
+    assert np.array_equal(log.matrix.toarray(), [[1, 1, 0], [1, 0, 0], [0, 0, 1]])
+    assert load_interactions(path).implicit(4.0).nnz == 4
+    # a rated log: the threshold applies, and one that drops every pair says so
+    rated = write_text(tmp_path / "r.csv", ["1,10,2", "2,11,3"], "user,item,rating")
+    assert load_interactions(rated).load_info["feedback"].startswith("explicit")
+    with pytest.raises(DataError, match=r"every one of its 2 rated pairs is below the threshold "
+                                        r"4 \(ratings run from 2 to 3\)"):
+        load_interactions(rated, threshold=4.0)
 
 
 def test_ml1m_no_timestamps_absent(tmp_path, monkeypatch):

@@ -738,7 +738,9 @@ def load_interactions(path, sep=None, columns=None, header=None, *, member=None,
         The file to read inside a zip archive; by default its one ratings-like file.
     implicit, threshold : bool, float or None
         Explicit ratings by default. ``threshold=t`` keeps events rated ``>= t`` as 1.0;
-        ``implicit=True`` alone keeps every event as 1.0.
+        ``implicit=True`` alone keeps every event as 1.0. A file without a rating column is
+        implicit feedback: every event counts as a positive and ``threshold`` is not applied
+        (``load_info["feedback"]`` says so).
     min_user_interactions, min_item_interactions : int
         k-core filter, applied after the threshold.
     duplicates : {"sum", "last", "max"}
@@ -756,7 +758,8 @@ def load_interactions(path, sep=None, columns=None, header=None, *, member=None,
     Interactions
         With an extra attribute ``load_info`` (dict): ``path``, ``member``, ``format``, ``sep``,
         ``header``, ``columns`` (role -> column name), ``guessed`` (which settings were
-        guessed), ``n_rows``, ``skipped_lines``, ``skipped_examples``, ``blank_lines``.
+        guessed), ``n_rows``, ``skipped_lines``, ``skipped_examples``, ``blank_lines``,
+        ``feedback`` (explicit ratings, or implicit feedback when there is no rating column).
         Raw ids are int64 when every id is an integer, else str.
     """
     path = Path(path).expanduser()
@@ -787,6 +790,12 @@ def load_interactions(path, sep=None, columns=None, header=None, *, member=None,
     if info["skipped_lines"]:
         logger.warning("%s: skipped %d bad lines, e.g. %s", source.label, info["skipped_lines"],
                        info["skipped_examples"][:3])
+    if "rating" in values:
+        info["feedback"] = "explicit: a rating per event"
+    else:
+        info["feedback"] = ("implicit: no rating column, so every event counts as a positive "
+                            "and no rating threshold is applied")
+        logger.info("%s: %s", source.label, info["feedback"])
     log = Interactions.from_log(values["user"], values["item"], values.get("rating"),
                                 values.get("timestamp"), duplicates=duplicates,
                                 name=name or (source.member or path.name))
