@@ -32,6 +32,9 @@ def add_data_args(p, required=False):
     g.add_argument("--no-header", action="store_true", help="--ratings has no header line")
     g.add_argument("--skip-bad-lines", action="store_true",
                    help="skip and count malformed lines of --ratings instead of stopping")
+    g.add_argument("--id-type", choices=("auto", "int", "str"), default="auto",
+                   help="user and item ids of --ratings: integers, text, or auto (integers when "
+                        "every id is one; a few non-integer ids among integers are an error)")
     g.add_argument("--threshold", type=float, default=4.0,
                    help="ratings >= this are positives (default 4; a negative value keeps all)")
     g.add_argument("--min-user", type=int, default=0, help="minimum interactions per user")
@@ -79,7 +82,8 @@ def load_data(args):
     else:
         raw = load_interactions(args.ratings, member=args.member, sep=args.sep,
                                 columns=args.columns, header=False if args.no_header else None,
-                                on_bad_lines="skip" if args.skip_bad_lines else "error")
+                                on_bad_lines="skip" if args.skip_bad_lines else "error",
+                                id_type=args.id_type)
         info = getattr(raw, "load_info", None)
         if info:
             print(f"read {args.ratings}: {json.dumps(info, default=str)}", file=sys.stderr)

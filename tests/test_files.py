@@ -220,6 +220,63 @@ def test_parquet_null_id(tmp_path):
     assert_matches_reference(log, events[:3] + events[4:])
 
 
+# malformed ids ------------------------------------------------------------------------------
+def integer_log_with_a_bad_id(tmp_path, n=300, bad_line=171):
+    events = synthetic_events(n_users=20, n_items=25, n_events=n, seed=9)
+    lines = format_lines(events, "\t", fields=3)
+    lines[bad_line - 1] = "12\tnot-an-item\t3"
+    return write_text(tmp_path / "ids.tsv", lines), events, lines
+
+
+@pytest.mark.parametrize("chunksize", [1_000_000, 50])
+def test_a_non_integer_id_among_integers_names_its_line(tmp_path, chunksize):
+    path, events, _ = integer_log_with_a_bad_id(tmp_path)
+    with pytest.raises(DataError) as info:
+        load_interactions(path, chunksize=chunksize)
+    message = str(info.value)
+    assert "ids.tsv: the item ids are integers except on 1 line (line 171: " \
+        "'12\\tnot-an-item\\t3')" in message
+    assert "--id-type str" in message and "\n" not in message
+    # skipped: the other 299 events, integer ids
+    log = load_interactions(path, on_bad_lines="skip", chunksize=chunksize)
+    assert log.item_ids.dtype == np.int64 and log.user_ids.dtype == np.int64
+    assert log.load_info["skipped_lines"] == 1
+    assert log.load_info["skipped_examples"] == [(171, "item id 'not-an-item' is not an integer")]
+    kept = [e[:3] for j, e in enumerate(events) if j != 170]
+    assert_matches_reference(log, kept)
+
+
+def test_id_type_str_reads_every_id_as_text(tmp_path):
+    path, events, lines = integer_log_with_a_bad_id(tmp_path)
+    log = load_interactions(path, id_type="str")
+    assert log.item_ids.dtype.kind == "U" and "not-an-item" in log.item_ids.tolist()
+    as_text = [(f.split("\t")[0], f.split("\t")[1], float(f.split("\t")[2])) for f in lines]
+    assert_matches_reference(log, as_text)
+    with pytest.raises(DataError, match=r"line 171: item id is not an integer"):
+        load_interactions(path, id_type="int")
+    with pytest.raises(DataError, match="id_type"):
+        load_interactions(path, id_type="float")
+
+
+def test_text_ids_with_some_numbers_stay_text(tmp_path):
+    events = [("u1", "i1", 5.0), ("u2", "77", 4.0), ("42", "i3", 3.0), ("u4", "i1", 1.0)]
+    path = write_text(tmp_path / "t.csv", format_lines(events, ",", fields=3),
+                      "user,item,rating")
+    log = load_interactions(path)
+    assert_matches_reference(log, events)
+
+
+def test_cli_id_type_flag(tmp_path):
+    from cfprune import cli
+    path, _, _ = integer_log_with_a_bad_id(tmp_path)
+    args = cli.build_parser().parse_args(["train", "--ratings", str(path), "--id-type", "str",
+                                          "--threshold", "-1"])
+    assert "not-an-item" in cli.load_data(args).item_ids.tolist()
+    args = cli.build_parser().parse_args(["train", "--ratings", str(path)])
+    with pytest.raises(DataError, match="line 171"):
+        cli.load_data(args)
+
+
 # rating-less files: implicit feedback --------------------------------------------------------
 def test_a_file_without_ratings_is_implicit_feedback_in_the_cli(tmp_path):
     """``user,item`` lines with the CLI's default ``--threshold 4``: every event is a positive
