@@ -4,7 +4,6 @@ import json
 import math
 import os
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +18,9 @@ from cfprune.models.factors import FactorModel
 from cfprune.tables import Int8Table
 
 from .processes import DaskProcesses, run_cli
+from .reference_data import DATA_HOME, real_archive
 from .reference_metrics import topk_reference, user_metrics_reference
 
-DATA_HOME = Path(os.environ.get("CFPRUNE_DATA", Path(__file__).resolve().parents[2] /
-                                "shared" / "datasets"))
 
 
 @pytest.fixture(scope="module")
@@ -309,16 +307,9 @@ def test_bad_arguments_are_named(catalogue, tmp_path):
         read_candidates(tmp_path)
 
 
-def ml100k_path():
-    path = DATA_HOME / "ml-100k.zip"
-    if not path.exists() or not zipfile.is_zipfile(path):
-        pytest.skip(f"ml-100k.zip not in the data home {DATA_HOME} (set CFPRUNE_DATA)")
-    return path
-
-
 @pytest.mark.realdata
 def test_ml100k_on_the_cluster_equals_in_process(client, monkeypatch, tmp_path):
-    ml100k_path()
+    real_archive("ml-100k.zip")
     monkeypatch.setenv("CFPRUNE_DATA", str(DATA_HOME))
     from cfprune.datasets import load_movielens
     from cfprune.models import train_als

@@ -10,8 +10,8 @@ import pytest
 from cfprune.datasets import files, load_interactions, load_ml1m_no_timestamps
 from cfprune.errors import DataError, MissingDependencyError
 from tests.processes import run_cli
-from tests.reference_data import (SHARED, assert_matches_reference, format_lines,
-                                  shared_archive, synthetic_events, write_zip)
+from tests.reference_data import (DATA_HOME, assert_matches_reference, format_lines,
+                                  real_archive, synthetic_events, write_zip)
 
 
 def write_text(path, lines, header=None):
@@ -324,9 +324,7 @@ def test_ml1m_no_timestamps_absent(tmp_path, monkeypatch):
 
 @pytest.mark.realdata
 def test_real_ml1m_no_timestamps(monkeypatch):
-    path = shared_archive("ml-1m-no-timestamps.zip")
-    if path is None:
-        pytest.skip(f"ml-1m-no-timestamps.zip is not in {SHARED}")
+    path = real_archive("ml-1m-no-timestamps.zip")
     log = load_interactions(path, member="ml-1m-no-timestamps/ratings.dat", sep="::",
                             columns="user,item,rating")
     assert (log.nnz, log.n_users, log.n_items) == (1_000_209, 6_040, 3_706)
@@ -334,7 +332,7 @@ def test_real_ml1m_no_timestamps(monkeypatch):
     values, counts = np.unique(log.ratings, return_counts=True)
     assert dict(zip(values.tolist(), counts.tolist())) == \
         {1.0: 56_174, 2.0: 107_557, 3.0: 261_197, 4.0: 348_971, 5.0: 226_310}
-    monkeypatch.setenv("CFPRUNE_DATA", str(SHARED))
+    monkeypatch.setenv("CFPRUNE_DATA", str(DATA_HOME))
     guessed = load_ml1m_no_timestamps()
     assert (guessed.matrix != log.matrix).nnz == 0
     assert load_interactions(path).nnz == 1_000_209  # member, separator and columns guessed
