@@ -179,7 +179,7 @@ def cmd_train(args):
                             "step; use --algorithm als")
         strong = strong_split(args, load_data(args))
         model = train_als(strong.train, alpha=args.alpha, **common)
-        user_factors = model.user_factors
+        user_factors = model.user_factors.copy()  # a table's arrays are read-only
         user_factors[strong.users] = fold_in_users(
             model.item_factors, strong.foldin.matrix[strong.users], args.regularization,
             args.alpha)

@@ -306,6 +306,13 @@ def load_arrays(path):
     """Read and verify a model file. Returns (meta dict, {side: {name: array}}, ids dict)."""
     path = os.fspath(path)
     arrays = read_npz(path, "cfprune model file", ModelFileError)
+    for a in arrays.values():
+        # fresh arrays only this reader holds: read-only now, so the tables built from them
+        # hold them as they are, without a copy (see cfprune.tables.base.hold)
+        base = a
+        while isinstance(base, np.ndarray):
+            base.flags.writeable = False
+            base = base.base
     if "meta" not in arrays:
         raise ModelFileError(f"{path} has no 'meta' entry: not a cfprune model file")
     try:
