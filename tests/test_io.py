@@ -334,15 +334,30 @@ def test_written_files_get_the_mode_of_an_ordinary_open(mask, tmp_path):
     assert mode(tmp_path / "kept.npz") == 0o640
 
 
-def test_report_files_get_the_mode_of_an_ordinary_open(tmp_path):
+def test_report_files_get_the_mode_of_an_ordinary_open_and_fail_in_one_line(tmp_path,
+                                                                            monkeypatch):
     from cfprune.report import Grid, run_report
+    from cfprune.report.plots import write_plots
+    from cfprune.report.render import write_markdown
 
     from .test_report import synthetic_log
     grid = Grid(factors=(4,), regularization=(1.0,), bpr_learning_rate=(0.01,),
                 bpr_iterations=(5,))
     with umask(0o022):
-        run_report(synthetic_log(80, 60, per_user=10), tmp_path, methods=["int8:table=both"],
-                   grid=grid, n_resamples=20, repeats=1, num_threads=1, log=lambda text: None)
+        report = run_report(synthetic_log(80, 60, per_user=10), tmp_path,
+                            methods=["int8:table=both"], grid=grid, n_resamples=20, repeats=1,
+                            num_threads=1, log=lambda text: None)
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert {p.suffix for p in written} == {".md", ".json", ".png"}
     assert {p.name: mode(p) for p in written} == {p.name: 0o644 for p in written}
+    # the report's files when the disk is full: one line each, the earlier files unchanged
+    before = {p: p.read_bytes() for p in written}
+    fail_writes(monkeypatch, errno.ENOSPC, budget=16)
+    for name, write in (("report.md", lambda: write_markdown(tmp_path / "report.md", report)),
+                        ("report.json", lambda: io.write_json(tmp_path / "report.json", report)),
+                        ("tradeoff.png", lambda: write_plots(report, tmp_path))):
+        with pytest.raises(FileWriteError, match=f"cannot write .*{name}: No space left on "
+                                                 f"device \\(ENOSPC\\).*is unchanged"):
+            write()
+    assert {p: p.read_bytes() for p in written} == before
+    assert not [p for p in tmp_path.rglob(".tmp-*")]
