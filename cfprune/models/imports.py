@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from ..errors import DataError, ModelFileError, ShapeError
 from ..io import read_npy, read_npz
 from .factors import FactorModel
