@@ -39,6 +39,9 @@ def add_data_args(p, required=False):
     g.add_argument("--no-header", action="store_true", help="--ratings has no header line")
     g.add_argument("--skip-bad-lines", action="store_true",
                    help="skip and count malformed lines of --ratings instead of stopping")
+    g.add_argument("--id-type", choices=("auto", "int", "str"), default="auto",
+                   help="user and item ids of --ratings: integers, text, or auto (integers when "
+                        "every id is one; a few non-integer ids among integers are an error)")
     g.add_argument("--threshold", type=float, default=4.0,
                    help="ratings >= this are positives (default 4; a negative value keeps all)")
     g.add_argument("--min-user", type=int, default=0, help="minimum interactions per user")
@@ -248,7 +251,8 @@ def load_data(args):
     else:
         raw = load_interactions(args.ratings, member=args.member, sep=args.sep,
                                 columns=args.columns, header=False if args.no_header else None,
-                                on_bad_lines="skip" if args.skip_bad_lines else "error")
+                                on_bad_lines="skip" if args.skip_bad_lines else "error",
+                                id_type=args.id_type)
         info = getattr(raw, "load_info", None)
         if info:
             print(f"read {args.ratings}: {json.dumps(info, default=str)}", file=sys.stderr)
@@ -283,11 +287,8 @@ def strong_split(args, data):
 
 
 def load_csr(path, what):
-    import scipy.sparse as sp
-    try:
-        return sp.load_npz(path).tocsr()
-    except (OSError, ValueError) as e:
-        raise DataError(f"{what} file {path} is not a scipy.sparse .npz (save_npz): {e}") from None
+    from .io import read_sparse
+    return read_sparse(path, f"{what} file")
 
 
 def training_part(args):
@@ -306,8 +307,8 @@ def save_split(directory, train, test):
 
     import scipy.sparse as sp
 
-    from .io import atomic_write
-    os.makedirs(directory, exist_ok=True)
+    from .io import atomic_write, ensure_dir
+    ensure_dir(directory)
     for name, part in (("train", train), ("test", test)):
         buffer = _io.BytesIO()
         sp.save_npz(buffer, part.matrix.tocsr())
@@ -445,7 +446,7 @@ def cmd_train(args):
         # users in with the closed-form ALS step and score them on their test part
         strong = strong_split(args, load_data(args))
         model = train_model(strong.train, **common)
-        user_factors = model.user_factors
+        user_factors = model.user_factors.copy()  # a table's arrays are read-only
         user_factors[strong.users] = fold_in_users(
             model.item_factors, strong.foldin.matrix[strong.users],
             model.info["regularization"], model.info["alpha"])

@@ -37,11 +37,11 @@ import os
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import DataError, MissingDependencyError
+from .errors import DataError, MissingDependencyError, ShapeError
 from .evaluation import DEFAULT_BATCH_SIZE as DEFAULT_EVALUATION_BLOCK
 from .evaluation import evaluate_block, plan_evaluation, summarise, user_blocks
 from .interactions import as_csr
-from .io import atomic_write
+from .io import atomic_write, check_readable, ensure_dir, read_json, read_npz
 
 DEFAULT_BLOCK_SIZE = 8192
 DEFAULT_RETRIES = 3
@@ -123,8 +123,8 @@ def evaluate_distributed(model, train, test, ks=(10, 20, 50), *, baseline=None, 
         shared = _scatter(client, model=model, train=train_csr, plan=plan, baseline=baseline)
         futures = [client.submit(_evaluate_task, block, **shared, num_threads=num_threads,
                                  retries=retries, pure=False) for block in blocks]
-        return summarise(_gathered(futures, plan.users.size, "evaluate", show_progress,
-                                   lambda state: state.users.size), plan)
+        return summarise(_gathered(client, futures, plan.users.size, "evaluate",
+                                   show_progress, lambda state: state.users.size), plan)
     finally:
         if owned:
             client.close()
@@ -141,7 +141,8 @@ def recommend_to_files(model, users, train, k=10, out_dir=None, *, scheduler=Non
     users : int array [n]
         Model user rows, in the order the parts list them.
     train : scipy.sparse matrix or Interactions [n_users, n_items], or None
-        Each user's seen items (one row per model user); skipped when ``filter_seen``.
+        Each user's seen items (one row per model user); may be None only when ``filter_seen``
+        is False (else ShapeError, as in :meth:`FactorModel.recommend`).
     k : int
     out_dir : str or path
         Created if missing; receives ``part-NNNNN.npz`` and ``manifest.json``.
@@ -171,12 +172,14 @@ def recommend_to_files(model, users, train, k=10, out_dir=None, *, scheduler=Non
         raise DataError(f"users must be a 1-D integer array, got shape {users.shape} and dtype "
                         f"{users.dtype}")
     users = users.astype(np.int64)
-    seen = as_csr(train, "train") if train is not None and filter_seen else None
+    if filter_seen and train is None:
+        raise ShapeError("filter_seen=True needs train (the users' known items); pass "
+                         "filter_seen=False to rank every item")
+    seen = as_csr(train, "train") if filter_seen else None
     if seen is not None and seen.shape != (model.n_users, model.n_items):
         raise DataError(f"train has shape {seen.shape}; expected one row per model user and one "
                         f"column per item: ({model.n_users}, {model.n_items})")
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = ensure_dir(os.path.abspath(os.fspath(out_dir)))
     blocks = user_blocks(users, DEFAULT_BLOCK_SIZE if block_size is None else block_size)
     jobs = [(index, os.path.join(out_dir, f"part-{index:05d}.npz"), block)
             for index, block in enumerate(blocks)]
@@ -195,7 +198,7 @@ def recommend_to_files(model, users, train, k=10, out_dir=None, *, scheduler=Non
                                      num_threads=1 if num_threads is None else num_threads,
                                      **options, retries=retries, pure=False)
                        for _, path, block in jobs]
-            written = list(_gathered(futures, users.size, "recommend", show_progress,
+            written = list(_gathered(client, futures, users.size, "recommend", show_progress,
                                      lambda part: part["n_users"]))
         finally:
             if owned:
@@ -215,29 +218,36 @@ def read_candidates(out_dir):
     by :func:`recommend_to_files`, in manifest order; each part is checked against the
     manifest's sha256 and user count."""
     path = os.path.join(os.fspath(out_dir), MANIFEST)
+    manifest = read_json(path, "candidate manifest", DataError)
     try:
-        with open(path, "rb") as f:
-            manifest = json.loads(f.read().decode())
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read the candidate manifest: {e}") from None
-    if manifest.get("format") != MANIFEST_FORMAT or manifest.get("version") != MANIFEST_VERSION:
-        raise DataError(f"{path}: not a {MANIFEST_FORMAT} v{MANIFEST_VERSION} manifest")
-    k = manifest["k"]
+        if manifest.get("format") != MANIFEST_FORMAT or \
+                manifest.get("version") != MANIFEST_VERSION:
+            raise DataError(f"{path}: not a {MANIFEST_FORMAT} v{MANIFEST_VERSION} manifest")
+        k = int(manifest["k"])
+        parts = [(os.path.join(os.fspath(out_dir), part["file"]), part["sha256"],
+                  int(part["n_users"])) for part in manifest["parts"]]
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"{path}: not a {MANIFEST_FORMAT} v{MANIFEST_VERSION} manifest (a field "
+                        f"is missing or malformed: {e})") from None
     users, ids, scores = [np.empty(0, np.int64)], [np.empty((0, k), np.int32)], \
         [np.empty((0, k), np.float32)]
-    for part in manifest["parts"]:
-        file = os.path.join(os.fspath(out_dir), part["file"])
+    for file, digest, n_users in parts:
+        check_readable(file, f"candidate part listed in {MANIFEST}", DataError)
         with open(file, "rb") as f:
             raw = f.read()
-        if hashlib.sha256(raw).hexdigest() != part["sha256"]:
-            raise DataError(f"{file}: sha256 differs from {MANIFEST}")
-        with np.load(file, allow_pickle=False) as arrays:
-            users.append(arrays["users"])
-            ids.append(arrays["ids"])
-            scores.append(arrays["scores"])
-        if users[-1].size != part["n_users"]:
-            raise DataError(f"{file}: holds {users[-1].size} users, {MANIFEST} says "
-                            f"{part['n_users']}")
+        if hashlib.sha256(raw).hexdigest() != digest:
+            raise DataError(f"{file}: sha256 differs from {MANIFEST}: the part was truncated or "
+                            f"changed after it was written")
+        arrays = read_npz(file, "candidate part", DataError)
+        if not {"users", "ids", "scores"} <= set(arrays) or arrays["users"].size != n_users:
+            raise DataError(f"{file}: holds {sorted(arrays)} with "
+                            f"{arrays.get('users', np.empty(0)).size} users, {MANIFEST} says "
+                            f"users, ids, scores of {n_users} users")
+        users.append(arrays["users"])
+        ids.append(arrays["ids"])
+        scores.append(arrays["scores"])
     return np.concatenate(users), np.concatenate(ids), np.concatenate(scores)
 
 
@@ -254,7 +264,7 @@ def _evaluate_task(users, model, train, plan, baseline, num_threads):
 def _write_part(path, users, model, seen, *, k, filter_seen, candidates, num_threads):
     """Recommend for one block, write ``path`` atomically; the manifest entry of the part."""
     rows = seen[users] if seen is not None else None
-    ids, scores = model.recommend(users, rows, k=k, filter_seen=filter_seen and rows is not None,
+    ids, scores = model.recommend(users, rows, k=k, filter_seen=filter_seen,
                                   candidates=candidates, num_threads=num_threads)
     buffer = io.BytesIO()
     np.savez(buffer, users=users, ids=ids, scores=scores)
@@ -266,11 +276,16 @@ def _write_part(path, users, model, seen, *, k, filter_seen, candidates, num_thr
             "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def _gathered(futures, total, desc, show_progress, size_of):
-    """Results of ``futures`` as they finish, with a progress bar counted in users."""
+def _gathered(client, futures, total, desc, show_progress, size_of):
+    """Results of ``futures`` as they finish, with a progress bar counted in users.
+
+    ``as_completed`` runs on ``client``'s event loop: the client :func:`connect` opens for an
+    address is not the process default (``set_as_default=False``), so without ``loop`` it would
+    look for a default client and fail when there is none."""
     distributed = require_distributed()
-    return _progress((future.result() for future in distributed.as_completed(futures)), total,
-                     desc, show_progress, size_of)
+    finished = distributed.as_completed(futures, loop=client.loop)
+    return _progress((future.result() for future in finished), total, desc, show_progress,
+                     size_of)
 
 
 def _progress(results, total, desc, show_progress, size_of):

@@ -33,3 +33,12 @@ class TrainingError(CfpruneError, RuntimeError):
 
 class MissingDependencyError(CfpruneError, ImportError):
     """An optional dependency is not installed; the message says how to install it."""
+
+
+class FileWriteError(CfpruneError, OSError):
+    """Writing a file failed (disk full, file too large, no permission); ``errno`` and
+    ``filename`` are those of the underlying OSError, and the earlier file is unchanged."""
+
+    def __str__(self):
+        # the one-line message, not OSError's "[Errno n] strerror: filename"
+        return str(self.args[0]) if self.args else ""

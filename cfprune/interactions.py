@@ -26,6 +26,10 @@ class Interactions:
         :meth:`implicit`, otherwise the rating), indices sorted within each row.
     ratings : ndarray float32 [nnz]
         The explicit rating of each stored pair, aligned with ``matrix.data``.
+    has_ratings : bool
+        False when the source had no ratings (implicit feedback: a log of events, each a
+        positive); ``ratings`` then counts the events of each pair and :meth:`implicit` applies
+        no threshold.
     timestamps : ndarray int64 [nnz] or None
         The time of each stored pair, aligned with ``matrix.data``; None when the source has none.
     user_ids, item_ids : ndarray [n_users], [n_items]
@@ -35,7 +39,7 @@ class Interactions:
     """
 
     def __init__(self, matrix, ratings=None, timestamps=None, *, user_ids=None, item_ids=None,
-                 name=""):
+                 name="", has_ratings=True):
         matrix = sp.csr_matrix(matrix, dtype=np.float32)
         matrix.sum_duplicates()
         matrix.sort_indices()
@@ -57,6 +61,7 @@ class Interactions:
         self.user_ids = _id_array(user_ids, n_users, "user_ids")
         self.item_ids = _id_array(item_ids, n_items, "item_ids")
         self.name = name
+        self.has_ratings = bool(has_ratings)
         self._user_index = None
         self._item_index = None
 
@@ -70,7 +75,8 @@ class Interactions:
         users, items : array-like [n]
             Raw user and item ids, one per event.
         ratings : array-like float [n] or None
-            Event weights (1.0 each when None).
+            Event weights; None for implicit feedback: 1.0 per event, and the log's
+            ``has_ratings`` is False (no threshold applies to it).
         timestamps : array-like int [n] or None
         duplicates : {"sum", "last", "max"}
             How events on the same (user, item) pair combine: ratings summed, the last event in
@@ -83,6 +89,7 @@ class Interactions:
         if users.shape != items.shape or users.ndim != 1:
             raise ShapeError(f"users {users.shape} and items {items.shape} must be 1-D of one length")
         n = users.shape[0]
+        has_ratings = ratings is not None
         ratings = np.ones(n, np.float32) if ratings is None else np.asarray(ratings, np.float32)
         if ratings.shape != (n,):
             raise ShapeError(f"ratings has shape {ratings.shape}, expected ({n},)")
@@ -114,7 +121,8 @@ class Interactions:
         matrix = sp.csr_matrix((r.astype(np.float32), (uk, ik)),
                                shape=(len(user_ids), len(item_ids)), dtype=np.float32)
         # pairs are unique and sorted by (user, item), so CSR order equals key order
-        return cls(matrix, r, ts, user_ids=user_ids, item_ids=item_ids, name=name)
+        return cls(matrix, r, ts, user_ids=user_ids, item_ids=item_ids, name=name,
+                   has_ratings=has_ratings)
 
     # views ----------------------------------------------------------------------------------
     @property
@@ -173,6 +181,7 @@ class Interactions:
         out = Interactions.__new__(Interactions)
         out.matrix, out.ratings, out.timestamps = matrix, self.ratings[mask], ts
         out.user_ids, out.item_ids, out.name = self.user_ids, self.item_ids, self.name
+        out.has_ratings = self.has_ratings
         out._user_index, out._item_index = self._user_index, self._item_index
         return out
 
@@ -181,8 +190,21 @@ class Interactions:
         set their value to 1.0, then, when a minimum is set, drop users and items with too few
         interactions, repeating until both minimums hold (a k-core); users and items left empty
         are then removed too and the indices renumbered densely, the id maps following. With
-        both minimums 0 the shape is kept."""
-        keep = np.ones(self.nnz, bool) if threshold is None else self.ratings >= threshold
+        both minimums 0 the shape is kept.
+
+        A log without ratings (``has_ratings`` False: implicit feedback) keeps every pair
+        whatever ``threshold`` is. A threshold that drops every pair of a rated log raises
+        DataError naming the threshold and the ratings' range."""
+        if threshold is None or not self.has_ratings:
+            keep = np.ones(self.nnz, bool)
+        else:
+            keep = self.ratings >= threshold
+            if self.nnz and not keep.any():
+                raise DataError(
+                    f"{self.name or 'the log'}: every one of its {self.nnz} rated pairs is below "
+                    f"the threshold {threshold:g} (ratings run from {self.ratings.min():g} to "
+                    f"{self.ratings.max():g}); lower the threshold (--threshold), or keep every "
+                    f"event with threshold=None (--threshold -1)")
         out = self.select(keep)
         out.matrix.data[:] = 1.0
         if min_user_interactions or min_item_interactions:
@@ -212,7 +234,8 @@ class Interactions:
         idx = pos.data.astype(np.int64) - 1
         ts = None if self.timestamps is None else self.timestamps[idx]
         return Interactions(sub, self.ratings[idx], ts, user_ids=self.user_ids[users],
-                            item_ids=self.item_ids[items], name=self.name)
+                            item_ids=self.item_ids[items], name=self.name,
+                            has_ratings=self.has_ratings)
 
     def item_counts(self):
         """int64 [n_items]: how many users interacted with each item."""

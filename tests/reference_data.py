@@ -1,21 +1,28 @@
 """Test helpers for the data layer: synthetic logs, MovieLens-shaped archives and a plain-Python
 reference of the users x items matrix, written independently of cfprune's loaders."""
 
-import os
 import zipfile
-from pathlib import Path
 
 import numpy as np
+import pytest
 
-# the real archives: the data home CI points at ../shared/datasets
-SHARED = Path(os.environ.get("CFPRUNE_DATA",
-                            Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+from cfprune.datasets.home import data_home
+
+#: Where the real archives are found: the data home the CLI reads (``$CFPRUNE_DATA``, else
+#: ``~/cfprune_data``; see :func:`cfprune.datasets.home.data_home`), as the test run started,
+#: so that a test's own ``monkeypatch.setenv("CFPRUNE_DATA", ...)`` never moves it.
+DATA_HOME = data_home()
 
 
-def shared_archive(name):
-    """Path of a real archive in the shared data directory, or None when absent."""
-    path = SHARED / name
-    return path if path.is_file() else None
+def real_archive(name):
+    """Path of the real archive ``name`` (e.g. ``"ml-100k.zip"``) in :data:`DATA_HOME`; skips
+    the calling test, naming the directory looked in, when it is not there. Every real-data
+    test finds its data through this one function."""
+    path = DATA_HOME / name
+    if not path.is_file():
+        pytest.skip(f"{name} is not in the data home {DATA_HOME} ($CFPRUNE_DATA, else "
+                    f"~/cfprune_data: where `cfprune datasets` looks)")
+    return path
 
 
 def synthetic_events(n_users=7, n_items=9, n_events=40, seed=0, string_ids=False):

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 from cfprune import cli
 from cfprune.compression import compress
 from cfprune.datasets import load_interactions, load_movielens
+from cfprune.distributed import read_candidates, recommend_to_files
 from cfprune.errors import (DataError, MissingDependencyError, ModelFileError, ShapeError,
                             SpecError)
 from cfprune.evaluation import evaluate
@@ -89,6 +90,40 @@ def cli_run(args):
     return run
 
 
+def corrupt(path, how):
+    """Cut ``path`` in half ("cut") or invert 4 bytes in the middle of the data of its largest
+    zip member ("flip"), so the zip structure is intact but the member's CRC fails."""
+    data = bytearray(path.read_bytes())
+    if how == "cut":
+        data = data[:len(data) // 2]
+    else:
+        with zipfile.ZipFile(path) as z:
+            member = max(z.infolist(), key=lambda m: m.compress_size)
+        name_len, extra_len = np.frombuffer(bytes(data[member.header_offset + 26:
+                                                       member.header_offset + 30]), "<u2")
+        i = member.header_offset + 30 + name_len + extra_len + member.compress_size // 2
+        data[i:i + 4] = bytes(b ^ 0xFF for b in data[i:i + 4])
+    out = path.with_name(f"{path.stem}-{how}{path.suffix}")
+    out.write_bytes(bytes(data))
+    return out
+
+
+def candidates(tmp, damage):
+    """A candidate directory written by recommend_to_files, then damaged."""
+    out = tmp / "cands"
+    recommend_to_files(model(), np.arange(30), SEEN, k=3, out_dir=out)
+    manifest = out / "manifest.json"
+    if damage == "part":
+        corrupt(out / "part-00000.npz", "cut").replace(out / "part-00000.npz")
+    elif damage == "manifest":
+        manifest.write_text(manifest.read_text()[:40])
+    elif damage == "fields":
+        manifest.write_text(json.dumps({"format": "cfprune-candidates", "version": 1, "k": 3}))
+    else:
+        (out / "part-00000.npz").unlink()
+    return out
+
+
 def ml100k_zip(tmp, lines):
     home = tmp / "home"
     home.mkdir(exist_ok=True)
@@ -162,6 +197,54 @@ CASES = [
     Case("pickled object in file", lambda t, mp: (
         np.savez(t / "p.npz", meta=np.array([object()], dtype=object)),
         FactorModel.load(t / "p.npz")), ModelFileError, ("p.npz",)),
+    Case("corrupt model file (bad CRC)", lambda t, mp: FactorModel.load(
+        corrupt(saved_model(t), "flip")), ModelFileError, ("model-flip.npz", "corrupt", "CRC")),
+    # every other file read: one line naming the file and what it should be
+    Case("cli truncated --train", cli_run(["evaluate", "--user-factors", "{tmp}/U.npy",
+                                           "--item-factors", "{tmp}/V.npy", "--train",
+                                           "{tmp}/tr-cut.npz", "--test", "{tmp}/tr.npz"]),
+         SystemExit, ("tr-cut.npz", "--train", "truncated")),
+    Case("cli corrupt --test", cli_run(["evaluate", "--user-factors", "{tmp}/U.npy",
+                                        "--item-factors", "{tmp}/V.npy", "--train",
+                                        "{tmp}/tr.npz", "--test", "{tmp}/tr-flip.npz"]),
+         SystemExit, ("tr-flip.npz", "--test", "corrupt")),
+    Case("cli text file as --train", cli_run(["recommend", "--user-factors", "{tmp}/U.npy",
+                                              "--item-factors", "{tmp}/V.npy", "--train",
+                                              "{tmp}/U.txt", "--users", "0"]),
+         SystemExit, ("U.txt", "zip header")),
+    Case("cli truncated --train of compress", cli_run([
+        "compress", "--user-factors", "{tmp}/U.npy", "--item-factors", "{tmp}/V.npy", "--method",
+        "int8", "--train", "{tmp}/tr-cut.npz", "--out", "{tmp}/out.npz"]), SystemExit,
+        ("tr-cut.npz", "truncated")),
+    Case("cli truncated model", cli_run(["recommend", "{tmp}/m-cut.npz", "--users", "0"]),
+         SystemExit, ("m-cut.npz", "truncated")),
+    Case("cli truncated baseline", cli_run(["evaluate", "--user-factors", "{tmp}/U.npy",
+                                            "--item-factors", "{tmp}/V.npy", "--train",
+                                            "{tmp}/tr.npz", "--test", "{tmp}/tr.npz",
+                                            "--baseline", "{tmp}/m-cut.npz"]),
+         SystemExit, ("m-cut.npz", "truncated")),
+    Case("cli truncated .npy factors", cli_run(["import", "--user-factors", "{tmp}/U-cut.npy",
+                                                "--item-factors", "{tmp}/V.npy", "--out",
+                                                "{tmp}/out.npz"]), SystemExit,
+         ("U-cut.npy", "factor file", "truncated")),
+    Case("cli .npz given as .npy", cli_run(["import", "--user-factors", "{tmp}/tr.npz",
+                                            "--item-factors", "{tmp}/V.npy", "--out",
+                                            "{tmp}/out.npz"]), SystemExit,
+         ("tr.npz", ".npy header")),
+    Case("cli truncated implicit file", cli_run(["import", "--implicit-file", "{tmp}/imp-cut.npz",
+                                                 "--out", "{tmp}/out.npz"]), SystemExit,
+         ("imp-cut.npz", "implicit model file", "truncated")),
+    Case("cli corrupt implicit file", cli_run(["import", "--implicit-file", "{tmp}/imp-flip.npz",
+                                               "--out", "{tmp}/out.npz"]), SystemExit,
+         ("imp-flip.npz", "implicit model file", "corrupt")),
+    Case("truncated candidate part", lambda t, mp: read_candidates(candidates(t, "part")),
+         DataError, ("part-00000.npz", "sha256", "truncated")),
+    Case("truncated candidate manifest", lambda t, mp: read_candidates(
+        candidates(t, "manifest")), DataError, ("manifest.json", "truncated or corrupt")),
+    Case("manifest without parts", lambda t, mp: read_candidates(candidates(t, "fields")),
+         DataError, ("manifest.json", "parts")),
+    Case("missing candidate part", lambda t, mp: read_candidates(candidates(t, "missing")),
+         DataError, ("part-00000.npz", "does not exist")),
     # retrieval
     Case("k zero", lambda t, mp: model().recommend([0], SEEN, k=0), ShapeError, ("k", "positive")),
     Case("k not an integer", lambda t, mp: model().recommend([0], SEEN, k=2.5), ShapeError,
@@ -222,6 +305,15 @@ def workdir(tmp_path, monkeypatch):
     np.save(tmp_path / "V5.npy", ITEMS[:, :5])
     np.save(tmp_path / "Unan.npy", nan_at(USERS, [2]))
     sp.save_npz(tmp_path / "tr.npz", SEEN)
+    for name in ("tr.npz", "U.npy"):
+        corrupt(tmp_path / name, "cut")
+    corrupt(tmp_path / "tr.npz", "flip")
+    (tmp_path / "U.txt").write_text("0 1\n")
+    model().save(tmp_path / "m.npz")
+    corrupt(tmp_path / "m.npz", "cut")
+    np.savez(tmp_path / "imp.npz", user_factors=USERS, item_factors=ITEMS)
+    corrupt(tmp_path / "imp.npz", "cut")
+    corrupt(tmp_path / "imp.npz", "flip")
     monkeypatch.setenv("CFPRUNE_DATA", str(tmp_path / "empty-home"))
     return tmp_path
 

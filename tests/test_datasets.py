@@ -1,10 +1,12 @@
 """The MovieLens registry, loader and data home: synthetic archives in the official layouts,
-and the real archives of the shared data directory when present."""
+and the real archives of the data home (found as the CLI finds them) when present."""
 
 import dataclasses
 import hashlib
 import io
 import re
+import subprocess
+import sys
 import urllib.error
 import zipfile
 
@@ -14,8 +16,9 @@ import pytest
 from cfprune.datasets import DATASETS, data_home, list_datasets, load_movielens
 from cfprune.datasets import home
 from cfprune.errors import DataError
-from tests.reference_data import (SHARED, assert_matches_reference, format_lines,
-                                  shared_archive, synthetic_events, write_zip)
+from tests.processes import ROOT, process_env, run_cli
+from tests.reference_data import (DATA_HOME, assert_matches_reference, format_lines,
+                                  real_archive, synthetic_events, write_zip)
 
 
 @pytest.fixture
@@ -288,13 +291,13 @@ def test_download_without_digest(tmp_path, monkeypatch):
 # real archives --------------------------------------------------------------------------------
 @pytest.fixture
 def shared_home(monkeypatch):
-    monkeypatch.setenv("CFPRUNE_DATA", str(SHARED))
+    """The loaders read the data home the CLI reads (the one the test run started with)."""
+    monkeypatch.setenv("CFPRUNE_DATA", str(DATA_HOME))
 
 
 @pytest.mark.realdata
 def test_real_ml_100k(shared_home):
-    if shared_archive("ml-100k.zip") is None:
-        pytest.skip(f"ml-100k.zip is not in {SHARED}")
+    real_archive("ml-100k.zip")
     log = load_movielens("ml-100k", download=False)
     assert (log.nnz, log.n_users, log.n_items) == (100_000, 943, 1_682)
     values, counts = np.unique(log.ratings, return_counts=True)
@@ -307,10 +310,32 @@ def test_real_ml_100k(shared_home):
 
 @pytest.mark.realdata
 def test_real_ml_latest_small(shared_home):
-    path = shared_archive("ml-latest-small.zip")
-    if path is None:
-        pytest.skip(f"ml-latest-small.zip is not in {SHARED}")
+    path = real_archive("ml-latest-small.zip")
     assert home.sha256_of(path) == DATASETS["ml-latest-small"].sha256  # the original archive
     log = load_movielens("ml-latest-small", download=False)
     assert (log.nnz, log.n_users, log.n_items) == (100_836, 610, 9_724)
     assert set(np.unique(log.ratings).tolist()) == {x / 2 for x in range(1, 11)}
+
+
+@pytest.mark.parametrize("where", ["home", "env"])
+def test_tests_find_real_data_where_the_cli_does(tmp_path, where):
+    """The real-data tests look for archives with the CLI's own rule: $CFPRUNE_DATA, else
+    ~/cfprune_data (here HOME is a temporary directory)."""
+    env = process_env(HOME=tmp_path / "home")
+    env.pop("CFPRUNE_DATA", None)
+    folder = tmp_path / "home" / "cfprune_data"
+    if where == "env":
+        folder = tmp_path / "elsewhere"
+        env["CFPRUNE_DATA"] = str(folder)
+    folder.mkdir(parents=True)
+    write_zip(folder / "ml-100k.zip", {"ml-100k/u.data": "1\t2\t5\t881250949\n"})
+    listing = run_cli("datasets", env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert f"data home: {folder}\n" in listing.stdout
+    assert re.search(r"ml-100k\s+present\s", listing.stdout)
+    probe = subprocess.run(
+        [sys.executable, "-c", "from tests.reference_data import DATA_HOME, real_archive; "
+                               "print(DATA_HOME); print(real_archive('ml-100k.zip'))"],
+        capture_output=True, text=True, env=env, cwd=ROOT)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.splitlines() == [str(folder), str(folder / "ml-100k.zip")]

@@ -4,7 +4,6 @@ import json
 import math
 import os
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +12,15 @@ import scipy.sparse as sp
 
 from cfprune import cli
 from cfprune.distributed import evaluate_distributed, read_candidates, recommend_to_files
-from cfprune.errors import DataError, MissingDependencyError
+from cfprune.errors import DataError, MissingDependencyError, ShapeError
 from cfprune.evaluation import evaluate
 from cfprune.models.factors import FactorModel
 from cfprune.tables import Int8Table
 
+from .processes import DaskProcesses, run_cli
+from .reference_data import DATA_HOME, real_archive
 from .reference_metrics import topk_reference, user_metrics_reference
 
-DATA_HOME = Path(os.environ.get("CFPRUNE_DATA", Path(__file__).resolve().parents[2] /
-                                "shared" / "datasets"))
 
 
 @pytest.fixture(scope="module")
@@ -203,28 +202,75 @@ def test_a_failing_block_is_retried_and_files_stay_complete(client, catalogue, t
     np.testing.assert_array_equal(ids, ref_ids)
 
 
-def test_cli_runs_on_the_scheduler(client, catalogue, tmp_path):
+@pytest.fixture(scope="module")
+def external_cluster(request, tmp_path_factory):
+    """The address of a scheduler and 2 workers started with the ``dask`` command line, each in
+    a process of its own; this test process holds no Dask client."""
+    pytest.importorskip("distributed")
+    cluster = DaskProcesses(tmp_path_factory.mktemp("dask-processes"), n_workers=2)
+    request.addfinalizer(cluster.close)
+    return cluster.address
+
+
+@pytest.fixture(scope="module")
+def catalogue_files(catalogue, tmp_path_factory):
     model, _, train, test = catalogue
-    model.save(tmp_path / "model.npz")
-    sp.save_npz(tmp_path / "train.npz", train)
-    sp.save_npz(tmp_path / "test.npz", test)
-    address = client.scheduler.address
-    common = [str(tmp_path / "model.npz"), "--train", str(tmp_path / "train.npz")]
-    assert cli.main(["evaluate", *common, "--test", str(tmp_path / "test.npz"), "--k", "5", "10",
-                     "--scheduler", address, "--json", str(tmp_path / "m.json")]) == 0
-    figures = json.loads((tmp_path / "m.json").read_text())["metrics"]
-    expected = evaluate(model, train, test, ks=(5, 10), num_threads=1).metrics
-    assert figures.keys() == expected.keys()
-    for name, value in expected.items():
-        assert figures[name] == value or (math.isnan(value) and figures[name] is None) or \
-            (math.isnan(value) and math.isnan(figures[name])), name
-    for scheduler in (["--scheduler", address], []):
-        out = tmp_path / f"parts{len(scheduler)}"
-        assert cli.main(["recommend", *common, "--all-users", "--k", "7", "--out", str(out),
-                         *scheduler]) == 0
-        users, ids, _ = read_candidates(out)
-        np.testing.assert_array_equal(users, np.arange(model.n_users))
-        np.testing.assert_array_equal(ids, model.recommend(users, train, k=7)[0])
+    d = tmp_path_factory.mktemp("catalogue")
+    model.save(d / "model.npz")
+    sp.save_npz(d / "train.npz", train)
+    sp.save_npz(d / "test.npz", test)
+    return d
+
+
+def test_cli_evaluate_on_a_separate_scheduler_equals_the_in_process_run(
+        external_cluster, catalogue_files, catalogue, capsys):
+    d = catalogue_files
+    common = ["evaluate", d / "model.npz", "--train", d / "train.npz", "--test", d / "test.npz",
+              "--k", "5", "10"]
+    remote = run_cli(*common, "--scheduler", external_cluster, "--json", d / "remote.json")
+    assert remote.returncode == 0, remote.stderr
+    assert cli.main([str(a) for a in common] + ["--json", str(d / "local.json")]) == 0
+    local_stdout = capsys.readouterr().out
+    assert remote.stdout == local_stdout
+    remote_json = json.loads((d / "remote.json").read_text())
+    assert remote_json == json.loads((d / "local.json").read_text())
+    model, _, train, test = catalogue
+    assert remote_json["n_users"] == int(np.count_nonzero(np.diff(test.indptr)))
+    # recall@10 of a few users against brute force over the factors
+    ids, _ = topk_reference(model.users.decode(), model.items.decode(), np.arange(model.n_users),
+                            train.toarray(), 10)
+    recalls = []
+    for u in range(model.n_users):
+        relevant = set(test.indices[test.indptr[u]:test.indptr[u + 1]].tolist())
+        if relevant:
+            recalls.append(user_metrics_reference(ids[u], relevant, 10, test.shape[1])["recall"])
+    assert remote_json["metrics"]["recall@10"] == pytest.approx(np.mean(recalls), rel=1e-6)
+
+
+def test_cli_recommend_on_a_separate_scheduler_equals_the_in_process_run(
+        external_cluster, catalogue_files, catalogue):
+    d = catalogue_files
+    common = ["recommend", d / "model.npz", "--train", d / "train.npz", "--all-users", "--k", "7"]
+    remote = run_cli(*common, "--scheduler", external_cluster, "--out", d / "remote")
+    assert remote.returncode == 0, remote.stderr
+    local = run_cli(*common, "--out", d / "local")
+    assert local.returncode == 0, local.stderr
+    assert sorted(os.listdir(d / "remote")) == sorted(os.listdir(d / "local"))
+    got = read_candidates(d / "remote")
+    for a, b in zip(got, read_candidates(d / "local")):
+        np.testing.assert_array_equal(a, b)
+    model, _, train, _ = catalogue
+    np.testing.assert_array_equal(got[0], np.arange(model.n_users))
+    ref_ids, ref_scores = topk_reference(model.users.decode(), model.items.decode(), got[0],
+                                         train.toarray(), 7)
+    np.testing.assert_array_equal(got[1], ref_ids)
+    np.testing.assert_array_equal(got[2], ref_scores)
+    # without --train nothing is filtered, on the cluster as in process
+    remote = run_cli("recommend", d / "model.npz", "--all-users", "--k", "3", "--scheduler",
+                     external_cluster, "--out", d / "unfiltered")
+    assert remote.returncode == 0, remote.stderr
+    np.testing.assert_array_equal(read_candidates(d / "unfiltered")[1],
+                                  model.recommend(got[0], None, k=3, filter_seen=False)[0])
 
 
 def test_missing_dask_names_the_extra_to_install(monkeypatch, catalogue, tmp_path):
@@ -246,21 +292,24 @@ def test_bad_arguments_are_named(catalogue, tmp_path):
         recommend_to_files(model, [0], train)
     with pytest.raises(DataError, match="shape"):
         recommend_to_files(model, [0], train[:10], out_dir=tmp_path)
+    # no train and the seen filter on: the error FactorModel.recommend gives, not a silent
+    # unfiltered list
+    with pytest.raises(ShapeError, match="filter_seen=True needs"):
+        model.recommend([0], None)
+    with pytest.raises(ShapeError, match="filter_seen=True needs"):
+        recommend_to_files(model, [0], None, out_dir=tmp_path / "none")
+    assert not (tmp_path / "none").exists()
+    written = recommend_to_files(model, [0], None, out_dir=tmp_path / "none", filter_seen=False)
+    assert read_candidates(tmp_path / "none")[1].tolist() == \
+        model.recommend([0], None, filter_seen=False)[0].tolist() and len(written) == 1
     (tmp_path / "manifest.json").write_text("{}")
     with pytest.raises(DataError, match="manifest"):
         read_candidates(tmp_path)
 
 
-def ml100k_path():
-    path = DATA_HOME / "ml-100k.zip"
-    if not path.exists() or not zipfile.is_zipfile(path):
-        pytest.skip(f"ml-100k.zip not in the data home {DATA_HOME} (set CFPRUNE_DATA)")
-    return path
-
-
 @pytest.mark.realdata
 def test_ml100k_on_the_cluster_equals_in_process(client, monkeypatch, tmp_path):
-    ml100k_path()
+    real_archive("ml-100k.zip")
     monkeypatch.setenv("CFPRUNE_DATA", str(DATA_HOME))
     from cfprune.datasets import load_movielens
     from cfprune.models import train_als

@@ -9,8 +9,9 @@ import pytest
 
 from cfprune.datasets import files, load_interactions, load_ml1m_no_timestamps
 from cfprune.errors import DataError, MissingDependencyError
-from tests.reference_data import (SHARED, assert_matches_reference, format_lines,
-                                  shared_archive, synthetic_events, write_zip)
+from tests.processes import run_cli
+from tests.reference_data import (DATA_HOME, assert_matches_reference, format_lines,
+                                  real_archive, synthetic_events, write_zip)
 
 
 def write_text(path, lines, header=None):
@@ -219,6 +220,102 @@ def test_parquet_null_id(tmp_path):
     assert_matches_reference(log, events[:3] + events[4:])
 
 
+# malformed ids ------------------------------------------------------------------------------
+def integer_log_with_a_bad_id(tmp_path, n=300, bad_line=171):
+    events = synthetic_events(n_users=20, n_items=25, n_events=n, seed=9)
+    lines = format_lines(events, "\t", fields=3)
+    lines[bad_line - 1] = "12\tnot-an-item\t3"
+    return write_text(tmp_path / "ids.tsv", lines), events, lines
+
+
+@pytest.mark.parametrize("chunksize", [1_000_000, 50])
+def test_a_non_integer_id_among_integers_names_its_line(tmp_path, chunksize):
+    path, events, _ = integer_log_with_a_bad_id(tmp_path)
+    with pytest.raises(DataError) as info:
+        load_interactions(path, chunksize=chunksize)
+    message = str(info.value)
+    assert "ids.tsv: the item ids are integers except on 1 line (line 171: " \
+        "'12\\tnot-an-item\\t3')" in message
+    assert "--id-type str" in message and "\n" not in message
+    # skipped: the other 299 events, integer ids
+    log = load_interactions(path, on_bad_lines="skip", chunksize=chunksize)
+    assert log.item_ids.dtype == np.int64 and log.user_ids.dtype == np.int64
+    assert log.load_info["skipped_lines"] == 1
+    assert log.load_info["skipped_examples"] == [(171, "item id 'not-an-item' is not an integer")]
+    kept = [e[:3] for j, e in enumerate(events) if j != 170]
+    assert_matches_reference(log, kept)
+
+
+def test_id_type_str_reads_every_id_as_text(tmp_path):
+    path, events, lines = integer_log_with_a_bad_id(tmp_path)
+    log = load_interactions(path, id_type="str")
+    assert log.item_ids.dtype.kind == "U" and "not-an-item" in log.item_ids.tolist()
+    as_text = [(f.split("\t")[0], f.split("\t")[1], float(f.split("\t")[2])) for f in lines]
+    assert_matches_reference(log, as_text)
+    with pytest.raises(DataError, match=r"line 171: item id is not an integer"):
+        load_interactions(path, id_type="int")
+    with pytest.raises(DataError, match="id_type"):
+        load_interactions(path, id_type="float")
+
+
+def test_text_ids_with_some_numbers_stay_text(tmp_path):
+    events = [("u1", "i1", 5.0), ("u2", "77", 4.0), ("42", "i3", 3.0), ("u4", "i1", 1.0)]
+    path = write_text(tmp_path / "t.csv", format_lines(events, ",", fields=3),
+                      "user,item,rating")
+    log = load_interactions(path)
+    assert_matches_reference(log, events)
+
+
+def test_cli_id_type_flag(tmp_path):
+    from cfprune import cli
+    path, _, _ = integer_log_with_a_bad_id(tmp_path)
+    args = cli.build_parser().parse_args(["train", "--ratings", str(path), "--id-type", "str",
+                                          "--threshold", "-1"])
+    assert "not-an-item" in cli.load_data(args).item_ids.tolist()
+    args = cli.build_parser().parse_args(["train", "--ratings", str(path)])
+    with pytest.raises(DataError, match="line 171"):
+        cli.load_data(args)
+
+
+# rating-less files: implicit feedback --------------------------------------------------------
+def test_a_file_without_ratings_is_implicit_feedback_in_the_cli(tmp_path):
+    """``user,item`` lines with the CLI's default ``--threshold 4``: every event is a positive
+    (said once on stderr), none is dropped by the threshold."""
+    rng = np.random.default_rng(3)
+    events = [(int(rng.integers(1, 60)), int(rng.integers(1, 40))) for _ in range(900)]
+    path = write_text(tmp_path / "events.csv", [f"{u},{i}" for u, i in events], "user,item")
+    np.save(tmp_path / "U.npy", rng.normal(size=(len({u for u, _ in events}), 4)).astype(
+        np.float32))
+    np.save(tmp_path / "V.npy", rng.normal(size=(len({i for _, i in events}), 4)).astype(
+        np.float32))
+    result = run_cli("evaluate", "--user-factors", tmp_path / "U.npy", "--item-factors",
+                     tmp_path / "V.npy", "--ratings", path, "--save-split", tmp_path / "split",
+                     "--k", "5")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("every event counts as a positive") == 1, result.stderr
+    import scipy.sparse as sp
+    train = sp.load_npz(tmp_path / "split" / "train.npz")
+    test = sp.load_npz(tmp_path / "split" / "test.npz")
+    assert train.nnz + test.nnz == len(set(events))  # every distinct pair kept
+    assert int(result.stdout.split()[0]) > 0  # "N users evaluated"
+
+
+def test_a_log_without_ratings_ignores_the_threshold(tmp_path):
+    events = [(1, 10), (1, 11), (2, 10), (3, 12), (3, 12)]
+    path = write_text(tmp_path / "e.tsv", [f"{u}\t{i}" for u, i in events])
+    log = load_interactions(path, threshold=4.0)
+    assert log.load_info["feedback"].startswith("implicit")
+    assert log.nnz == 4 and not log.has_ratings
+    assert np.array_equal(log.matrix.toarray(), [[1, 1, 0], [1, 0, 0], [0, 0, 1]])
+    assert load_interactions(path).implicit(4.0).nnz == 4
+    # a rated log: the threshold applies, and one that drops every pair says so
+    rated = write_text(tmp_path / "r.csv", ["1,10,2", "2,11,3"], "user,item,rating")
+    assert load_interactions(rated).load_info["feedback"].startswith("explicit")
+    with pytest.raises(DataError, match=r"every one of its 2 rated pairs is below the threshold "
+                                        r"4 \(ratings run from 2 to 3\)"):
+        load_interactions(rated, threshold=4.0)
+
+
 def test_ml1m_no_timestamps_absent(tmp_path, monkeypatch):
     monkeypatch.setenv("CFPRUNE_DATA", str(tmp_path))
     with pytest.raises(DataError, match=str(tmp_path / "ml-1m-no-timestamps.zip")):
@@ -227,9 +324,7 @@ def test_ml1m_no_timestamps_absent(tmp_path, monkeypatch):
 
 @pytest.mark.realdata
 def test_real_ml1m_no_timestamps(monkeypatch):
-    path = shared_archive("ml-1m-no-timestamps.zip")
-    if path is None:
-        pytest.skip(f"ml-1m-no-timestamps.zip is not in {SHARED}")
+    path = real_archive("ml-1m-no-timestamps.zip")
     log = load_interactions(path, member="ml-1m-no-timestamps/ratings.dat", sep="::",
                             columns="user,item,rating")
     assert (log.nnz, log.n_users, log.n_items) == (1_000_209, 6_040, 3_706)
@@ -237,7 +332,7 @@ def test_real_ml1m_no_timestamps(monkeypatch):
     values, counts = np.unique(log.ratings, return_counts=True)
     assert dict(zip(values.tolist(), counts.tolist())) == \
         {1.0: 56_174, 2.0: 107_557, 3.0: 261_197, 4.0: 348_971, 5.0: 226_310}
-    monkeypatch.setenv("CFPRUNE_DATA", str(SHARED))
+    monkeypatch.setenv("CFPRUNE_DATA", str(DATA_HOME))
     guessed = load_ml1m_no_timestamps()
     assert (guessed.matrix != log.matrix).nnz == 0
     assert load_interactions(path).nnz == 1_000_209  # member, separator and columns guessed

@@ -1,9 +1,7 @@
 """Metric kernels, evaluate() and the paired bootstrap against independent references."""
 
 import math
-import os
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +14,7 @@ from cfprune.errors import DataError, ShapeError
 from cfprune.kernels import metrics as mk
 from cfprune.uncertainty import compare, paired_difference
 
+from .reference_data import real_archive
 from .reference_metrics import (auc_reference, coverage_reference, paired_bootstrap_reference,
                                 tail_mask_reference, topk_reference, user_metrics_reference)
 
@@ -24,8 +23,6 @@ KERNEL_ROWS = {"hits": mk.HITS, "recall": mk.RECALL, "truncated_recall": mk.TRUN
                "hit_rate": mk.HIT_RATE, "mrr": mk.RECIPROCAL_RANK, "auc": mk.AUC,
                "tail_hits": mk.TAIL_HITS, "tail_recall": mk.TAIL_RECALL, "overlap": mk.OVERLAP}
 SETTINGS = settings(max_examples=60, deadline=None)
-DATA_HOME = Path(os.environ.get("CFPRUNE_DATA", Path(__file__).resolve().parents[2] /
-                                "shared" / "datasets"))
 
 
 def random_ranked(rng, n_rows, width, n_items):
@@ -368,9 +365,7 @@ def test_compare_aligns_users_and_formats():
 def movielens_matrix(name):
     """A binary users x items CSR of every rating in a MovieLens archive of the data home."""
     import pandas as pd
-    path = DATA_HOME / f"{name}.zip"
-    if not path.exists():
-        pytest.skip(f"{path} is absent (set CFPRUNE_DATA to the directory holding {name}.zip)")
+    path = real_archive(f"{name}.zip")
     with zipfile.ZipFile(path) as archive:
         if name == "ml-100k":
             with archive.open("ml-100k/u.data") as f:

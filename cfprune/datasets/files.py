@@ -411,7 +411,7 @@ class _Bad:
         self.examples.extend(zip(lines[:room], reasons[:room]))
 
 
-def read_log(source, layout, *, on_bad_lines="error", chunksize=1_000_000, integer_ids=False,
+def read_log(source, layout, *, on_bad_lines="error", chunksize=1_000_000, id_type="auto",
              desc=None, hint=""):
     """Parse a delimited text log into per-role arrays.
 
@@ -420,7 +420,12 @@ def read_log(source, layout, *, on_bad_lines="error", chunksize=1_000_000, integ
     ``timestamp`` int64), ``stats`` holds ``n_rows``, ``blank_lines``, ``skipped_lines`` and
     ``skipped_examples`` (up to 10 ``(line, reason)`` pairs).
 
-    integer_ids : require integer user and item ids (MovieLens).
+    id_type : {"auto", "int", "str"}
+        ``"int"``: every id must be an integer (a line with another id is a bad line);
+        ``"str"``: every id is read as text; ``"auto"``: int64 ids when every id is an
+        integer, text ids when most are not, and a DataError naming the lines (file, line
+        number, content) when a column of integer ids holds a few other values (skipped and
+        counted with ``on_bad_lines="skip"``).
     hint : appended to the message of a bad line.
 
     With ``on_bad_lines="error"`` the first bad line is reported, except that a line with too
@@ -429,6 +434,7 @@ def read_log(source, layout, *, on_bad_lines="error", chunksize=1_000_000, integ
     """
     if on_bad_lines not in ("error", "skip"):
         raise DataError(f"on_bad_lines={on_bad_lines!r}; expected 'error' or 'skip'")
+    check_id_type(id_type)
     multi = layout.sep != _WHITESPACE and len(layout.sep) > 1
     raw, total = source.open()
     stream = _ParserInput(raw, source.label, sep=layout.sep if multi else None, total=total,
@@ -436,10 +442,12 @@ def read_log(source, layout, *, on_bad_lines="error", chunksize=1_000_000, integ
     pandas_sep = "\x1f" if multi else layout.sep
     header_lines = 1 if layout.header else 0
     parts = {role: [] for role in layout.positions}
+    mixed = {role: _MixedIds() for role in ("user", "item")}
     bad = _Bad()
     blank = 0
     skipped_by_parser = []
     n_rows = 0
+    text_ids = {layout.positions[r]: str for r in ("user", "item")} if id_type == "str" else None
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", pd.errors.ParserWarning)
@@ -447,15 +455,16 @@ def read_log(source, layout, *, on_bad_lines="error", chunksize=1_000_000, integ
                 stream, sep=pandas_sep, header=None, names=list(range(layout.n_fields)),
                 skiprows=header_lines, skip_blank_lines=False, engine="c",
                 on_bad_lines="warn" if on_bad_lines == "skip" else "error",
-                chunksize=chunksize, encoding="utf-8", encoding_errors="replace")
+                chunksize=chunksize, encoding="utf-8", encoding_errors="replace",
+                dtype=text_ids)
             with reader:
                 for chunk in reader:
                     skipped_by_parser.extend(_parser_skips(caught))
                     caught.clear()
                     rows = np.arange(n_rows, n_rows + len(chunk))
                     n_rows += len(chunk)
-                    values, bad_mask, reasons, is_blank = _check_chunk(chunk, layout,
-                                                                       integer_ids)
+                    values, bad_mask, reasons, is_blank, other = _check_chunk(chunk, layout,
+                                                                              id_type)
                     blank += int(is_blank.sum())
                     if bad_mask.any():
                         where = np.flatnonzero(bad_mask)
@@ -467,6 +476,9 @@ def read_log(source, layout, *, on_bad_lines="error", chunksize=1_000_000, integ
                     keep = ~(bad_mask | is_blank)
                     for role, v in values.items():
                         parts[role].append(v[keep])
+                    for role, m in mixed.items():
+                        m.add(other[role][keep], values[role][keep], lambda j: _row_lines(
+                            rows[keep][j], header_lines, skipped_by_parser))
             skipped_by_parser.extend(_parser_skips(caught))
     except pd.errors.ParserError as exc:
         line = _line_from_parser_error(exc)
@@ -480,6 +492,8 @@ def read_log(source, layout, *, on_bad_lines="error", chunksize=1_000_000, integ
     for line, reason in skipped_by_parser:
         bad.add([line], [reason])
     columns = {role: _join(parts[role], role) for role in layout.positions}
+    if id_type == "auto":
+        _settle_mixed_ids(columns, mixed, source, on_bad_lines, bad)
     if len(columns["user"]) == 0:
         raise DataError(f"{source.label} holds no valid interactions "
                         f"({bad.count} bad lines skipped)")
@@ -528,35 +542,113 @@ def _numeric(col):
     return values, np.isnan(values) & col.notna().to_numpy()
 
 
-def _ids(col, integer_ids):
-    """(ids, missing, bad, reason) for one id column of a chunk."""
+ID_TYPES = ("auto", "int", "str")
+
+
+def check_id_type(id_type):
+    if id_type not in ID_TYPES:
+        raise DataError(f"id_type={id_type!r}; expected one of {ID_TYPES}")
+
+
+def _ids(col, id_type):
+    """``(ids, missing, bad, other)`` for one id column of a chunk.
+
+    ``bad``: rows that are bad lines (a non-integer id with ``id_type="int"``); ``other``: rows
+    whose id is not an integer, with ``id_type="auto"`` (settled once the whole file is read,
+    by :func:`_settle_mixed_ids`). ``id_type="typed"`` (Parquet) keeps the column's own type.
+    """
+    none = np.zeros(len(col), bool)
     missing = col.isna().to_numpy()
-    if pd.api.types.is_integer_dtype(col.dtype):
-        return col.to_numpy(np.int64, na_value=0), missing, np.zeros(len(col), bool)
-    if pd.api.types.is_float_dtype(col.dtype):
+    if id_type != "str" and pd.api.types.is_integer_dtype(col.dtype):
+        return col.to_numpy(np.int64, na_value=0), missing, none, none
+    if id_type != "str" and pd.api.types.is_float_dtype(col.dtype):
         v = col.to_numpy(np.float64, na_value=np.nan)
         fractional = ~missing & (v != np.floor(v))
-        if integer_ids or not fractional.any():
-            ints = np.where(missing, 0, v).astype(np.int64)
-            return ints, missing, fractional
-        return v, missing, np.zeros(len(col), bool)
+        ints = np.where(missing | fractional, 0, v).astype(np.int64)
+        if id_type == "int":
+            return ints, missing, fractional, none
+        if id_type == "auto":
+            if not fractional.any():
+                return ints, missing, none, none
+            return col.astype("string").to_numpy(object, na_value=""), missing, none, fractional
+        return (v if fractional.any() else ints), missing, none, none
     text = col.astype("string").str.strip()
     missing = missing | (text.fillna("") == "").to_numpy(bool)
-    if integer_ids:
+    if id_type in ("int", "auto"):
         v, not_num = _numeric(text)
-        fractional = ~np.isnan(v) & (v != np.floor(v))
-        return np.where(np.isnan(v), 0, v).astype(np.int64), missing, (not_num | fractional)
-    return text.to_numpy(object, na_value=""), missing, np.zeros(len(col), bool)
+        other = ~missing & (not_num | (~np.isnan(v) & (v != np.floor(v))))
+        if id_type == "int":
+            return np.where(np.isnan(v) | other, 0, v).astype(np.int64), missing, other, none
+        return text.to_numpy(object, na_value=""), missing, none, other
+    return text.to_numpy(object, na_value=""), missing, none, none
 
 
-def _check_chunk(chunk, layout, integer_ids):
-    """Per-role values of one chunk, the bad-row mask, a reason per row and the blank rows."""
+class _MixedIds:
+    """Per id column of a text log read with ``id_type="auto"``: how many ids are integers, and
+    the rows (a mask per chunk) and first lines whose id is not."""
+
+    def __init__(self):
+        self.n_int = 0
+        self.n_other = 0
+        self.masks = []
+        self.examples = []  # (line, id)
+
+    def add(self, other, ids, lines_of):
+        self.masks.append(other)
+        n_other = int(other.sum())
+        self.n_int += other.size - n_other
+        self.n_other += n_other
+        room = 3 - len(self.examples)
+        if n_other and room > 0:
+            where = np.flatnonzero(other)[:room]
+            self.examples.extend(zip(lines_of(where).tolist(), ids[where].tolist()))
+
+
+def _settle_mixed_ids(columns, mixed, source, on_bad_lines, bad):
+    """Settle the id type of each column of a text log read with ``id_type="auto"`` (in place).
+
+    A column whose ids are all integers becomes int64; one where most ids are not integers
+    stays text; a column of integer ids with a few other values (fewer than the integers) is an
+    error naming those lines, or, with ``on_bad_lines="skip"``, those rows are dropped and
+    counted as bad lines.
+    """
+    drop = np.zeros(len(columns["user"]), bool)
+    for role, m in mixed.items():
+        if m.n_other and m.n_other < m.n_int:
+            if on_bad_lines == "error":
+                lines = _line_texts(source, [line for line, _ in m.examples])
+                shown = "; ".join(f"line {line}: {lines.get(line, '')!r}"
+                                  for line, _ in m.examples)
+                raise DataError(
+                    f"{source.label}: the {role} ids are integers except on {m.n_other} "
+                    f"line{'s' if m.n_other > 1 else ''} ({shown}{'; ...' if m.n_other > 3 else ''}"
+                    f"); fix or skip those lines (--skip-bad-lines, on_bad_lines='skip'), or "
+                    f"read every id as text (--id-type str, id_type='str')")
+            mask = np.concatenate(m.masks)
+            drop |= mask
+            bad.add([line for line, _ in m.examples], [f"{role} id {v!r} is not an integer"
+                                                       for _, v in m.examples])
+            bad.count += int(mask.sum()) - len(m.examples)
+    if drop.any():
+        for role in columns:
+            columns[role] = columns[role][~drop]
+    for role, m in mixed.items():
+        col = columns[role]
+        if col.dtype.kind in "OU" and (m.n_other == 0 or m.n_other < m.n_int):
+            columns[role] = pd.to_numeric(pd.Series(col)).to_numpy(np.int64)
+
+
+def _check_chunk(chunk, layout, id_type):
+    """Per-role values of one chunk, the bad-row mask, a reason per row, the blank rows and,
+    per id role, the rows whose id is not an integer (``id_type="auto"``, see :func:`_ids`)."""
+
     n = len(chunk)
     present = chunk.notna().to_numpy()
     is_blank = ~present.any(axis=1)
     reasons = np.full(n, "", object)
     bad = np.zeros(n, bool)
     values = {}
+    other = {}
 
     def flag(mask, reason):
         new = mask & ~bad & ~is_blank
@@ -564,7 +656,7 @@ def _check_chunk(chunk, layout, integer_ids):
         bad[:] |= new
 
     for role in ("user", "item"):
-        ids, missing, not_int = _ids(chunk[layout.positions[role]], integer_ids)
+        ids, missing, not_int, other[role] = _ids(chunk[layout.positions[role]], id_type)
         flag(missing, f"missing {role} id")
         flag(not_int, f"{role} id is not an integer")
         values[role] = ids
@@ -579,7 +671,7 @@ def _check_chunk(chunk, layout, integer_ids):
         flag(not_num, "timestamp is not a number")
         flag(np.isnan(v), "missing timestamp")
         values["timestamp"] = np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0).astype(np.int64)
-    return values, bad, reasons, is_blank
+    return values, bad, reasons, is_blank, other
 
 
 def _join(parts, role):
@@ -606,20 +698,30 @@ def _raise_bad_line(source, layout, line, reason, hint):
 
 
 def _line_text(source, line):
+    return _line_texts(source, [line]).get(line)
+
+
+def _line_texts(source, lines):
+    """{line: text} of the 1-based ``lines`` of the source, read in one pass."""
+    wanted, found = set(lines), {}
+    if not wanted:
+        return found
     raw, _ = source.open()
     stream = io.TextIOWrapper(io.BufferedReader(_ParserInput(raw, source.label)),
                               encoding="utf-8", errors="replace", newline=None)
     try:
         for j, text in enumerate(stream, start=1):
-            if j == line:
-                return text.rstrip("\r\n")
+            if j in wanted:
+                found[j] = text.rstrip("\r\n")
+                if len(found) == len(wanted):
+                    break
     finally:
         stream.close()
-    return None
+    return found
 
 
 # Parquet ------------------------------------------------------------------------------------
-def _read_parquet(path, columns, chunksize, on_bad_lines):
+def _read_parquet(path, columns, chunksize, on_bad_lines, id_type="auto"):
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -645,8 +747,10 @@ def _read_parquet(path, columns, chunksize, on_bad_lines):
         frame = batch.to_pandas()
         frame.columns = list(positions.values())
         chunk_layout = Layout(",", False, len(names), positions, names)
-        values, bad_mask, reasons, is_blank = _check_chunk(
-            frame.reindex(columns=range(len(names))), chunk_layout, False)
+        # Parquet columns carry their own type: "auto" keeps it
+        values, bad_mask, reasons, is_blank, _ = _check_chunk(
+            frame.reindex(columns=range(len(names))), chunk_layout,
+            "typed" if id_type == "auto" else id_type)
         bad_mask |= is_blank
         reasons[is_blank] = "every field is missing"
         if bad_mask.any():
@@ -713,7 +817,7 @@ def finish(interactions, implicit, threshold, min_user_interactions, min_item_in
 def load_interactions(path, sep=None, columns=None, header=None, *, member=None,
                       implicit=False, threshold=None, min_user_interactions=0,
                       min_item_interactions=0, duplicates="sum", on_bad_lines="error",
-                      chunksize=1_000_000, name=None):
+                      chunksize=1_000_000, name=None, id_type="auto"):
     """Read an interaction log from a file of your own.
 
     Parameters
@@ -738,7 +842,9 @@ def load_interactions(path, sep=None, columns=None, header=None, *, member=None,
         The file to read inside a zip archive; by default its one ratings-like file.
     implicit, threshold : bool, float or None
         Explicit ratings by default. ``threshold=t`` keeps events rated ``>= t`` as 1.0;
-        ``implicit=True`` alone keeps every event as 1.0.
+        ``implicit=True`` alone keeps every event as 1.0. A file without a rating column is
+        implicit feedback: every event counts as a positive and ``threshold`` is not applied
+        (``load_info["feedback"]`` says so).
     min_user_interactions, min_item_interactions : int
         k-core filter, applied after the threshold.
     duplicates : {"sum", "last", "max"}
@@ -750,15 +856,24 @@ def load_interactions(path, sep=None, columns=None, header=None, *, member=None,
         Rows parsed per chunk (memory bound while streaming).
     name : str, optional
         The returned log's name (default: the file name).
+    id_type : {"auto", "int", "str"}
+        How user and item ids are read. ``"auto"``: int64 when every id of a column is an
+        integer, text when most are not; a column of integers with a few other values (a
+        malformed line such as ``12<TAB>not-an-item<TAB>3``) is a DataError naming those lines
+        (file, line number, content), or they are skipped and counted with
+        ``on_bad_lines="skip"``. ``"int"``: every id must be an integer. ``"str"``: every id is
+        text, as written (``"007"`` stays ``"007"``).
 
     Returns
     -------
     Interactions
         With an extra attribute ``load_info`` (dict): ``path``, ``member``, ``format``, ``sep``,
         ``header``, ``columns`` (role -> column name), ``guessed`` (which settings were
-        guessed), ``n_rows``, ``skipped_lines``, ``skipped_examples``, ``blank_lines``.
+        guessed), ``n_rows``, ``skipped_lines``, ``skipped_examples``, ``blank_lines``,
+        ``feedback`` (explicit ratings, or implicit feedback when there is no rating column).
         Raw ids are int64 when every id is an integer, else str.
     """
+    check_id_type(id_type)
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"{path} does not exist")
@@ -770,11 +885,12 @@ def load_interactions(path, sep=None, columns=None, header=None, *, member=None,
     else:
         source = Source(path)
     if source.member is None and _is_parquet(path):
-        values, info = _read_parquet(path, columns, chunksize, on_bad_lines)
+        values, info = _read_parquet(path, columns, chunksize, on_bad_lines, id_type)
         info.update(path=str(path), member=None, sep=None, header=None)
     else:
         layout, guessed = sniff_layout(source, sep, columns, header)
         values, stats = read_log(source, layout, on_bad_lines=on_bad_lines, chunksize=chunksize,
+                                 id_type=id_type,
                                  desc=path.name)
         info = {"path": str(path), "member": source.member, "format": "text",
                 "sep": " " if layout.sep == _WHITESPACE else layout.sep,
@@ -787,6 +903,12 @@ def load_interactions(path, sep=None, columns=None, header=None, *, member=None,
     if info["skipped_lines"]:
         logger.warning("%s: skipped %d bad lines, e.g. %s", source.label, info["skipped_lines"],
                        info["skipped_examples"][:3])
+    if "rating" in values:
+        info["feedback"] = "explicit: a rating per event"
+    else:
+        info["feedback"] = ("implicit: no rating column, so every event counts as a positive "
+                            "and no rating threshold is applied")
+        logger.info("%s: %s", source.label, info["feedback"])
     log = Interactions.from_log(values["user"], values["item"], values.get("rating"),
                                 values.get("timestamp"), duplicates=duplicates,
                                 name=name or (source.member or path.name))

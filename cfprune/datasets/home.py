@@ -7,8 +7,8 @@ downloaded (zip files) and read in place; nothing is extracted.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -16,6 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..errors import DataError
+from ..io import atomic_write, describe_os_error
 
 ENV_VAR = "CFPRUNE_DATA"
 DEFAULT_HOME = "~/cfprune_data"
@@ -48,16 +49,19 @@ def sha256_of(path):
 def download(url, dest, sha256=None):
     """Download ``url`` to ``dest``, verify its sha256, then move it into place atomically.
 
-    The bytes go to a temporary file in ``dest``'s directory, are hashed while they arrive,
-    flushed and fsynced, and only a file whose digest equals ``sha256`` is renamed to ``dest``
-    (``os.replace``). ``sha256=None`` skips the digest check (the caller then checks the
-    contents). Progress is shown with a tqdm bar on a terminal.
+    The bytes go to a temporary file in ``dest``'s directory (:func:`cfprune.io.atomic_write`),
+    are hashed while they arrive, flushed and fsynced, and only a file whose digest equals
+    ``sha256`` is renamed to ``dest``. ``sha256=None`` skips the digest check (the caller then
+    checks the contents). Progress is shown with a tqdm bar on a terminal.
 
     Raises
     ------
     DataError
         When the download fails (offline, HTTP error) or the digest differs; the message names
         the URL and the exact path where the file can be put by hand.
+    FileWriteError
+        When the file cannot be written (disk full, file too large, no permission); no partial
+        file is left.
     """
     dest = Path(dest)
     manual = (f"download {url} yourself and put it at {dest} (set ${ENV_VAR} to use another "
@@ -65,36 +69,38 @@ def download(url, dest, sha256=None):
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataError(f"cannot create the data directory {dest.parent} ({exc}); {manual}") \
-            from exc
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
+        raise DataError(f"cannot create the data directory {dest.parent} "
+                        f"({describe_os_error(exc)}); {manual}") from None
+
+    def fetch(out):
         digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=_TIMEOUT) as response:
-                    total = response.headers.get("Content-Length")
-                    with tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
-                              desc=dest.name, disable=None) as bar:
-                        for block in iter(lambda: response.read(_CHUNK), b""):
-                            out.write(block)
-                            digest.update(block)
-                            bar.update(len(block))
-            except urllib.error.HTTPError as exc:
-                raise DataError(f"cannot download {url}: HTTP {exc.code} {exc.reason}; "
-                                f"{manual}") from exc
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                reason = getattr(exc, "reason", exc)
-                raise DataError(f"cannot download {url} ({reason}); {manual}") from exc
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            response = urllib.request.urlopen(url, timeout=_TIMEOUT)
+        except urllib.error.HTTPError as exc:
+            raise DataError(f"cannot download {url}: HTTP {exc.code} {exc.reason}; "
+                            f"{manual}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise DataError(f"cannot download {url} ({getattr(exc, 'reason', exc)}); "
+                            f"{manual}") from None
+        with response:
+            total = response.headers.get("Content-Length")
+            with tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
+                      desc=dest.name, disable=None) as bar:
+                while True:
+                    try:
+                        block = response.read(_CHUNK)
+                    except (OSError, ValueError, http.client.HTTPException) as exc:
+                        raise DataError(f"cannot download {url} (the connection failed: "
+                                        f"{exc}); {manual}") from None
+                    if not block:
+                        break
+                    out.write(block)  # an OSError here is a write failure: FileWriteError
+                    digest.update(block)
+                    bar.update(len(block))
         got = digest.hexdigest()
         if sha256 is not None and got != sha256.lower():
             raise DataError(f"the file downloaded from {url} has sha256 {got}, expected "
                             f"{sha256}; it was discarded. Retry, or {manual}")
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    atomic_write(dest, fetch)
     return dest

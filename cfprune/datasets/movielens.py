@@ -172,7 +172,7 @@ def load_movielens(name, *, implicit=False, threshold=None, min_user_interaction
                  f"the derived {ML1M_NO_TIMESTAMPS['archive']} (3 fields) is read with "
                  f"load_ml1m_no_timestamps()")
     source = Source(path, spec.member)
-    values, _ = read_log(source, spec.layout(), on_bad_lines="error", integer_ids=True,
+    values, _ = read_log(source, spec.layout(), on_bad_lines="error", id_type="int",
                          desc=spec.name, hint=hint)
     log = Interactions.from_log(values["user"], values["item"], values["rating"],
                                 values["timestamp"], name=spec.name)

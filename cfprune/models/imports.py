@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import zipfile
 
 import numpy as np
 
 from ..errors import DataError, ModelFileError, ShapeError
+from ..io import read_npy, read_npz
 from .factors import FactorModel
 
 
@@ -41,15 +41,10 @@ def load_implicit_file(path, *, user_ids=None, item_ids=None):
     """A FactorModel from a file written by ``implicit``'s ``model.save(path)`` (an ``.npz`` with
     ``user_factors`` and ``item_factors``), read without pickle."""
     path = os.fspath(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            keys = set(npz.files)
-            if not {"user_factors", "item_factors"} <= keys:
-                raise ModelFileError(f"{path} has no user_factors/item_factors arrays (found "
-                                     f"{sorted(keys)}): not a file written by implicit's save")
-            arrays = {k: npz[k] for k in keys}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise ModelFileError(f"{path} is not a readable implicit model file (.npz): {e}") from None
+    arrays = read_npz(path, "implicit model file", ModelFileError)
+    if not {"user_factors", "item_factors"} <= set(arrays):
+        raise ModelFileError(f"{path} has no user_factors/item_factors arrays (found "
+                             f"{sorted(arrays)}): not a file written by implicit's save")
     info = {"imported_from": f"implicit file {os.path.basename(path)}"}
     for name in ("factors", "regularization", "alpha", "learning_rate", "iterations"):
         if name in arrays and arrays[name].shape == ():
@@ -60,15 +55,7 @@ def load_implicit_file(path, *, user_ids=None, item_ids=None):
 
 def load_npy_pair(user_path, item_path, *, user_ids=None, item_ids=None):
     """A FactorModel from two ``.npy`` files (read without pickle)."""
-    arrays = []
-    for path in (user_path, item_path):
-        path = os.fspath(path)
-        if not os.path.exists(path):
-            raise DataError(f"factor file {path} does not exist")
-        try:
-            arrays.append(np.load(path, allow_pickle=False))
-        except (ValueError, OSError, EOFError) as e:
-            raise DataError(f"{path} is not a readable .npy array: {e}") from None
+    arrays = [read_npy(path, "factor file", DataError) for path in (user_path, item_path)]
     try:
         return from_arrays(*arrays, user_ids=user_ids, item_ids=item_ids,
                            info={"imported_from": f"{os.path.basename(os.fspath(user_path))}, "

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ..errors import DataError
 from ..evaluation import evaluate
-from ..io import atomic_write
+from ..io import atomic_write, ensure_dir
 from ..models import train_als, train_bpr
 
 TUNING_METRIC = "recall@20"
@@ -190,7 +190,7 @@ def tune_baselines(train, valid, grid, *, seed=0, num_threads=None, cache_dir=No
                             "learning_rate": bpr_best["learning_rate"],
                             "iterations": bpr_best["iterations"]}}}
     if path is not None:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        ensure_dir(os.path.dirname(path))
         text = json.dumps({"format": CACHE_FORMAT, "version": CACHE_VERSION, "key": key, **out},
                           indent=1).encode()
         atomic_write(path, lambda f: f.write(text))

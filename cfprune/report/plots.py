@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 
+from ..io import atomic_write
 from .summary import pareto_front
 
 PLOTS = {
@@ -60,7 +61,7 @@ def write_plots(report, out_dir):
                        ("delta.png", _delta)):
         fig = draw(plt, report)
         path = os.path.join(os.fspath(out_dir), name)
-        fig.savefig(path, dpi=110)
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
         plt.close(fig)
         paths.append(path)
     return paths

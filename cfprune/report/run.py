@@ -10,7 +10,7 @@ import numba
 from .. import __version__
 from ..errors import DataError
 from ..interactions import Interactions
-from ..io import write_json
+from ..io import ensure_dir, write_json
 from ..splits import random_split, temporal_split
 from .baseline import DEFAULT_GRID, QUICK_GRID, bpr_threads, train_baselines, tune_baselines
 from .plots import PLOTS, write_plots
@@ -78,7 +78,7 @@ def run_report(data, out_dir, methods=None, seed=0, num_threads=None, ks=REPORT_
     ks = tuple(sorted(set(int(k) for k in ks) | set(REPORT_KS)))
     grid = grid or (QUICK_GRID if quick else DEFAULT_GRID)
     out_dir = os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
+    ensure_dir(out_dir)
     cache_dir = os.path.join(out_dir, "cache") if cache_dir is None else os.fspath(cache_dir)
 
     train, test, split_info = _split(data, split, test_fraction, leave_last, seed)

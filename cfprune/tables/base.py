@@ -13,6 +13,11 @@ class Table:
     Subclasses set ``storage`` (the name written in the model file) and implement ``decode``,
     ``arrays``, ``params`` and ``from_arrays``. ``nbytes`` is exact: the sum of ``.nbytes`` of
     every array serving needs, nothing else.
+
+    Every array a table holds is read-only (see :func:`hold`): a table never changes after it
+    is built, so whatever is derived from it (a cached scan order) stays right, and a write to
+    ``table.data`` or to a decoded view such as ``model.item_factors`` raises ValueError. Build
+    a new table (``DenseTable(arr.copy())``, ``model.replace(items=...)``) to change values.
     """
 
     storage = ""
@@ -80,6 +85,37 @@ def check_matrix(a, name, dtype=None, ndim=2):
         if a.dtype != np.dtype(dtype):
             raise ShapeError(f"{name} must have dtype {np.dtype(dtype)}, got {a.dtype}")
     return np.ascontiguousarray(a)
+
+
+def hold(a, *sources):
+    """``a`` read-only, as a table holds it: a caller's array is never frozen under them.
+
+    ``sources`` are the arrays the caller passed to the constructor. ``a`` is frozen in place
+    (with the arrays it views) when it shares no memory with any of them (a fresh array the
+    constructor made) or is read-only down to the memory it views already (another table's
+    array, a loaded model's); otherwise it is copied first, so the caller's array stays
+    writeable and later writes to it cannot change the table.
+    """
+    if a is None:
+        return None
+    if not _read_only_throughout(a):
+        if any(isinstance(s, np.ndarray) and np.may_share_memory(a, s) for s in sources):
+            a = a.copy()
+        base = a
+        while isinstance(base, np.ndarray):
+            base.flags.writeable = False
+            base = base.base
+    a.flags.writeable = False
+    return a
+
+
+def _read_only_throughout(a):
+    """Whether no writeable array or buffer lies under ``a`` (down its chain of bases)."""
+    while isinstance(a, np.ndarray):
+        if a.flags.writeable:
+            return False
+        a = a.base
+    return a is None or isinstance(a, bytes)
 
 
 def check_finite(a, name):

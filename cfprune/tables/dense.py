@@ -3,7 +3,7 @@
 import numpy as np
 
 from ..errors import ShapeError
-from .base import Table, check_finite, check_matrix, row_index
+from .base import Table, check_finite, check_matrix, hold, row_index
 
 
 class DenseTable(Table):
@@ -19,7 +19,7 @@ class DenseTable(Table):
         if data.dtype.kind != "f":
             raise ShapeError(f"a factor table must be floating point, got dtype {data.dtype}")
         data = check_finite(data, "factor table")
-        self.data = np.ascontiguousarray(data, dtype=self.dtype)
+        self.data = hold(np.ascontiguousarray(data, dtype=self.dtype), data)
 
     @property
     def n_rows(self):

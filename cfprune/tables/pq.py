@@ -4,7 +4,7 @@ sub-space, and an optional orthogonal rotation (OPQ)."""
 import numpy as np
 
 from ..errors import ShapeError
-from .base import Table, check_matrix, row_index
+from .base import Table, check_matrix, hold, row_index
 
 
 class PQTable(Table):
@@ -35,6 +35,9 @@ class PQTable(Table):
             if rotation.shape != (d, d):
                 raise ShapeError(f"rotation has shape {rotation.shape}, expected ({d}, {d})")
         self.rotation = rotation
+        sources = (codes, codebooks, bounds, rotation)
+        self.codes, self.codebooks, self.bounds, self.rotation = (
+            hold(a, *sources) for a in (self.codes, self.codebooks, self.bounds, self.rotation))
 
     @property
     def n_rows(self):

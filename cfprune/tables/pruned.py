@@ -3,7 +3,7 @@
 import numpy as np
 
 from ..errors import ShapeError
-from .base import Table, check_matrix, row_index
+from .base import Table, check_matrix, hold, row_index
 
 
 class PrunedTable(Table):
@@ -35,6 +35,7 @@ class PrunedTable(Table):
             if fallback.shape != (inner.dim,):
                 raise ShapeError(f"fallback has shape {fallback.shape}, expected ({inner.dim},)")
         self.fallback = fallback
+        self.kept, self.fallback = hold(self.kept, kept), hold(self.fallback, fallback)
 
     @property
     def n_rows(self):

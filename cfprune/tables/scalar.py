@@ -8,7 +8,7 @@ value per row (``axis="row"``) or one per dimension (``axis="dim"``). A symmetri
 import numpy as np
 
 from ..errors import ShapeError
-from .base import Table, check_matrix, row_index
+from .base import Table, check_matrix, hold, row_index
 
 AXES = ("row", "dim")
 
@@ -19,13 +19,15 @@ class _AffineTable(Table):
     def __init__(self, codes, scale, offset=None, *, axis="row", dim=None):
         if axis not in AXES:
             raise ShapeError(f"axis={axis!r}; expected one of {AXES}")
-        codes = check_matrix(codes, "codes", self.code_dtype)
-        self.codes = codes
+        self.codes = check_matrix(codes, "codes", self.code_dtype)
         self.axis = axis
-        self._dim = self._dim_from_codes(codes, dim)
+        self._dim = self._dim_from_codes(self.codes, dim)
         n = self.n_rows if axis == "row" else self._dim
         self.scale = _vector(scale, "scale", n)
         self.offset = None if offset is None else _vector(offset, "offset", n)
+        sources = (codes, scale, offset)
+        self.codes, self.scale, self.offset = (hold(a, *sources) for a in
+                                               (self.codes, self.scale, self.offset))
 
     @property
     def n_rows(self):

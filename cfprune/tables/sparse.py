@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ShapeError
-from .base import Table, check_matrix, row_index
+from .base import Table, check_matrix, hold, row_index
 
 
 def index_dtype(dim):
@@ -39,6 +39,9 @@ class SparseTable(Table):
                              f"{self.indices.shape[0]} indices, {nnz} values")
         if nnz and int(self.indices.max()) >= self._dim:
             raise ShapeError(f"a column index {int(self.indices.max())} >= dim={dim}")
+        sources = (indptr, indices, data)
+        self.indptr, self.indices, self.data = (hold(a, *sources) for a in
+                                                (self.indptr, self.indices, self.data))
 
     @classmethod
     def from_dense(cls, dense):
