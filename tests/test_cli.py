@@ -13,7 +13,7 @@ import scipy.sparse as sp
 
 from cfprune import cli
 from cfprune.models import FactorModel
-from tests.reference_data import SHARED, shared_archive
+from tests.reference_data import DATA_HOME, real_archive
 from tests.reference_metrics import topk_reference, user_metrics_reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +111,7 @@ HEAVY = ("sklearn", "implicit", "pandas", "numba", "matplotlib", "scipy.linalg")
 
 def run_cli(*args, cwd, importtime=False):
     """(exit code, stdout, stderr lines that are not -X importtime's, modules imported)."""
-    env = dict(os.environ, CFPRUNE_DATA=str(SHARED),
+    env = dict(os.environ, CFPRUNE_DATA=str(DATA_HOME),
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     flags = ["-X", "importtime"] if importtime else []
     proc = subprocess.run([sys.executable, *flags, "-m", "cfprune.cli", *map(str, args)],
@@ -145,15 +145,14 @@ def test_argument_mistakes_fail_at_once_without_heavy_imports(args, tmp_path):
 
 def read_zip_table(member, sep, encoding="utf-8"):
     """Rows of a tab/pipe-separated member of the shared ml-100k.zip, split into fields."""
-    with zipfile.ZipFile(SHARED / "ml-100k.zip") as z:
+    with zipfile.ZipFile(DATA_HOME / "ml-100k.zip") as z:
         text = z.read(member).decode(encoding)
     return [line.split(sep) for line in text.splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")
 def movielens(tmp_path_factory):
-    if shared_archive("ml-100k.zip") is None:
-        pytest.skip(f"ml-100k.zip is not in {SHARED}")
+    real_archive("ml-100k.zip")
     tmp = tmp_path_factory.mktemp("ml100k")
     code, _, errors, _ = run_cli("train", "--dataset", "ml-100k", "--factors", "16",
                                  "--iterations", "3", "--threads", "1", "--out", "als.npz",

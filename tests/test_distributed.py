@@ -265,9 +265,9 @@ def test_cli_recommend_on_a_separate_scheduler_equals_the_in_process_run(
                                          train.toarray(), 7)
     np.testing.assert_array_equal(got[1], ref_ids)
     np.testing.assert_array_equal(got[2], ref_scores)
-    # without --train nothing is filtered, on the cluster as in process
-    remote = run_cli("recommend", d / "model.npz", "--all-users", "--k", "3", "--scheduler",
-                     external_cluster, "--out", d / "unfiltered")
+    # --no-filter ranks every item, on the cluster as in process
+    remote = run_cli("recommend", d / "model.npz", "--all-users", "--no-filter", "--k", "3",
+                     "--scheduler", external_cluster, "--out", d / "unfiltered")
     assert remote.returncode == 0, remote.stderr
     np.testing.assert_array_equal(read_candidates(d / "unfiltered")[1],
                                   model.recommend(got[0], None, k=3, filter_seen=False)[0])

@@ -81,8 +81,9 @@ def test_recalculate_user_equals_implicit_fold_in(data, compressed):
     from implicit.cpu.als import AlternatingLeastSquares
     train, _, model = data
     with threadpool_limits(1, "blas"):
-        peer = AlternatingLeastSquares(factors=model.dim, regularization=0.1, alpha=1.0,
-                                       random_state=0)
+        peer = AlternatingLeastSquares(factors=model.dim,
+                                       regularization=model.info["regularization"],
+                                       alpha=model.info["alpha"], random_state=0)
     peer.user_factors = compressed.users.decode()
     peer.item_factors = compressed.items.decode()
     users = np.array([1, 2, 40])

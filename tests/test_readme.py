@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import cfprune
-from tests.reference_data import SHARED, shared_archive
+from tests.reference_data import DATA_HOME, real_archive
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -23,9 +23,8 @@ def readme_python_block():
 
 
 def test_readme_python_block_runs_twice_in_one_process(tmp_path, monkeypatch):
-    if shared_archive("ml-100k.zip") is None:
-        pytest.skip(f"ml-100k.zip is not in {SHARED}")
-    monkeypatch.setenv("CFPRUNE_DATA", str(SHARED))
+    real_archive("ml-100k.zip")
+    monkeypatch.setenv("CFPRUNE_DATA", str(DATA_HOME))
     monkeypatch.chdir(tmp_path)
     code = compile(readme_python_block(), str(README), "exec")
     for _ in range(2):
