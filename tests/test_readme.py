@@ -13,20 +13,20 @@ from tests.reference_data import DATA_HOME, real_archive
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def readme_python_block():
-    """The one ```python block of the README's "## Python" section, verbatim."""
+def readme_python_blocks():
+    """Every ```python block of the README, verbatim, in order (the later ones continue the
+    first: the "## Python" example, then "## Fitting in")."""
     text = README.read_text(encoding="utf-8")
-    section = text[text.index("\n## Python\n"):]
-    blocks = re.findall(r"^```python\n(.*?)^```", section, flags=re.S | re.M)
-    assert blocks, "the README's Python section has no ```python block"
-    return blocks[0]
+    blocks = re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
+    assert len(blocks) >= 2, "the README's Python sections have no ```python block"
+    return "".join(blocks)
 
 
 def test_readme_python_block_runs_twice_in_one_process(tmp_path, monkeypatch):
     real_archive("ml-100k.zip")
     monkeypatch.setenv("CFPRUNE_DATA", str(DATA_HOME))
     monkeypatch.chdir(tmp_path)
-    code = compile(readme_python_block(), str(README), "exec")
+    code = compile(readme_python_blocks(), str(README), "exec")
     for _ in range(2):
         namespace = {}
         exec(code, namespace)
@@ -38,6 +38,9 @@ def test_readme_python_block_runs_twice_in_one_process(tmp_path, monkeypatch):
         assert small.nbytes < model.nbytes
         loaded = cfprune.load("small.npz")
         np.testing.assert_array_equal(loaded.item_factors, small.item_factors)
+        bigger = namespace["bigger"]
+        assert bigger.n_items == small.n_items + 2
+        np.testing.assert_array_equal(bigger.item_factors[:small.n_items], small.item_factors)
 
 
 def test_every_name_the_readme_mentions_resolves():
