@@ -33,7 +33,6 @@ import zlib
 from importlib import import_module
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from cfprune.errors import ShapeError
 from cfprune.interactions import as_csr
@@ -51,6 +50,9 @@ NORM_CHUNK_ROWS = 8192
 # per item table (weakly held): (fingerprint of its arrays, (order, remaining_norm))
 _SCAN_ORDERS = weakref.WeakKeyDictionary()
 _ANNOUNCED = []
+# the compile time the cold-cache notice announces (retrieval + metric kernels, 2 cores)
+COLD_COMPILE_SECONDS = 15
+_BLAS = []
 
 
 def recommend(model, users, user_items, k=10, filter_seen=True, candidates=None,
@@ -103,8 +105,7 @@ def recommend(model, users, user_items, k=10, filter_seen=True, candidates=None,
     n_workers = thread_count(num_threads)
     ids = np.empty((rows.shape[0], k), dtype=np.int32)
     scores = np.empty((rows.shape[0], k), dtype=np.float32)
-    _load_kernel_blas()
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas_controller().limit(limits=1, user_api="blas"):
         scorer = _scorer(model.items, int8_route, n_workers)
         for first in range(0, rows.shape[0], batch_size):
             stop = min(rows.shape[0], first + batch_size)
@@ -191,10 +192,16 @@ def _decode_users(model, rows):
     return queries
 
 
-def _load_kernel_blas():
-    """Load the BLAS the kernels' ``np.dot`` calls (SciPy's, which Numba binds on first use)
-    before ``threadpool_limits`` looks for BLAS libraries, so that it is limited too."""
-    import_module("scipy.linalg.cython_blas")
+def _blas_controller():
+    """The process's ``threadpoolctl.ThreadpoolController``, made once (finding the BLAS
+    libraries reads the process's memory map: too slow to do on every call), after loading the
+    BLAS the kernels' ``np.dot`` calls (SciPy's, which Numba binds on first use) so that it is
+    limited too."""
+    if not _BLAS:
+        from threadpoolctl import ThreadpoolController
+        import_module("scipy.linalg.cython_blas")
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0]
 
 
 def _scorer(table, int8_route, n_workers):
@@ -207,7 +214,7 @@ def _scorer(table, int8_route, n_workers):
     if storage in TILED_STORAGES and not (storage == "int8" and int8_route == "int8"):
         from cfprune.kernels import tiled
         tiles = _item_tiles(inner)
-        _announce_cold(tiled.scan_worker, pq_lookup=storage == "pq")
+        _announce_cold(tiled.scan_worker)
         order, remaining = _scan_order(inner, tiles)
         rotation = getattr(inner, "rotation", None)
 
@@ -262,7 +269,7 @@ def _item_tiles(table):
     return tiled.csr_tiles(table.indptr, table.indices, table.data)
 
 
-def _announce_cold(dispatcher, pq_lookup=False):
+def _announce_cold(dispatcher):
     """Say once per process, on stderr, that the retrieval kernels are about to be compiled
     when ``dispatcher`` has nothing in Numba's on-disk cache."""
     if _ANNOUNCED:
@@ -270,8 +277,8 @@ def _announce_cold(dispatcher, pq_lookup=False):
     _ANNOUNCED.append(True)
     if not is_cold(dispatcher):
         return
-    print("cfprune: compiling the retrieval kernels once (about 10 s); later runs load them "
-          "from Numba's cache", file=sys.stderr, flush=True)
+    print(f"cfprune: compiling the Numba kernels once (about {COLD_COMPILE_SECONDS} s); later "
+          "runs load them from the cache", file=sys.stderr, flush=True)
 
 
 def is_cold(dispatcher):

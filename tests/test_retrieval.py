@@ -310,3 +310,37 @@ def test_dense_path_agrees_with_implicit_recommend():
         distinct[:-1] &= np.abs(np.diff(row)) > 1e-5
         np.testing.assert_array_equal(ours[i][distinct], theirs[i][distinct])
     assert implicit.__version__
+
+
+@pytest.mark.parametrize("spec", ["", "pq:m=2", "prune-rows:keep=0.5"])
+def test_serving_nbytes_counts_the_early_stop_state(spec):
+    """``serving_nbytes`` = ``nbytes`` + the scan order and norm bound retrieval keeps (8 bytes
+    per scanned row), measured on the arrays retrieval actually holds."""
+    from cfprune import retrieval
+    from cfprune.compression import compress
+    rng = np.random.default_rng(3)
+    model = FactorModel(rng.standard_normal((6, 4)).astype(np.float32),
+                        rng.standard_normal((50, 4)).astype(np.float32))
+    model = compress(model, spec, random_seen(rng, 6, 50)) if spec else model
+    model.recommend(np.arange(6), None, k=3, filter_seen=False)
+    table = model.items
+    scanned = table.inner if table.storage == "pruned" else table
+    order, remaining = retrieval._SCAN_ORDERS[scanned][2]
+    assert table.serving_nbytes - table.nbytes == order.nbytes + remaining.nbytes
+    assert table.serving_nbytes - table.nbytes == 8 * scanned.n_rows
+
+
+def test_cold_cache_notice_is_one_line_once_per_process(monkeypatch, capsys):
+    from cfprune import retrieval
+    rng = np.random.default_rng(4)
+    model = FactorModel(rng.standard_normal((3, 4)).astype(np.float32),
+                        rng.standard_normal((20, 4)).astype(np.float32))
+    model.recommend([0], None, k=2, filter_seen=False)
+    assert not retrieval.is_cold(scan_worker)  # compiled or loaded above, and cached on disk
+    monkeypatch.setattr(retrieval, "_ANNOUNCED", [])
+    monkeypatch.setattr(retrieval, "is_cold", lambda dispatcher: True)
+    capsys.readouterr()
+    for _ in range(2):
+        model.recommend([0, 1], None, k=2, filter_seen=False)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "compiling the Numba kernels once" in err
