@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from contextlib import contextmanager
 import subprocess
 import sys
 import time
@@ -167,6 +168,20 @@ def read_only(table):
     return table
 
 
+@contextmanager
+def quiet_stderr():
+    """Silence file descriptor 2 (C++ libraries print there directly) for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def pq_tables(items, m, nbits=8, opq=False):
     """(faiss index, cfprune PQTable on the same codebooks, codes and OPQ rotation)."""
     import faiss
@@ -178,7 +193,8 @@ def pq_tables(items, m, nbits=8, opq=False):
     if opq:
         matrix = faiss.OPQMatrix(d, m)
         index = faiss.IndexPreTransform(matrix, pq_index)
-    index.train(items)
+    with quiet_stderr():  # faiss warns on stderr when a catalogue is small for 256 centroids
+        index.train(items)
     index.add(items)
     dsub = d // m
     centroids = faiss.vector_to_array(pq_index.pq.centroids).reshape(m, ksub, dsub)

@@ -6,7 +6,7 @@ Numba scorer of the item table's storage (:mod:`cfprune.kernels`, imported on fi
 fuses scoring, the seen-item filter and the bounded top-k selection. Tables that decode to float32
 tiles (dense, fp16, int8, int4, sparse, PQ, and those as the inner table of a row-pruned table)
 share one scorer (:mod:`cfprune.kernels.tiled`) that scans the rows by descending decoded norm and
-stops each user exactly by the Cauchy-Schwarz bound; PQ batches of a handful of users scan the
+stops each user exactly by the Cauchy-Schwarz bound; PQ batches of at most 4 users scan the
 codes by lookup tables instead (:mod:`cfprune.kernels.pq`), in the same order with the same stop.
 Two-stage retrieval takes ``candidates`` items per user from ``model.items`` and re-ranks them
 exactly with ``model.rerank`` (or with the decoded item table when the model has no re-rank
@@ -43,8 +43,9 @@ INT8_ROUTES = ("float", "int8")
 _EMPTY_MAP = np.empty(0, dtype=np.int32)
 _EMPTY_F32 = np.empty(0, dtype=np.float32)
 TILED_STORAGES = ("dense", "fp16", "int8", "int4", "sparse", "pq")
-# PQ batches of at most this many users scan the codes by lookup tables
-PQ_LOOKUP_MAX_USERS = 16
+# PQ batches of at most this many users scan the codes by lookup tables (measured: lookup
+# tables win for 1-4 users, the decoded-tile GEMM from about 16)
+PQ_LOOKUP_MAX_USERS = 4
 # rows decoded at a time when computing the norms of a table
 NORM_CHUNK_ROWS = 8192
 # per item table (weakly held): (fingerprint of its arrays, (order, remaining_norm))

@@ -69,8 +69,8 @@ def _pool(size):
     global _POOL, _POOL_SIZE
     with _POOL_LOCK:
         if _POOL is None or _POOL_SIZE < size:
-            if _POOL is not None:
-                _POOL.shutdown(wait=False)
+            # the smaller pool is not shut down: another caller may still be submitting to it;
+            # its idle threads end when it is garbage-collected
             _POOL = ThreadPoolExecutor(max_workers=size, thread_name_prefix="cfprune")
             _POOL_SIZE = size
         return _POOL

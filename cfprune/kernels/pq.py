@@ -71,7 +71,10 @@ def lookup_worker(rotated, worker, n_workers, codes, codebooks, bounds, order, r
     for tile in range(worker, n_tiles, n_workers):
         first = tile * lanes
         n_users = min(n_queries, first + lanes) - first
-        lut[:] = 0.0
+        for s in range(m):  # lanes without a user score 0 (their sums are never offered)
+            for c in range(ksub):
+                for u in range(n_users, lanes):
+                    lut[s, c, u] = 0.0
         for u in range(n_users):
             query = rotated[first + u]
             norm = 0.0
