@@ -193,8 +193,9 @@ def main():
                                         for label in labels)
     print(header)
     for name in names:
-        print(name.ljust(20) + "".join(f"{paths[label][name][0]:12.2f}s{paths[label][name][1]:12.2f}s"
-                                       for label in labels))
+        cells = [f"{paths[label][name][0]:12.2f}s{paths[label][name][1]:12.2f}s"
+                 for label in labels]
+        print(name.ljust(20) + "".join(cells))
     for command in (commands.get(labels[0]) or {}):
         cells = []
         for label in labels:
