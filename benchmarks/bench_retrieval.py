@@ -2,14 +2,19 @@
 
 Top-10 with seen-item filtering over all items, for every user, on
 (a) an ALS model of MovieLens (ml-latest-small, else ml-100k, from ``$CFPRUNE_DATA``) and
-(b) a synthetic power-law catalogue (``--items``, default 100k; up to 1M).
+(b) a synthetic power-law catalogue (``--items``, default 200k; up to 1M).
 
-faiss has no seen-item filter: it searches ``k + max seen count`` and the seen items are removed
-afterwards (the usual practice; its time includes that filtering). The PQ tables of cfprune reuse
-the codebooks and codes faiss trained, so both scan the very same codes; the int8 tables are
-per-dimension affine like faiss's QT_8bit. Also printed: each method's recall of the exact top-10,
-the ratios against the targets, a second process's time to its first result (Numba cache) and the
-peak memory of one recommend call over all users.
+cfprune skips each user's seen items; faiss has no seen-item filter. The headline ratios are
+against faiss's plain, unfiltered ``search(users, k)`` (less work than cfprune's); the usual
+practice with faiss, searching ``k + max seen count`` and removing the seen items afterwards, is
+timed beside it and labelled "k + max seen, then filter". The PQ tables of cfprune reuse the
+codebooks, codes (and OPQ rotation) faiss trained, so both scan the very same codes; the int8
+tables are per-dimension affine like faiss's QT_8bit. cfprune's tables are read-only, as the
+tables of a loaded model file are (see docs/architecture.md, Kernels). Every timing is the best
+of ``--repeats`` after one warm-up call, on ``--threads`` threads for everyone. Also printed:
+each method's recall of the exact top-10, the ratios against the targets, the latency of calls
+of 1, 10 and 100 users beside faiss's, a second process's time to its first result (Numba cache)
+and the peak memory of one recommend call over all users.
 
     python benchmarks/bench_retrieval.py [--quick] [--items N] [--users N] [--threads 2]
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from contextlib import contextmanager
 import subprocess
 import sys
 import time
@@ -35,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, one repeat")
-    parser.add_argument("--items", type=int, default=100_000, help="synthetic catalogue size")
+    parser.add_argument("--items", type=int, default=200_000, help="synthetic catalogue size")
     parser.add_argument("--users", type=int, default=2_000, help="synthetic users")
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
@@ -141,38 +147,71 @@ def numpy_topk(users, items, seen, k, batch=1024):
 
 def ascending_scan(users, tiles, n_rows, seen, k, threads):
     """cfprune's tiled scorer without early stop: rows in ascending order, bound +inf."""
-    import numba
     from threadpoolctl import threadpool_limits
 
     from cfprune.kernels.tiled import score_tiles, table_order
     from cfprune.kernels.topk import new_heaps, sort_heaps
     indptr = seen.indptr.astype(np.int64)
     heap_scores, heap_ids = new_heaps(users.shape[0], k)
-    before = numba.get_num_threads()
-    numba.set_num_threads(threads)
     with threadpool_limits(1, "blas"):
         score_tiles(users, tiles, *table_order(n_rows), threads, np.empty(0, np.int32),
                     seen.indices.astype(np.int32), indptr[:-1], indptr[1:], heap_scores,
                     heap_ids)
         sort_heaps(heap_scores, heap_ids)
-    numba.set_num_threads(before)
     return heap_ids
 
 
-def pq_tables(items, m):
-    """(faiss IndexPQ, cfprune PQTable on the same codebooks and codes)."""
+def read_only(table):
+    """``table`` with every array read-only, as the tables of a loaded model file are."""
+    for array in table.arrays().values():
+        array.flags.writeable = False
+    return table
+
+
+@contextmanager
+def quiet_stderr():
+    """Silence file descriptor 2 (C++ libraries print there directly) for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def pq_tables(items, m, nbits=8, opq=False):
+    """(faiss index, cfprune PQTable on the same codebooks, codes and OPQ rotation)."""
     import faiss
     from cfprune.tables import PQTable
     n, d = items.shape
-    index = faiss.IndexPQ(d, m, 8, faiss.METRIC_INNER_PRODUCT)
-    index.train(items)
+    ksub = 2 ** nbits
+    pq_index = faiss.IndexPQ(d, m, nbits, faiss.METRIC_INNER_PRODUCT)
+    index = pq_index
+    if opq:
+        matrix = faiss.OPQMatrix(d, m)
+        index = faiss.IndexPreTransform(matrix, pq_index)
+    with quiet_stderr():  # faiss warns on stderr when a catalogue is small for 256 centroids
+        index.train(items)
     index.add(items)
     dsub = d // m
-    centroids = faiss.vector_to_array(index.pq.centroids).reshape(m, 256, dsub)
-    codebooks = np.ascontiguousarray(centroids.transpose(1, 0, 2).reshape(256, d))
-    codes = faiss.vector_to_array(index.codes).reshape(n, m)
+    centroids = faiss.vector_to_array(pq_index.pq.centroids).reshape(m, ksub, dsub)
+    codebooks = np.ascontiguousarray(centroids.transpose(1, 0, 2).reshape(ksub, d))
+    packed = faiss.vector_to_array(pq_index.codes).reshape(n, -1)
+    if nbits == 8:
+        codes = packed
+    else:  # faiss packs 4-bit codes two per byte, code j in bits 4j..4j+3
+        codes = np.empty((n, 2 * packed.shape[1]), np.uint8)
+        codes[:, 0::2], codes[:, 1::2] = packed & 15, packed >> 4
+        codes = np.ascontiguousarray(codes[:, :m])
     bounds = np.arange(0, d + 1, dsub, dtype=np.int32)
-    return index, PQTable(codes, codebooks, bounds)
+    rotation = None
+    if opq:  # faiss applies x_rot = A x, so x = x_rot @ A and rotation = A.T
+        a = faiss.vector_to_array(matrix.A).reshape(d, d)
+        rotation = np.ascontiguousarray(a.T, dtype=np.float32)
+    return index, read_only(PQTable(codes, codebooks, bounds, rotation=rotation))
 
 
 def int8_table(items):
@@ -197,6 +236,7 @@ def run_suite(title, users, items, seen, args):
 
     from cfprune.models.factors import FactorModel
     from cfprune.retrieval import recommend
+    from cfprune.tables import DenseTable
 
     k, threads, repeats = args.k, args.threads, args.repeats
     n_users, (n_items, dim) = users.shape[0], items.shape
@@ -206,30 +246,38 @@ def run_suite(title, users, items, seen, args):
           f"{int(np.diff(seen.indptr).max())}")
     faiss.omp_set_num_threads(threads)
     rows = []
+    latency_of = {}  # name -> callable(n users) for the latency table
+    dense = read_only(DenseTable(items.copy()))
 
     def cf(name, model, **kw):
         seconds, (ids, _) = best_time(lambda: recommend(model, all_users, seen, k=k,
                                                         num_threads=threads, **kw), repeats)
         rows.append((name, seconds, ids, model.items.nbytes + (
             model.rerank.nbytes if model.rerank is not None else 0)))
+        latency_of[name] = lambda n: recommend(model, all_users[:n], seen[:n], k=k,
+                                               num_threads=threads, **kw)
+
+    def fs(name, index, nbytes):
+        seconds, (_, ids) = best_time(lambda: index.search(users, k), repeats)
+        rows.append((name, seconds, ids, nbytes))
+        latency_of[name] = lambda n: index.search(users[:n], k)
+        seconds, ids = best_time(lambda: faiss_filtered(index, users, seen, k), repeats)
+        rows.append((f"{name} (k + max seen, then filter)", seconds, ids, nbytes))
 
     with threadpool_limits(threads, "blas"):
         seconds, exact = best_time(lambda: numpy_topk(users, items, seen, k), repeats)
     rows.append(("numpy matmul+argpartition", seconds, exact, items.nbytes))
 
     from cfprune.kernels.tiled import float32_tiles, int8_tiles
-    cf("cfprune exact (dense f32)", FactorModel(users, items))
+    cf("cfprune exact (dense f32)", FactorModel(users, dense))
     seconds, ids = best_time(lambda: ascending_scan(users, float32_tiles(items), n_items, seen,
                                                     k, threads), repeats)
     rows.append(("cfprune exact, ascending scan (no stop)", seconds, ids, items.nbytes))
     flat = faiss.IndexFlatIP(dim)
     flat.add(items)
-    seconds, ids = best_time(lambda: faiss_filtered(flat, users, seen, k), repeats)
-    rows.append(("faiss IndexFlatIP", seconds, ids, items.nbytes))
-    seconds, (_, ids) = best_time(lambda: flat.search(users, k), repeats)
-    rows.append(("(faiss IndexFlatIP top-k, no seen filter)", seconds, ids, items.nbytes))
+    fs("faiss IndexFlatIP", flat, items.nbytes)
 
-    q8 = int8_table(items)
+    q8 = read_only(int8_table(items))
     cf("cfprune int8 (f32 users)", FactorModel(users, q8))
     tiles8 = int8_tiles(q8.codes, q8.scale, q8.offset, False)
     seconds, ids = best_time(lambda: ascending_scan(users, tiles8, n_items, seen, k, threads),
@@ -240,22 +288,24 @@ def run_suite(title, users, items, seen, args):
                                     faiss.METRIC_INNER_PRODUCT)
     sq.train(items)
     sq.add(items)
-    seconds, ids = best_time(lambda: faiss_filtered(sq, users, seen, k), repeats)
-    rows.append(("faiss SQ8", seconds, ids, sq.sa_code_size() * n_items))
+    fs("faiss SQ8", sq, sq.sa_code_size() * n_items)
 
-    for m in (8, 16):
+    pq_targets = []
+    for m, nbits, opq in ((8, 8, False), (16, 8, False), (8, 8, True), (16, 4, False)):
         if dim % m:
             continue
-        index, table = pq_tables(items, m)
-        cf(f"cfprune PQ m={m}", FactorModel(users, table))
-        seconds, ids = best_time(lambda: faiss_filtered(index, users, seen, k), repeats)
-        rows.append((f"faiss IndexPQ m={m}", seconds, ids, table.codes.nbytes
-                     + table.codebooks.nbytes))
-        if m == 16:
+        label = f"m={m}" + (",OPQ" if opq else "") + (f",nbits={nbits}" if nbits != 8 else "")
+        index, table = pq_tables(items, m, nbits, opq)
+        cf(f"cfprune PQ {label}", FactorModel(users, table))
+        fs(f"faiss {'OPQ+' if opq else ''}IndexPQ {label}", index, table.nbytes)
+        pq_targets.append((f"cfprune PQ {label}", f"faiss {'OPQ+' if opq else ''}IndexPQ {label}"))
+        if m == 16 and nbits == 8:
             cf("cfprune two-stage PQ16 -> f32 (100 cand.)",
-               FactorModel(users, table, rerank=items), candidates=100)
+               FactorModel(users, table, rerank=dense), candidates=100)
             cf("cfprune two-stage PQ16 -> int8 (100 cand.)",
                FactorModel(users, table, rerank=q8), candidates=100)
+            pq_targets += [(f"cfprune two-stage PQ16 -> {r} (100 cand.)", f"faiss IndexPQ {label}")
+                           for r in ("f32", "int8")]
 
     als = AlternatingLeastSquares(factors=dim, num_threads=threads)
     als.user_factors, als.item_factors = users, items
@@ -265,28 +315,45 @@ def run_suite(title, users, items, seen, args):
                                       repeats)
     rows.append(("implicit recommend", seconds, ids, items.nbytes))
 
-    print(f"{'method':44s} {'users/s':>10s} {'recall@10':>9s} {'item MB':>8s}")
+    print(f"{'method':52s} {'users/s':>10s} {'recall@10':>9s} {'item MB':>8s}")
     for name, seconds, ids, nbytes in rows:
-        print(f"{name:44s} {n_users / seconds:10.0f} {recall(ids, exact):9.3f} "
+        print(f"{name:52s} {n_users / seconds:10.0f} {recall(ids, exact):9.3f} "
               f"{nbytes / 2 ** 20:8.2f}")
     speed = {name: n_users / seconds for name, seconds, _, _ in rows}
-    print("faiss searches k + max seen and filters afterwards (it has no seen filter).")
+    print("recall@10 is against the exact top-10 with seen items removed; faiss's plain search "
+          "does not remove them.")
     targets = [("cfprune int8 (f32 users)", "faiss SQ8", 1.5),
-               ("cfprune int8 (int8 users)", "faiss SQ8", 1.5),
-               ("cfprune PQ m=8", "faiss IndexPQ m=8", 1.5),
-               ("cfprune PQ m=16", "faiss IndexPQ m=16", 1.5),
-               ("cfprune exact (dense f32)", "faiss IndexFlatIP", 0.8),
-               ("cfprune exact (dense f32)", "implicit recommend", 3.0),
-               ("cfprune exact (dense f32)", "(faiss IndexFlatIP top-k, no seen filter)", None),
-               ("cfprune exact (dense f32)", "cfprune exact, ascending scan (no stop)", None),
-               ("cfprune int8 (f32 users)", "cfprune int8, ascending scan (no stop)", None)]
+               ("cfprune int8 (int8 users)", "faiss SQ8", 1.5)]
+    targets += [(ours, theirs, 1.5) for ours, theirs in pq_targets]
+    targets += [(ours, "faiss IndexFlatIP", 1.0) for ours, _ in pq_targets]
+    targets += [("cfprune exact (dense f32)", "faiss IndexFlatIP", 0.8),
+                ("cfprune exact (dense f32)", "implicit recommend", 3.0),
+                ("cfprune exact (dense f32)", "faiss IndexFlatIP (k + max seen, then filter)",
+                 None),
+                ("cfprune exact (dense f32)", "cfprune exact, ascending scan (no stop)", None),
+                ("cfprune int8 (f32 users)", "cfprune int8, ascending scan (no stop)", None)]
+    targets += [(ours, f"{theirs} (k + max seen, then filter)", None)
+                for ours, theirs in pq_targets]
     for ours, theirs, target in targets:
         if ours in speed and theirs in speed:
             ratio = speed[ours] / speed[theirs]
             verdict = ("(no target)" if target is None else
                        f"(target >= {target}x) {'OK' if ratio >= target else 'MISSED'}")
             print(f"  {ours} / {theirs}: {ratio:5.2f}x {verdict}")
+    latency_table(latency_of, args)
     return rows
+
+
+def latency_table(latency_of, args, sizes=(1, 10, 100)):
+    """Milliseconds per call of 1, 10 and 100 users (best of 20 after a warm-up)."""
+    print(f"\nlatency per call, ms (best of 20; {args.threads} threads):")
+    print(f"{'method':52s}" + "".join(f"{f'{n} users':>11s}" for n in sizes))
+    for name, call in latency_of.items():
+        cells = []
+        for n in sizes:
+            seconds, _ = best_time(lambda: call(n), 20)
+            cells.append(f"{seconds * 1e3:11.2f}")
+        print(f"{name:52s}" + "".join(cells))
 
 
 def peak_memory(users, items, seen, args):
@@ -321,7 +388,7 @@ loaded = time.perf_counter()
 import scipy.sparse as sp
 model.recommend([0], sp.csr_matrix((1, model.n_items), dtype="float32"), k=10)
 done = time.perf_counter()
-from cfprune.kernels.tiled import score_tiles
+from cfprune.kernels.tiled import scan_worker as score_tiles
 print(f"import cfprune {{imported - start:.2f}} s, load {{loaded - imported:.2f}} s, first "
       f"recommend {{done - loaded:.2f}} s (CPU {{time.process_time() - cpu:.2f}} s); Numba cache "
       f"hits {{sum(score_tiles.stats.cache_hits.values())}}, "

@@ -41,16 +41,15 @@ Metric names (``k`` in ``ks``), each the mean over the evaluated users unless sa
 from __future__ import annotations
 
 import numbers
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 from tqdm.auto import tqdm
 
 from .errors import DataError, ShapeError
 from .interactions import as_csr
 from .kernels import metrics as mk
+from .kernels.pool import thread_count
 
 DEFAULT_BATCH_SIZE = 2048
 _NO_BASELINE = np.zeros((0, 0), dtype=np.int32)
@@ -232,7 +231,8 @@ def evaluate(model, train, test, ks=(10, 20, 50), *, batch_size=None, num_thread
     batch_size : int or None
         Users per block (default 2048).
     num_threads : int or None
-        Threads for ``recommend`` and the metric kernels (default: Numba's current setting).
+        Threads for ``recommend`` and the metric kernels: 0 means every core; default Numba's
+        thread count (the number of cores unless ``NUMBA_NUM_THREADS`` says otherwise).
     baseline : model, EvaluationResult or None
         Adds ``overlap@k`` between the baseline's top-k lists and ``model``'s. A model is asked
         for its lists batch by batch (scoring a second model); an :class:`EvaluationResult`
@@ -318,7 +318,7 @@ def evaluate_block(model, train, plan, users, *, baseline=None, num_threads=None
     baseline : model, EvaluationResult or None
         As in :func:`evaluate`; must be given when ``plan.with_overlap``.
     num_threads : int or None
-        Numba threads for ``recommend`` and the metric kernel.
+        Threads for ``recommend`` and the metric kernel (0: every core).
 
     Returns
     -------
@@ -337,11 +337,10 @@ def evaluate_block(model, train, plan, users, *, baseline=None, num_threads=None
     else:
         base = _recommend(baseline, users, seen, plan.max_k, threads, "baseline")
     first_position = np.full(plan.n_items, plan.max_k, dtype=np.int64)
-    with _numba_threads(num_threads):
-        values, n_relevant, n_tail_relevant = mk.ranking_metrics(
-            ranked, users.astype(np.int32), plan.test_indptr, plan.test_indices, plan.ks,
-            plan.n_items, plan.tail, base)
-        mk.mark_first_positions(ranked, first_position)
+    values, n_relevant, n_tail_relevant = mk.ranking_metrics(
+        ranked, users.astype(np.int32), plan.test_indptr, plan.test_indices, plan.ks,
+        plan.n_items, plan.tail, base, n_workers=thread_count(num_threads))
+    mk.mark_first_positions(ranked, first_position)
     return BlockState(users=users, values=values, n_relevant=n_relevant,
                       n_tail_relevant=n_tail_relevant, first_position=first_position,
                       ranked=ranked if plan.keep_ranked else None)
@@ -484,16 +483,3 @@ def _stored_lists(baseline, batch):
 
 def _disable(show_progress):
     return None if show_progress is None else not show_progress
-
-
-@contextmanager
-def _numba_threads(num_threads):
-    if num_threads is None:
-        yield
-        return
-    previous = numba.get_num_threads()
-    numba.set_num_threads(min(int(num_threads), numba.config.NUMBA_NUM_THREADS))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)

@@ -4,33 +4,56 @@
 one batch), decodes each batch's user rows with ``model.users.decode(rows)`` and hands them to the
 Numba scorer of the item table's storage (:mod:`cfprune.kernels`, imported on first use), which
 fuses scoring, the seen-item filter and the bounded top-k selection. Tables that decode to float32
-tiles (dense, fp16, int8, int4, sparse, and those as the inner table of a row-pruned table) share
-one scorer (:mod:`cfprune.kernels.tiled`) that scans the rows by descending decoded norm and stops
-each user exactly by the Cauchy-Schwarz bound; the order is computed once per table and kept
-while the table lives. Two-stage retrieval takes ``candidates`` items per user from
-``model.items`` and re-ranks them exactly with ``model.rerank`` (or with the decoded item table
-when the model has no re-rank table)."""
+tiles (dense, fp16, int8, int4, sparse, PQ, and those as the inner table of a row-pruned table)
+share one scorer (:mod:`cfprune.kernels.tiled`) that scans the rows by descending decoded norm and
+stops each user exactly by the Cauchy-Schwarz bound; PQ batches of at most 4 users scan the
+codes by lookup tables instead (:mod:`cfprune.kernels.pq`), in the same order with the same stop.
+Two-stage retrieval takes ``candidates`` items per user from ``model.items`` and re-ranks them
+exactly with ``model.rerank`` (or with the decoded item table when the model has no re-rank
+table).
+
+Serving state. The scan order (int32 per row) and the norm bound (float32 per row) are computed
+once per item table, from its decoded rows in chunks (NumPy), and kept while the table lives:
+8 bytes per row, counted by ``Table.serving_nbytes``. They are reused only while the table's
+arrays are the same objects with the same contents: arrays that are read-only down to their
+memory are trusted as they are; writeable ones are checked by a CRC-32 of their bytes on every
+call, so an in-place change of a row is never answered from a stale order.
+
+Threads: ``num_threads`` Python threads (0: every core) run the ``nogil`` kernels over tiles of
+users (:mod:`cfprune.kernels.pool`); BLAS runs single-threaded inside them. The first call in a
+process whose kernels are not in Numba's on-disk cache yet says so in one line on stderr before
+compiling them."""
 
 from __future__ import annotations
 
 import numbers
+import sys
 import weakref
-from contextlib import contextmanager
+import zlib
 from importlib import import_module
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from cfprune.errors import ShapeError
 from cfprune.interactions import as_csr
+from cfprune.kernels.pool import thread_count
 
 DEFAULT_BATCH_SIZE = 4096
 INT8_ROUTES = ("float", "int8")
 _EMPTY_MAP = np.empty(0, dtype=np.int32)
 _EMPTY_F32 = np.empty(0, dtype=np.float32)
-TILED_STORAGES = ("dense", "fp16", "int8", "int4", "sparse")
-# per item table (weakly held): its arrays when the scan order was computed, and the order
+TILED_STORAGES = ("dense", "fp16", "int8", "int4", "sparse", "pq")
+# PQ batches of at most this many users scan the codes by lookup tables (measured: lookup
+# tables win for 1-4 users, the decoded-tile GEMM from about 16)
+PQ_LOOKUP_MAX_USERS = 4
+# rows decoded at a time when computing the norms of a table
+NORM_CHUNK_ROWS = 8192
+# per item table (weakly held): (fingerprint of its arrays, (order, remaining_norm))
 _SCAN_ORDERS = weakref.WeakKeyDictionary()
+_ANNOUNCED = []
+# the compile time the cold-cache notice announces (retrieval + metric kernels, 2 cores)
+COLD_COMPILE_SECONDS = 15
+_BLAS = []
 
 
 def recommend(model, users, user_items, k=10, filter_seen=True, candidates=None,
@@ -59,8 +82,9 @@ def recommend(model, users, user_items, k=10, filter_seen=True, candidates=None,
     batch_size : int or None
         Users per batch (default 4096).
     num_threads : int or None
-        Numba threads for this call (default: Numba's current setting); BLAS runs
-        single-threaded inside the kernels.
+        Threads for this call: 0 means every core; default Numba's thread count (the number of
+        cores unless ``NUMBA_NUM_THREADS`` or ``numba.set_num_threads`` says otherwise). BLAS
+        runs single-threaded inside the kernels.
     int8_route : {"float", "int8"}
         For int8 item tables: float32 users against decoded tiles (exact over the decoded
         table), or users quantised to int8 with int32 accumulation (approximate).
@@ -79,11 +103,11 @@ def recommend(model, users, user_items, k=10, filter_seen=True, candidates=None,
     seen_indices, seen_start, seen_end = _seen_rows(user_items, rows, model, filter_seen)
     n_candidates = _candidate_count(model, candidates, k)
 
+    n_workers = thread_count(num_threads)
     ids = np.empty((rows.shape[0], k), dtype=np.int32)
     scores = np.empty((rows.shape[0], k), dtype=np.float32)
-    _load_kernel_blas()
-    with _threads(num_threads), threadpool_limits(limits=1, user_api="blas"):
-        scorer = _scorer(model.items, int8_route)
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        scorer = _scorer(model.items, int8_route, n_workers)
         for first in range(0, rows.shape[0], batch_size):
             stop = min(rows.shape[0], first + batch_size)
             batch = rows[first:stop]
@@ -93,7 +117,7 @@ def recommend(model, users, user_items, k=10, filter_seen=True, candidates=None,
                 heap_scores, heap_ids = _scan(scorer, queries, k, seen)
             else:
                 cand_scores, cand_ids = _scan(scorer, queries, n_candidates, seen)
-                heap_scores, heap_ids = _rerank(model, queries, cand_ids, k)
+                heap_scores, heap_ids = _rerank(model, queries, cand_ids, k, n_workers)
             ids[first:stop] = heap_ids
             scores[first:stop] = heap_scores
     return ids, scores
@@ -158,26 +182,6 @@ def _candidate_count(model, candidates, k):
     return max(k, _positive_int(candidates, "candidates"))
 
 
-@contextmanager
-def _threads(num_threads):
-    """Set Numba's thread count for the block and restore it after."""
-    if num_threads is None:
-        yield
-        return
-    num_threads = _positive_int(num_threads, "num_threads")
-    import numba
-    limit = numba.config.NUMBA_NUM_THREADS
-    if num_threads > limit:
-        raise ShapeError(f"num_threads={num_threads} exceeds Numba's limit of {limit} "
-                         f"(NUMBA_NUM_THREADS)")
-    before = numba.get_num_threads()
-    numba.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
-
-
 def _decode_users(model, rows):
     """float32 [n, d] C-contiguous user vectors; ShapeError naming rows with NaN/Inf."""
     queries = np.ascontiguousarray(model.users.decode(rows), dtype=np.float32)
@@ -189,13 +193,19 @@ def _decode_users(model, rows):
     return queries
 
 
-def _load_kernel_blas():
-    """Load the BLAS the kernels' ``np.dot`` calls (SciPy's, which Numba binds on first use)
-    before ``threadpool_limits`` looks for BLAS libraries, so that it is limited too."""
-    import_module("scipy.linalg.cython_blas")
+def _blas_controller():
+    """The process's ``threadpoolctl.ThreadpoolController``, made once (finding the BLAS
+    libraries reads the process's memory map: too slow to do on every call), after loading the
+    BLAS the kernels' ``np.dot`` calls (SciPy's, which Numba binds on first use) so that it is
+    limited too."""
+    if not _BLAS:
+        from threadpoolctl import ThreadpoolController
+        import_module("scipy.linalg.cython_blas")
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0]
 
 
-def _scorer(table, int8_route):
+def _scorer(table, int8_route, n_workers):
     """``scan(queries, seen_indices, seen_start, seen_end, heap_scores, heap_ids)``: offers every
     item of ``table`` to the heaps (the Numba scorer of its storage, imported on first use)."""
     item_map, inner = _EMPTY_MAP, table
@@ -203,17 +213,25 @@ def _scorer(table, int8_route):
         item_map, inner = table.kept, table.inner
     storage = inner.storage
     if storage in TILED_STORAGES and not (storage == "int8" and int8_route == "int8"):
-        from numba import get_num_threads
-
-        from cfprune.kernels.tiled import score_tiles
+        from cfprune.kernels import tiled
         tiles = _item_tiles(inner)
+        _announce_cold(tiled.scan_worker)
         order, remaining = _scan_order(inner, tiles)
+        rotation = getattr(inner, "rotation", None)
 
         def scan(queries, *seen_and_heaps):
-            score_tiles(queries, tiles, order, remaining, get_num_threads(), item_map,
-                        *seen_and_heaps)
+            if rotation is not None:
+                queries = np.ascontiguousarray(queries @ rotation, dtype=np.float32)
+            if storage == "pq" and queries.shape[0] <= PQ_LOOKUP_MAX_USERS:
+                from cfprune.kernels.pq import score_pq
+                score_pq(queries, inner.codes, inner.codebooks, inner.bounds, order, remaining,
+                         n_workers, item_map, *seen_and_heaps)
+            else:
+                tiled.score_tiles(queries, tiles, order, remaining, n_workers, item_map,
+                                  *seen_and_heaps)
     elif storage == "int8":
-        from cfprune.kernels.int8 import quantise_queries, score_int8_int8
+        from cfprune.kernels.int8 import int8_users, quantise_queries, score_int8_int8
+        _announce_cold(int8_users)
         offset = _EMPTY_F32 if inner.offset is None else inner.offset
         per_row = inner.axis == "row"
 
@@ -221,15 +239,7 @@ def _scorer(table, int8_route):
             levels, user_scale, user_sum, user_const = quantise_queries(queries, inner.scale,
                                                                         offset, per_row)
             score_int8_int8(levels, user_scale, user_sum, user_const, inner.codes, inner.scale,
-                            offset, per_row, item_map, *seen_and_heaps)
-    elif storage == "pq":
-        from cfprune.kernels.pq import score_pq
-
-        def scan(queries, *seen_and_heaps):
-            rotated = queries if inner.rotation is None else np.ascontiguousarray(
-                queries @ inner.rotation, dtype=np.float32)
-            score_pq(rotated, inner.codes, inner.codebooks, inner.bounds, item_map,
-                     *seen_and_heaps)
+                            offset, per_row, item_map, *seen_and_heaps, n_workers=n_workers)
     else:
         raise ShapeError(f"no retrieval kernel for item storage {storage!r}")
     if table.storage != "pruned" or table.fallback is None:
@@ -238,12 +248,14 @@ def _scorer(table, int8_route):
 
     def scan_with_fallback(queries, *seen_and_heaps):
         scan(queries, *seen_and_heaps)
-        push_fallback(queries, table.fallback, table.kept, table.n_rows, *seen_and_heaps)
+        push_fallback(queries, table.fallback, table.kept, table.n_rows, *seen_and_heaps,
+                      n_workers=n_workers)
     return scan_with_fallback
 
 
 def _item_tiles(table):
-    """The :class:`~cfprune.kernels.tiled.ItemTiles` of a dense/fp16/int8/int4/sparse table."""
+    """The :class:`~cfprune.kernels.tiled.ItemTiles` of a dense/fp16/int8/int4/sparse/pq
+    table (a PQ table in its rotated space)."""
     from cfprune.kernels import tiled
     if table.storage == "dense":
         return tiled.float32_tiles(table.data)
@@ -253,21 +265,83 @@ def _item_tiles(table):
         return tiled.int8_tiles(table.codes, table.scale, table.offset, table.axis == "row")
     if table.storage == "int4":
         return tiled.int4_tiles(table.codes, table.scale, table.offset, table.axis == "row")
+    if table.storage == "pq":
+        return tiled.pq_tiles(table.codes, table.codebooks, table.bounds)
     return tiled.csr_tiles(table.indptr, table.indices, table.data)
 
 
+def _announce_cold(dispatcher):
+    """Say once per process, on stderr, that the retrieval kernels are about to be compiled
+    when ``dispatcher`` has nothing in Numba's on-disk cache."""
+    if _ANNOUNCED:
+        return
+    _ANNOUNCED.append(True)
+    if not is_cold(dispatcher):
+        return
+    print(f"cfprune: compiling the Numba kernels once (about {COLD_COMPILE_SECONDS} s); later "
+          "runs load them from the cache", file=sys.stderr, flush=True)
+
+
+def is_cold(dispatcher):
+    """True when the Numba ``dispatcher`` (``cache=True``) has no usable entry in its on-disk
+    cache (index missing, or written by another version of its source)."""
+    cache = getattr(dispatcher, "_cache", None)
+    cache_file = getattr(cache, "_cache_file", None)
+    if cache_file is None:
+        return False
+    try:
+        return not cache_file._load_index()
+    except Exception:  # noqa: BLE001 - an unreadable index means Numba compiles again
+        return True
+
+
+def _fingerprint(arrays):
+    """What the scan order of a table's arrays is valid for: their identities, and for every
+    array not read-only down to its memory, a CRC-32 of its bytes."""
+    marks = []
+    for array in arrays:
+        marks.append(id(array))
+        if not _read_only(array):
+            marks.append(zlib.crc32(memoryview(np.ascontiguousarray(array)).cast("B")))
+    return tuple(marks)
+
+
+def _read_only(array):
+    """True when neither ``array`` nor any array it views can be written."""
+    while isinstance(array, np.ndarray):
+        if array.flags.writeable:
+            return False
+        array = array.base
+    return True
+
+
 def _scan_order(table, tiles):
-    """(order int32, remaining_norm float32) of ``table``'s rows by descending decoded norm, kept
-    for as long as the table lives with the same arrays."""
+    """(order int32, remaining_norm float32) of ``table``'s rows by descending decoded norm (in
+    the scorer's space: a PQ table's rotated rows), kept for as long as the table lives with the
+    same arrays and contents."""
     from cfprune.kernels.tiled import norm_order
     arrays = tuple(table.arrays().values())
+    mark = _fingerprint(arrays)
     known = _SCAN_ORDERS.get(table)
-    if known is not None and len(known[0]) == len(arrays) and \
-            all(a is b for a, b in zip(known[0], arrays)):
-        return known[1]
-    order = norm_order(tiles, table.n_rows, table.dim)
-    _SCAN_ORDERS[table] = (arrays, order)
+    if known is not None and known[0] == mark and all(
+            a is b for a, b in zip(known[1], arrays)):
+        return known[2]
+    order = norm_order(_row_norms(table))
+    _SCAN_ORDERS[table] = (mark, arrays, order)
     return order
+
+
+def _row_norms(table):
+    """float64 [n_rows]: the norms of the rows as the scorer sees them (NumPy, in chunks)."""
+    if table.storage == "pq":
+        from cfprune.kernels.pq import row_norms
+        return row_norms(table.codes, table.codebooks, table.bounds)
+    norms = np.empty(table.n_rows, np.float64)
+    for first in range(0, table.n_rows, NORM_CHUNK_ROWS):
+        rows = np.arange(first, min(table.n_rows, first + NORM_CHUNK_ROWS))
+        block = np.asarray(table.decode(rows), dtype=np.float64)
+        norms[rows] = np.sqrt(np.einsum("ij,ij->i", block, block))
+    return norms
 
 
 def _scan(scorer, queries, k, seen):
@@ -279,7 +353,7 @@ def _scan(scorer, queries, k, seen):
     return heap_scores, heap_ids
 
 
-def _rerank(model, queries, cand_ids, k):
+def _rerank(model, queries, cand_ids, k, n_workers):
     """Sorted heaps of the top-k of ``cand_ids`` int32 [n, k'] (-1: none), scored exactly."""
     from cfprune.kernels.rerank import rerank_dense, rerank_int8
     from cfprune.kernels.topk import new_heaps, sort_heaps
@@ -287,16 +361,16 @@ def _rerank(model, queries, cand_ids, k):
     heap_scores, heap_ids = new_heaps(queries.shape[0], k)
     if table.storage == "dense":
         rerank_dense(queries, table.data, cand_ids.astype(np.int64), cand_ids,
-                     heap_scores, heap_ids)
+                     heap_scores, heap_ids, n_workers)
     elif table.storage == "int8":
         offset = _EMPTY_F32 if table.offset is None else table.offset
         rerank_int8(queries, table.codes, table.scale, offset, table.axis == "row",
-                    cand_ids.astype(np.int64), cand_ids, heap_scores, heap_ids)
+                    cand_ids.astype(np.int64), cand_ids, heap_scores, heap_ids, n_workers)
     else:
         present = cand_ids >= 0
         rows = np.unique(cand_ids[present])
         decoded = np.ascontiguousarray(table.decode(rows), dtype=np.float32)
         cand_rows = np.where(present, np.searchsorted(rows, cand_ids), -1).astype(np.int64)
-        rerank_dense(queries, decoded, cand_rows, cand_ids, heap_scores, heap_ids)
+        rerank_dense(queries, decoded, cand_rows, cand_ids, heap_scores, heap_ids, n_workers)
     sort_heaps(heap_scores, heap_ids)
     return heap_scores, heap_ids

@@ -134,8 +134,8 @@ def test_workers_load_the_kernels_from_the_numba_cache(client, catalogue):
 
     def compile_stats():
         from cfprune.kernels import metrics
-        stats = metrics.ranking_metrics.stats
-        return (len(metrics.ranking_metrics.signatures), sum(stats.cache_hits.values()),
+        stats = metrics.metrics_users.stats
+        return (len(metrics.metrics_users.signatures), sum(stats.cache_hits.values()),
                 sum(stats.cache_misses.values()))
 
     for signatures, hits, misses in client.run(compile_stats).values():

@@ -5,11 +5,12 @@ from hypothesis import given, settings, strategies as st
 
 from cfprune.kernels.dense import ITEMS_PER_TILE
 from cfprune.kernels.int8 import quantise_queries, score_int8_int8
-from cfprune.kernels.pq import score_pq
+from cfprune.kernels.pq import row_norms as pq_row_norms, score_pq
 from cfprune.kernels.pruned import push_fallback
 from cfprune.kernels.rerank import rerank_dense, rerank_int8
 from cfprune.kernels.tiled import (csr_tiles, float16_tiles, float32_tiles, int4_tiles,
-                                   int8_tiles, norm_order, score_tiles, table_order)
+                                   int8_tiles, norm_order, pq_tiles, scan_worker, score_tiles,
+                                   table_order)
 from cfprune.kernels.topk import new_heaps, sort_heaps
 from tests.reference_kernels import (assert_topk_matches, decode_affine, decode_csr, decode_pq,
                                      pack_int4, topk_reference, unpack_int4)
@@ -58,13 +59,19 @@ def seen_arrays(seen):
     return np.ascontiguousarray(indices, dtype=np.int32), end - lengths, end
 
 
-def run(tiles, queries, p, by_norm, item_map=EMPTY_MAP, heaps=None, order=None, n_workers=3):
-    """The shared tiled scorer over ``tiles`` (table rows ascending, or by descending norm with
-    early stop, or the given ``(order, remaining_norm)``); sorted heaps (ids, scores)."""
+def reference_norms(decoded):
+    """float64 [n]: the row norms of an independently decoded table."""
+    return np.sqrt((np.asarray(decoded, np.float64) ** 2).sum(axis=1))
+
+
+def run(tiles, queries, p, by_norm, item_map=EMPTY_MAP, heaps=None, order=None, n_workers=3,
+        decoded=None):
+    """The shared tiled scorer over ``tiles`` (table rows ascending, or by descending norm of
+    ``decoded`` (the reference decode) with early stop, or the given ``(order,
+    remaining_norm)``); sorted heaps (ids, scores)."""
     n_rows = len(item_map) if len(item_map) else p["n_items"]
     if order is None:
-        order = (norm_order(tiles, n_rows, queries.shape[1]) if by_norm else
-                 table_order(n_rows))
+        order = norm_order(reference_norms(decoded)) if by_norm else table_order(n_rows)
     heap_scores, heap_ids = new_heaps(queries.shape[0], p["k"]) if heaps is None else heaps
     score_tiles(queries, tiles, *order, n_workers, item_map, *seen_arrays(p["seen"]),
                 heap_scores, heap_ids)
@@ -82,7 +89,7 @@ def check(p, queries, decoded, ids, scores, valid=None, rtol=1e-4):
 def test_dense_float32(p, by_norm):
     q = values(p, (p["n_users"], p["dim"]))
     items = values(p, (p["n_items"], p["dim"]))
-    ids, scores = run(float32_tiles(items), q, p, by_norm)
+    ids, scores = run(float32_tiles(items), q, p, by_norm, decoded=items)
     check(p, q, items.astype(np.float64), ids, scores)
 
 
@@ -93,7 +100,7 @@ def test_dense_float32_ids_exact_with_integer_factors(p, by_norm):
     rng = p["rng"]
     q = rng.integers(-3, 4, size=(p["n_users"], p["dim"])).astype(np.float32)
     items = rng.integers(-3, 4, size=(p["n_items"], p["dim"])).astype(np.float32)
-    ids, scores = run(float32_tiles(items), q, p, by_norm)
+    ids, scores = run(float32_tiles(items), q, p, by_norm, decoded=items)
     ref_ids, ref_scores = topk_reference(q.astype(np.float64) @ items.T, p["k"], p["seen"])
     np.testing.assert_array_equal(ids, ref_ids)
     np.testing.assert_array_equal(scores, ref_scores.astype(np.float32))
@@ -104,7 +111,7 @@ def test_dense_float32_ids_exact_with_integer_factors(p, by_norm):
 def test_float16(p, by_norm):
     q = values(p, (p["n_users"], p["dim"]))
     items = values(p, (p["n_items"], p["dim"])).astype(np.float16)
-    ids, scores = run(float16_tiles(items), q, p, by_norm)
+    ids, scores = run(float16_tiles(items), q, p, by_norm, decoded=items)
     check(p, q, items.astype(np.float64), ids, scores)
 
 
@@ -125,8 +132,9 @@ def test_int8_float_users(p, per_row, symmetric, by_norm):
     codes = p["rng"].integers(-128, 128, size=(p["n_items"], p["dim"])).astype(np.int8)
     scale, offset = affine_params(p, p["n_items"] if per_row else p["dim"], per_row, symmetric)
     q = values(p, (p["n_users"], p["dim"]))
-    ids, scores = run(int8_tiles(codes, scale, offset, per_row), q, p, by_norm)
-    check(p, q, decode_affine(codes, scale, offset, per_row), ids, scores)
+    decoded = decode_affine(codes, scale, offset, per_row)
+    ids, scores = run(int8_tiles(codes, scale, offset, per_row), q, p, by_norm, decoded=decoded)
+    check(p, q, decoded, ids, scores)
 
 
 @SETTINGS
@@ -167,16 +175,23 @@ def test_int4(p, per_row, symmetric, by_norm):
     np.testing.assert_array_equal(unpack_int4(packed, p["dim"]), levels)
     scale, offset = affine_params(p, p["n_items"] if per_row else p["dim"], per_row, symmetric)
     q = values(p, (p["n_users"], p["dim"]))
-    ids, scores = run(int4_tiles(packed, scale, offset, per_row), q, p, by_norm)
-    check(p, q, decode_affine(unpack_int4(packed, p["dim"]), scale, offset, per_row), ids, scores)
+    decoded = decode_affine(unpack_int4(packed, p["dim"]), scale, offset, per_row)
+    ids, scores = run(int4_tiles(packed, scale, offset, per_row), q, p, by_norm, decoded=decoded)
+    check(p, q, decoded, ids, scores)
 
 
 @SETTINGS
-@given(problems(), st.integers(1, 4), st.sampled_from([1, 4, 16, 256]), st.booleans())
-def test_pq(p, m_wanted, ksub, rotate):
+@given(problems(), st.integers(1, 4), st.sampled_from([1, 4, 16, 256]), st.booleans(),
+       st.booleans(), st.booleans(), st.booleans())
+def test_pq(p, m_wanted, ksub, rotate, uneven, by_norm, lookup):
+    """Both PQ routes (lookup tables, decoded tiles), with and without rotation, even or uneven
+    sub-spaces, any ksub <= 256, by norm with early stop or in row order."""
     rng = p["rng"]
     m = min(m_wanted, p["dim"])
     bounds = np.linspace(0, p["dim"], m + 1).round().astype(np.int32)
+    if uneven and m > 1:
+        cuts = np.sort(rng.choice(np.arange(1, p["dim"]), size=m - 1, replace=False))
+        bounds = np.r_[0, cuts, p["dim"]].astype(np.int32)
     codebooks = values(p, (ksub, p["dim"]))
     codes = rng.integers(0, ksub, size=(p["n_items"], m)).astype(np.uint8)
     rotation = None
@@ -184,13 +199,21 @@ def test_pq(p, m_wanted, ksub, rotate):
         rotation = np.linalg.qr(rng.standard_normal((p["dim"], p["dim"])))[0].astype(np.float32)
     q = values(p, (p["n_users"], p["dim"]))
     rotated = q if rotation is None else np.ascontiguousarray(q @ rotation, dtype=np.float32)
-    heap_scores, heap_ids = new_heaps(q.shape[0], p["k"])
-    score_pq(rotated, codes, codebooks, bounds, EMPTY_MAP, *seen_arrays(p["seen"]), heap_scores,
-             heap_ids)
-    sort_heaps(heap_scores, heap_ids)
-    ids, scores = heap_ids, heap_scores
+    rotated_rows = decode_pq(codes, codebooks, bounds)
+    np.testing.assert_allclose(pq_row_norms(codes, codebooks, bounds),
+                               reference_norms(rotated_rows), rtol=1e-12)
+    order = norm_order(reference_norms(rotated_rows)) if by_norm else table_order(p["n_items"])
     decoded = decode_pq(codes, codebooks, bounds, rotation)
-    check(p, q, decoded, ids, scores, rtol=1e-4 if rotation is None else 1e-3)
+    rtol = 1e-4 if rotation is None else 1e-3
+    if lookup:
+        heap_scores, heap_ids = new_heaps(q.shape[0], p["k"])
+        score_pq(rotated, codes, codebooks, bounds, *order, 2, EMPTY_MAP, *seen_arrays(p["seen"]),
+                 heap_scores, heap_ids)
+        sort_heaps(heap_scores, heap_ids)
+        ids, scores = heap_ids, heap_scores
+    else:
+        ids, scores = run(pq_tiles(codes, codebooks, bounds), rotated, p, None, order=order)
+    check(p, q, decoded, ids, scores, rtol=rtol)
 
 
 @SETTINGS
@@ -205,8 +228,9 @@ def test_sparse(p, density, index_dtype, by_norm):
     indices = cols.astype(index_dtype)
     data = dense[rows, cols].astype(np.float32)
     q = values(p, (p["n_users"], p["dim"]))
-    ids, scores = run(csr_tiles(indptr, indices, data), q, p, by_norm)
-    check(p, q, decode_csr(indptr, indices, data, p["dim"]), ids, scores)
+    decoded = decode_csr(indptr, indices, data, p["dim"])
+    ids, scores = run(csr_tiles(indptr, indices, data), q, p, by_norm, decoded=decoded)
+    check(p, q, decoded, ids, scores)
 
 
 @SETTINGS
@@ -221,7 +245,7 @@ def test_pruned_rows_with_and_without_fallback(p, keep_fraction, with_fallback, 
     heaps = new_heaps(q.shape[0], p["k"])
     seen = seen_arrays(p["seen"])
     tiles = float32_tiles(inner)
-    order = norm_order(tiles, kept.size, p["dim"]) if by_norm else table_order(kept.size)
+    order = norm_order(reference_norms(inner)) if by_norm else table_order(kept.size)
     score_tiles(q, tiles, *order, 2, kept, *seen, *heaps)
     decoded = np.zeros((p["n_items"], p["dim"]))
     decoded[kept] = inner
@@ -251,7 +275,8 @@ def test_rerank_dense_and_int8(p, use_int8, per_row):
     if use_int8:
         codes = rng.integers(-128, 128, size=(p["n_items"], p["dim"])).astype(np.int8)
         scale, offset = affine_params(p, p["n_items"] if per_row else p["dim"], per_row, False)
-        rerank_int8(q, codes, scale, offset, per_row, cand.astype(np.int64), cand, *heaps)
+        rerank_int8(q, codes, scale, offset, per_row, cand.astype(np.int64), cand, *heaps,
+                    n_workers=2)
         decoded = decode_affine(codes, scale, offset, per_row)
     else:
         table = values(p, (p["n_items"], p["dim"]))
@@ -295,13 +320,13 @@ def test_early_stop_by_norm_is_exact(p, n_workers):
     exact = p["users"].astype(np.float64) @ p["items"].T.astype(np.float64)
     ref_ids, ref_scores = topk_reference(exact, p["k"], p["seen"])
     ids, scores = run(float32_tiles(p["items"]), p["users"], p, by_norm=True,
-                      n_workers=n_workers)
+                      n_workers=n_workers, decoded=p["items"])
     np.testing.assert_array_equal(ids, ref_ids)
     np.testing.assert_array_equal(scores, ref_scores.astype(np.float32))
     codes = p["items"].astype(np.int8) if np.all(p["items"] == np.round(p["items"])) else None
     if codes is not None:
         tiles = int8_tiles(codes, np.ones(p["dim"], np.float32), None, False)
-        ids, scores = run(tiles, p["users"], p, by_norm=True)
+        ids, scores = run(tiles, p["users"], p, by_norm=True, decoded=p["items"])
         np.testing.assert_array_equal(ids, ref_ids)
 
 
@@ -330,8 +355,9 @@ def test_rows_past_the_bound_are_never_scored(n_users, dim, k, seed):
 
 
 def test_one_signature_for_every_decoded_storage():
-    """dense, fp16, int8, int4 (per row / per dimension, with and without offset) and sparse with
-    int32 indices share one compiled scorer; calls of other sizes add none."""
+    """dense, fp16, int8, int4 (per row / per dimension, with and without offset), sparse with
+    uint8/uint16/int32 indices and PQ share one compiled scorer; calls of other sizes, thread
+    counts and read-only tables add none."""
     rng = np.random.default_rng(0)
     q = rng.standard_normal((5, 8)).astype(np.float32)
     items = rng.standard_normal((40, 8)).astype(np.float32)
@@ -343,11 +369,19 @@ def test_one_signature_for_every_decoded_storage():
     indices = np.tile(np.arange(8, dtype=np.int32), 40)
     every = [float32_tiles(items), float16_tiles(items.astype(np.float16)),
              int8_tiles(codes, scale, scale, True), int8_tiles(codes, scale[:8], None, False),
-             int4_tiles(packed, scale, None, True), csr_tiles(indptr, indices, items.ravel())]
-    run(every[0], q, p, by_norm=True)
-    before = len(score_tiles.signatures)
+             int4_tiles(packed, scale, None, True), csr_tiles(indptr, indices, items.ravel()),
+             csr_tiles(indptr, indices.astype(np.uint8), items.ravel()),
+             csr_tiles(indptr, indices.astype(np.uint16), items.ravel()),
+             pq_tiles(rng.integers(0, 4, size=(40, 2)).astype(np.uint8), items[:4],
+                      np.array([0, 3, 8], np.int32))]
+    run(every[0], q, p, by_norm=True, decoded=items)
+    assert len(scan_worker.signatures) == 1
     for tiles in every:
         for by_norm in (True, False):
-            run(tiles, q, p, by_norm)
-            run(tiles, q[:3], dict(k=4, n_items=40, seen=p["seen"][:3]), by_norm)
-    assert len(score_tiles.signatures) == before
+            run(tiles, q, p, by_norm, decoded=items)
+            run(tiles, q[:3], dict(k=4, n_items=40, seen=p["seen"][:3]), by_norm, decoded=items)
+            frozen_items = items.copy()
+            frozen_items.flags.writeable = False
+            run(float32_tiles(frozen_items), q[:2], dict(k=2, n_items=40, seen=p["seen"][:2]),
+                by_norm, decoded=items, n_workers=1)
+    assert len(scan_worker.signatures) == 1

@@ -9,7 +9,9 @@ from threadpoolctl import threadpool_limits
 
 from cfprune.errors import ShapeError
 from cfprune.kernels.dense import ITEMS_PER_TILE
-from cfprune.kernels.tiled import score_tiles
+from cfprune.kernels.metrics import metrics_users
+from cfprune.kernels.pq import lookup_worker
+from cfprune.kernels.tiled import scan_worker
 from cfprune.models.factors import FactorModel
 from cfprune.retrieval import recommend
 from cfprune.tables import (DenseTable, Float16Table, Int4Table, Int8Table, PQTable, PrunedTable,
@@ -230,18 +232,60 @@ def test_two_stage_with_rerank_table():
                                atol=1e-4)
 
 
-def test_signatures_do_not_grow_and_threads_restored():
+def test_one_signature_per_kernel_across_k_users_storages_and_threads():
+    """After calls with different k, user counts, batch sizes, thread counts (0: every core),
+    storages and read-only tables, every kernel keeps exactly one compiled signature; Numba's
+    own thread count is left alone."""
+    from cfprune import evaluate
+    from cfprune.compression import compress
     rng = np.random.default_rng(5)
     model = FactorModel(rng.standard_normal((30, 5)).astype(np.float32),
                         rng.standard_normal((70, 5)).astype(np.float32))
     seen = random_seen(rng, 30, 70)
-    model.recommend(np.arange(30), seen, k=5)
-    before = len(score_tiles.signatures)
     threads = numba.get_num_threads()
-    for k in (1, 5, 12):
-        model.recommend(np.arange(0, 30, 2), seen, k=k, num_threads=1, batch_size=4)
-    assert len(score_tiles.signatures) == before
+    frozen = model.items.data.copy()
+    frozen.flags.writeable = False
+    models = [model, FactorModel(model.users, frozen)] + [
+        compress(model, spec) for spec in ("fp16", "int8", "int4", "magnitude:sparsity=0.5",
+                                           "pq:m=2", "pq:m=2,rotation=opq")]
+    for m in models:
+        for k in (1, 5, 12):
+            for num_threads in (None, 0, 1, 3):
+                m.recommend(np.arange(0, 30, 2), seen, k=k, num_threads=num_threads,
+                            batch_size=4)
+                m.recommend(np.arange(30), seen, k=k, num_threads=num_threads)
+        evaluate(m, seen, random_seen(rng, 30, 70), ks=(1, 3), num_threads=2)
+    for kernel in (scan_worker, lookup_worker, metrics_users):
+        assert len(kernel.signatures) == 1, kernel
     assert numba.get_num_threads() == threads
+
+
+def test_num_threads_validation():
+    rng = np.random.default_rng(1)
+    model = FactorModel(rng.standard_normal((4, 3)).astype(np.float32),
+                        rng.standard_normal((9, 3)).astype(np.float32))
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ShapeError, match="num_threads"):
+            model.recommend([0], None, filter_seen=False, num_threads=bad)
+
+
+def test_in_place_change_of_item_rows_is_never_answered_from_stale_state():
+    """The cached scan order follows the table's contents, not only its identity."""
+    rng = np.random.default_rng(2)
+    items = rng.standard_normal((3 * ITEMS_PER_TILE, 4)).astype(np.float32)
+    model = FactorModel(rng.standard_normal((5, 4)).astype(np.float32), items)
+    users = np.arange(5)
+    model.recommend(users, None, k=3, filter_seen=False)
+    try:
+        model.items.data.flags.writeable = True
+    except ValueError:
+        pytest.skip("the table's arrays cannot be written: no in-place change possible")
+    model.items.data[7] = 1e3 * model.users.decode(np.array([0]))[0]
+    ids, _ = model.recommend(users, None, k=3, filter_seen=False)
+    ref_ids, _ = topk_reference(model.users.decode().astype(np.float64) @
+                                model.items.decode().T.astype(np.float64), 3, [set()] * 5)
+    np.testing.assert_array_equal(ids, ref_ids)
+    assert ids[0, 0] == 7
 
 
 def test_dense_path_agrees_with_implicit_recommend():
@@ -266,3 +310,37 @@ def test_dense_path_agrees_with_implicit_recommend():
         distinct[:-1] &= np.abs(np.diff(row)) > 1e-5
         np.testing.assert_array_equal(ours[i][distinct], theirs[i][distinct])
     assert implicit.__version__
+
+
+@pytest.mark.parametrize("spec", ["", "pq:m=2", "prune-rows:keep=0.5"])
+def test_serving_nbytes_counts_the_early_stop_state(spec):
+    """``serving_nbytes`` = ``nbytes`` + the scan order and norm bound retrieval keeps (8 bytes
+    per scanned row), measured on the arrays retrieval actually holds."""
+    from cfprune import retrieval
+    from cfprune.compression import compress
+    rng = np.random.default_rng(3)
+    model = FactorModel(rng.standard_normal((6, 4)).astype(np.float32),
+                        rng.standard_normal((50, 4)).astype(np.float32))
+    model = compress(model, spec, random_seen(rng, 6, 50)) if spec else model
+    model.recommend(np.arange(6), None, k=3, filter_seen=False)
+    table = model.items
+    scanned = table.inner if table.storage == "pruned" else table
+    order, remaining = retrieval._SCAN_ORDERS[scanned][2]
+    assert table.serving_nbytes - table.nbytes == order.nbytes + remaining.nbytes
+    assert table.serving_nbytes - table.nbytes == 8 * scanned.n_rows
+
+
+def test_cold_cache_notice_is_one_line_once_per_process(monkeypatch, capsys):
+    from cfprune import retrieval
+    rng = np.random.default_rng(4)
+    model = FactorModel(rng.standard_normal((3, 4)).astype(np.float32),
+                        rng.standard_normal((20, 4)).astype(np.float32))
+    model.recommend([0], None, k=2, filter_seen=False)
+    assert not retrieval.is_cold(scan_worker)  # compiled or loaded above, and cached on disk
+    monkeypatch.setattr(retrieval, "_ANNOUNCED", [])
+    monkeypatch.setattr(retrieval, "is_cold", lambda dispatcher: True)
+    capsys.readouterr()
+    for _ in range(2):
+        model.recommend([0, 1], None, k=2, filter_seen=False)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "compiling the Numba kernels once" in err

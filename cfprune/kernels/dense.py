@@ -1,12 +1,11 @@
 """Tile decoders of the dense storages (float32 and float16) and the tile sizes of the scorers.
 
 A tile decoder writes the table rows ``rows`` (int32 [m], any order) as float32 into
-``out[:m]`` [m, d]; :mod:`.tiled` scores the decoded tile with one BLAS GEMM. Float16 rows are
+``out[:m]`` [>= m, d]; :mod:`.tiled` scores the decoded tile with one BLAS GEMM. Float16 rows are
 widened through a 65536-entry lookup table (Numba has no float16 arithmetic).
 
-Scorers split the users into tiles of :data:`USERS_PER_TILE`, one tile per parallel iteration,
-and walk the item table in tiles of :data:`ITEMS_PER_TILE` rows, so an item row is read once per
-tile of users.
+Scorers split the users into tiles of :data:`USERS_PER_TILE` and walk the item table in tiles of
+:data:`ITEMS_PER_TILE` rows, so an item row is decoded once per tile of users.
 """
 
 import numpy as np
@@ -21,14 +20,17 @@ def float16_lookup():
     return np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def decode_float32_tile(items, rows, out):
     """Copy the rows ``rows`` of the float32 table ``items`` [n, d] into ``out``."""
+    dim = out.shape[1]
     for r in range(rows.shape[0]):
-        out[r] = items[rows[r]]
+        row = rows[r]
+        for t in range(dim):
+            out[r, t] = items[row, t]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def decode_float16_tile(items_bits, half_lookup, rows, out):
     """Widen the rows ``rows`` of a float16 table, given as its uint16 view ``items_bits``
     [n, d], into ``out``; ``half_lookup`` is :func:`float16_lookup`."""

@@ -19,7 +19,9 @@ The gradient of the scaled loss with respect to the student's raw score is
 ``temperature * weight * (sigmoid(z_student) - target)``; one SGD step with L2 penalty
 ``regularization`` updates the user row and the item row of every pair.
 
-Users are visited in ``prange`` (Hogwild: threads update shared item rows without locks). Each
+Users are split into contiguous spans, one per thread of :mod:`.pool` (Hogwild: threads update
+shared item rows without locks; the thread count is Numba's, as the caller set it with
+``numba.set_num_threads``). Each
 user draws its negatives from its own generator, seeded from ``(seed, epoch, user)``, so with
 one thread an epoch is a pure function of its inputs (byte-identical reruns); with several
 threads the order in which item rows receive their updates varies between runs, and so do the
@@ -27,14 +29,16 @@ last bits of the result.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from cfprune.kernels.pool import run_blocks, thread_count
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
 MIX_2 = np.uint64(0x94D049BB133111EB)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def splitmix64(state):
     """(new state, 64 random bits) of the SplitMix64 generator; both uint64."""
     state = state + GOLDEN
@@ -44,7 +48,7 @@ def splitmix64(state):
     return state, z ^ (z >> np.uint64(31))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def user_stream(seed, epoch, user):
     """The uint64 generator state of ``user`` in ``epoch``: distinct for every triple."""
     state = np.uint64(seed)
@@ -54,7 +58,7 @@ def user_stream(seed, epoch, user):
     return c
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sigmoid(z):
     if z >= 0.0:
         return 1.0 / (1.0 + np.exp(-z))
@@ -62,7 +66,7 @@ def sigmoid(z):
     return e / (1.0 + e)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def log_sigmoid(z):
     """log(sigmoid(z)) without overflow."""
     if z >= 0.0:
@@ -70,7 +74,7 @@ def log_sigmoid(z):
     return z - np.log1p(np.exp(z))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def dot(a, b):
     s = np.float32(0.0)
     for f in range(a.shape[0]):
@@ -78,7 +82,7 @@ def dot(a, b):
     return s
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def pair_step(student_user, student_item, logit, target, weight, temperature, learning_rate,
               regularization):
     """One SGD step on the pair (``student_user``, ``student_item``, both float32 [r], updated
@@ -96,7 +100,7 @@ def pair_step(student_user, student_item, logit, target, weight, temperature, le
     return weight * temperature * temperature * loss
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def soft_pair(teacher_user, teacher_items, student_user, student_items, item, label, center,
               temperature, label_weight, weight, learning_rate, regularization):
     """The soft-BCE step of one (user, item) pair; ``label`` is the hard label y."""
@@ -107,7 +111,6 @@ def soft_pair(teacher_user, teacher_items, student_user, student_items, item, la
                      learning_rate, regularization)
 
 
-@njit(cache=True, parallel=True)
 def distill_epoch(teacher_users, teacher_items, student_users, student_items, pos_indptr,
                   pos_indices, top_items, top_weights, centers, temperature, bce_weight,
                   rank_weight, label_weight, n_negatives, learning_rate, regularization, seed,
@@ -122,11 +125,24 @@ def distill_epoch(teacher_users, teacher_items, student_users, student_items, po
     centers float32 [n_users]: the raw score that maps to logit 0 for each user.
     losses float64 [n_users]: receives each user's summed loss.
     """
-    n_users = student_users.shape[0]
+    args = (teacher_users, teacher_items, student_users, student_items, pos_indptr, pos_indices,
+            top_items, top_weights, centers, float(temperature), float(bce_weight),
+            float(rank_weight), float(label_weight), int(n_negatives), float(learning_rate),
+            float(regularization), int(seed), int(epoch), losses)
+    run_blocks(lambda start, stop: distill_users(start, stop, *args), student_users.shape[0],
+               thread_count(None), 1)
+
+
+@njit(cache=True, nogil=True)
+def distill_users(start, stop, teacher_users, teacher_items, student_users, student_items,
+                  pos_indptr, pos_indices, top_items, top_weights, centers, temperature,
+                  bce_weight, rank_weight, label_weight, n_negatives, learning_rate,
+                  regularization, seed, epoch, losses):
+    """:func:`distill_epoch` for the users ``start:stop``."""
     n_items = student_items.shape[0]
     n_items_u = np.uint64(n_items)
     n_top = top_items.shape[1]
-    for u in prange(n_users):
+    for u in range(start, stop):
         state = user_stream(seed, epoch, u)
         teacher_user = teacher_users[u]
         student_user = student_users[u]

@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def decode_int4_tile(packed, scale, offset, per_row, rows, out):
     """Write the decoded rows ``rows`` of ``packed`` uint8 [n, ceil(d/2)] into ``out``."""
     dim = out.shape[1]

@@ -14,13 +14,14 @@ other arguments are described in :mod:`.tiled`.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from cfprune.kernels.dense import ITEMS_PER_TILE, USERS_PER_TILE
+from cfprune.kernels.pool import frozen, run_blocks
 from cfprune.kernels.topk import push_tile
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def decode_affine_tile(levels, scale, offset, per_row, rows, out):
     """Write ``scale * levels[rows] + offset`` (float32) into ``out[:len(rows)]``."""
     dim = out.shape[1]
@@ -61,24 +62,32 @@ def quantise_queries(queries, scale, offset, per_row):
     return levels, user_scale, user_sum, user_const
 
 
-@njit(cache=True, parallel=True, fastmath=True)
 def score_int8_int8(levels, user_scale, user_sum, user_const, codes, scale, offset, per_row,
-                    item_map, seen_indices, seen_start, seen_end, heap_scores, heap_ids):
-    """Top-k with int8 users x int8 items accumulated in int32 (see :func:`quantise_queries`)."""
-    n_queries = levels.shape[0]
+                    item_map, seen_indices, seen_start, seen_end, heap_scores, heap_ids,
+                    n_workers=1):
+    """Top-k with int8 users x int8 items accumulated in int32 (see :func:`quantise_queries`),
+    the users split over ``n_workers`` threads."""
+    args = (frozen(levels, np.int8), frozen(user_scale, np.float32),
+            frozen(user_sum, np.float32), frozen(user_const, np.float32),
+            frozen(codes, np.int8), frozen(scale, np.float32), frozen(offset, np.float32),
+            bool(per_row), frozen(item_map, np.int32), frozen(seen_indices, np.int32),
+            frozen(seen_start, np.int64), frozen(seen_end, np.int64), heap_scores, heap_ids)
+    run_blocks(lambda start, stop: int8_users(start, stop, *args), levels.shape[0], n_workers,
+               USERS_PER_TILE)
+
+
+@njit(cache=True, nogil=True)
+def int8_users(start, stop, levels, user_scale, user_sum, user_const, codes, scale, offset,
+               per_row, item_map, seen_indices, seen_start, seen_end, heap_scores, heap_ids):
+    """:func:`score_int8_int8` for the queries ``start:stop``."""
     n_rows, dim = codes.shape
     has_offset = per_row and offset.shape[0] > 0
-    n_tiles = (n_queries + USERS_PER_TILE - 1) // USERS_PER_TILE
-    for tile in prange(n_tiles):
-        first = tile * USERS_PER_TILE
-        stop = min(n_queries, first + USERS_PER_TILE)
-        n_users = stop - first
-        seen_pos = seen_start[first:stop].copy()
-        buffer = np.empty((n_users, ITEMS_PER_TILE), dtype=np.float32)
+    buffer = np.empty((USERS_PER_TILE, ITEMS_PER_TILE), dtype=np.float32)
+    for first in range(start, stop, USERS_PER_TILE):
+        n_users = min(stop, first + USERS_PER_TILE) - first
+        seen_pos = seen_start[first:first + n_users].copy()
         for row0 in range(0, n_rows, ITEMS_PER_TILE):
             row1 = min(n_rows, row0 + ITEMS_PER_TILE)
-            if row1 - row0 < ITEMS_PER_TILE:
-                buffer = np.empty((n_users, row1 - row0), dtype=np.float32)
             for r in range(row1 - row0):
                 row = row0 + r
                 item_codes = codes[row]
@@ -91,5 +100,5 @@ def score_int8_int8(levels, user_scale, user_sum, user_const, codes, scale, offs
                         acc += np.int32(np.int16(user[t]) * np.int16(item_codes[t]))
                     buffer[u, r] = (user_scale[first + u] * row_scale * np.float32(acc)
                                     + row_offset * user_sum[first + u] + user_const[first + u])
-            push_tile(heap_scores, heap_ids, first, buffer, row0, item_map,
-                      seen_indices, seen_pos, seen_end)
+            push_tile(heap_scores, heap_ids, first, buffer[:n_users], row0, row1 - row0,
+                      item_map, seen_indices, seen_pos, seen_end)

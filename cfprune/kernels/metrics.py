@@ -17,8 +17,9 @@ with an empty baseline list, AUC when every or no item is relevant) is NaN.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
+from cfprune.kernels.pool import frozen, run_blocks
 from cfprune.kernels.topk import sorted_contains
 
 HITS = 0
@@ -38,9 +39,9 @@ N_METRICS = 12
 USERS_PER_BLOCK = 64
 
 
-@njit(cache=True, parallel=True)
-def ranking_metrics(ranked, users, test_indptr, test_indices, ks, n_items, tail, baseline):
-    """Per-user ranking metrics at every cut-off.
+def ranking_metrics(ranked, users, test_indptr, test_indices, ks, n_items, tail, baseline,
+                    n_workers=1):
+    """Per-user ranking metrics at every cut-off, the users split over ``n_workers`` threads.
 
     Parameters
     ----------
@@ -70,27 +71,36 @@ def ranking_metrics(ranked, users, test_indptr, test_indices, ks, n_items, tail,
     n_tail_relevant : int64 [n_batch]
         Test items of each user that are in ``tail``.
     """
-    n_batch, width = ranked.shape
-    width_b = baseline.shape[1]
+    n_batch = ranked.shape[0]
     n_ks = ks.shape[0]
-    max_k = ks[n_ks - 1]
+    max_k = int(ks[n_ks - 1])
     ideal = np.zeros(max_k + 1)
-    for p in range(max_k):
-        ideal[p + 1] = ideal[p] + 1.0 / np.log2(p + 2.0)
+    ideal[1:] = np.cumsum(1.0 / np.log2(np.arange(max_k) + 2.0))
     values = np.zeros((N_METRICS, n_ks, n_batch))
     n_relevant = np.zeros(n_batch, np.int64)
     n_tail_relevant = np.zeros(n_batch, np.int64)
-    n_blocks = (n_batch + USERS_PER_BLOCK - 1) // USERS_PER_BLOCK
-    for block in prange(n_blocks):
-        # baseline_rank[item]: the item's rank in the current user's baseline list, -1 if absent
-        baseline_rank = np.full(n_items if width_b > 0 else 0, -1, np.int64)
-        for b in range(block * USERS_PER_BLOCK, min(n_batch, (block + 1) * USERS_PER_BLOCK)):
-            _user_metrics(b, ranked, users, test_indptr, test_indices, ks, n_items, tail,
-                          baseline, ideal, baseline_rank, values, n_relevant, n_tail_relevant)
+    args = (frozen(ranked, np.int32), frozen(users, np.int32), frozen(test_indptr, np.int64),
+            frozen(test_indices, np.int32), frozen(ks, np.int64), int(n_items),
+            frozen(tail, np.bool_), frozen(baseline, np.int32), frozen(ideal, np.float64),
+            values, n_relevant, n_tail_relevant)
+    run_blocks(lambda start, stop: metrics_users(start, stop, *args), n_batch, n_workers,
+               USERS_PER_BLOCK)
     return values, n_relevant, n_tail_relevant
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
+def metrics_users(start, stop, ranked, users, test_indptr, test_indices, ks, n_items, tail,
+                  baseline, ideal, values, n_relevant, n_tail_relevant):
+    """:func:`ranking_metrics` for the batch rows ``start:stop``; ``ideal`` float64 [max_k + 1]
+    holds the ideal DCG of 0..max_k hits."""
+    # baseline_rank[item]: the item's rank in the current user's baseline list, -1 if absent
+    baseline_rank = np.full(n_items if baseline.shape[1] > 0 else 0, -1, np.int64)
+    for b in range(start, stop):
+        _user_metrics(b, ranked, users, test_indptr, test_indices, ks, n_items, tail, baseline,
+                      ideal, baseline_rank, values, n_relevant, n_tail_relevant)
+
+
+@njit(cache=True, nogil=True)
 def _user_metrics(b, ranked, users, test_indptr, test_indices, ks, n_items, tail, baseline,
                   ideal, baseline_rank, values, n_relevant, n_tail_relevant):
     """Fill ``values[:, :, b]``, ``n_relevant[b]``, ``n_tail_relevant[b]`` for batch row b."""
@@ -187,17 +197,14 @@ def _user_metrics(b, ranked, users, test_indptr, test_indices, ks, n_items, tail
             j += 1
 
 
-@njit(cache=True)
 def mark_first_positions(ranked, first_position):
     """Coverage accumulator: lower ``first_position[item]`` to the best rank it reached.
 
     ranked : int32 [n_batch, width] (``-1`` ignored); first_position : int64 [n_items], updated in
     place, initialised by the caller to a value >= every cut-off. Item ``i`` appears in some top-k
-    list of the users seen so far iff ``first_position[i] < k``.
+    list of the users seen so far iff ``first_position[i] < k``. NumPy, no kernel.
     """
-    n_batch, width = ranked.shape
-    for b in range(n_batch):
-        for p in range(width):
-            item = ranked[b, p]
-            if item >= 0 and p < first_position[item]:
-                first_position[item] = p
+    ranked = np.asarray(ranked)
+    positions = np.broadcast_to(np.arange(ranked.shape[1], dtype=np.int64), ranked.shape)
+    valid = ranked >= 0
+    np.minimum.at(first_position, ranked[valid], positions[valid])

@@ -7,19 +7,30 @@ kept rows were scanned, and stops at the first one the heap rejects.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
+from cfprune.kernels.pool import frozen, run_blocks
 from cfprune.kernels.topk import advance_seen, beats_root, replace_root
 
 
-@njit(cache=True, parallel=True)
 def push_fallback(queries, fallback, kept, n_items, seen_indices, seen_start, seen_end,
-                  heap_scores, heap_ids):
+                  heap_scores, heap_ids, n_workers=1):
     """Offer the non-kept items (ids in [0, n_items) not in sorted ``kept``) with score
     ``queries[i] . fallback`` to each query's heap, skipping seen items."""
+    args = (frozen(queries, np.float32), frozen(fallback, np.float32), frozen(kept, np.int32),
+            int(n_items), frozen(seen_indices, np.int32), frozen(seen_start, np.int64),
+            frozen(seen_end, np.int64), heap_scores, heap_ids)
+    run_blocks(lambda start, stop: fallback_users(start, stop, *args), queries.shape[0],
+               n_workers)
+
+
+@njit(cache=True, nogil=True)
+def fallback_users(start, stop, queries, fallback, kept, n_items, seen_indices, seen_start,
+                   seen_end, heap_scores, heap_ids):
+    """:func:`push_fallback` for the queries ``start:stop``."""
     dim = queries.shape[1]
     n_kept = kept.shape[0]
-    for i in prange(queries.shape[0]):
+    for i in range(start, stop):
         score = np.float32(0.0)
         for t in range(dim):
             score += queries[i, t] * fallback[t]

@@ -1,17 +1,18 @@
 """The one tiled scorer of every storage that decodes to float32 tiles, with exact early stop.
 
-Storages ``dense``, ``fp16``, ``int8``, ``int4`` and ``sparse`` (also as the inner table of a
-row-pruned table) differ only in how a tile of item rows becomes float32. :class:`ItemTiles`
+Storages ``dense``, ``fp16``, ``int8``, ``int4``, ``sparse`` and ``pq`` (also as the inner table
+of a row-pruned table) differ only in how a tile of item rows becomes float32. :class:`ItemTiles`
 carries the arrays of one table together with its storage kind (the arrays of the other storages
-are empty placeholders, so one compiled signature serves every storage for given dtypes), and
-:func:`decode_tile` dispatches on the kind to the decoders of :mod:`.dense`, :mod:`.int8`,
-:mod:`.int4` and :mod:`.sparse`.
+are empty placeholders, every array is passed read-only and sparse indices as bytes, so one
+compiled signature serves every storage), and :func:`decode_tile` dispatches on the kind to the
+decoders of :mod:`.dense`, :mod:`.int8`, :mod:`.int4`, :mod:`.sparse` and :mod:`.pq`.
 
 :func:`score_tiles` walks the table rows in the order ``order`` in item tiles of
 ``ITEMS_PER_TILE`` for tiles of ``USERS_PER_TILE`` users: each item tile is decoded once per tile
 of users, scored with one single-threaded BLAS GEMM into a per-worker buffer and offered to the
-bounded top-k selection (:mod:`.topk`). ``n_workers`` parallel workers take the user tiles
-round-robin.
+bounded top-k selection (:mod:`.topk`). ``n_workers`` threads of :mod:`.pool` each run the
+``nogil`` kernel :func:`scan_worker` over the user tiles ``worker, worker + n_workers, ...``
+(round-robin, which keeps them balanced when the tiles are sorted by cost).
 
 Early stop (exact maximum inner product search). ``remaining_norm[p]`` bounds the norm of every
 row in ``order[p:]``; with the rows in descending order of norm (:func:`norm_order`) it falls
@@ -21,8 +22,9 @@ the worst float32 rounding of a dot product, see :func:`reach`) is strictly belo
 k-th best item: a row still to come could neither beat nor tie it. A full heap is implied, since an
 empty slot scores -inf. The GEMM then runs only over the users still active, and the user tile
 stops when none is left. So that a tile's users retire together, the first item tile is scanned
-for all users in input order, and the users are then regrouped by the norm level at which their
-bound predicts they stop before the rest of the table is scanned.
+for all users in input order, and the users are then regrouped (in NumPy, between the two kernel
+calls) by the norm level at which their bound predicts they stop before the rest of the table is
+scanned.
 
 Common arguments of the scorers of this package:
 
@@ -38,18 +40,18 @@ from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from cfprune.kernels.dense import (ITEMS_PER_TILE, USERS_PER_TILE, decode_float16_tile,
                                    decode_float32_tile, float16_lookup)
 from cfprune.kernels.int4 import decode_int4_tile
 from cfprune.kernels.int8 import decode_affine_tile
-from cfprune.kernels.sparse import decode_csr_tile
+from cfprune.kernels.pool import frozen, run_workers
+from cfprune.kernels.pq import decode_pq_tile
+from cfprune.kernels.sparse import decode_csr_tile, index_bytes
 from cfprune.kernels.topk import offer_rows
 
-KIND_FLOAT32, KIND_FLOAT16, KIND_INT8, KIND_INT4, KIND_CSR = range(5)
-
-_EMPTY_F32 = np.empty(0, np.float32)
+KIND_FLOAT32, KIND_FLOAT16, KIND_INT8, KIND_INT4, KIND_CSR, KIND_PQ = range(6)
 
 
 class ItemTiles(NamedTuple):
@@ -57,9 +59,11 @@ class ItemTiles(NamedTuple):
 
     ``kind`` is one of the ``KIND_*`` constants. Fields: ``float32`` float32 [n, d];
     ``float16_bits`` uint16 [n, d] (the float16 table's bits) and ``half_lookup`` float32
-    [65536]; ``codes8`` int8 [n, d]; ``packed4`` uint8 [n, ceil(d/2)]; ``scale``/``offset``
-    float32 (per row when ``per_row``, else per dimension; ``offset`` [0] when symmetric);
-    ``indptr`` int64 [n + 1], ``indices`` uint8/uint16/int32 [nnz], ``values`` float32 [nnz].
+    [65536]; ``codes8`` int8 [n, d]; ``bytes2d`` uint8 [n, ceil(d/2)] (int4 levels) or [n, m]
+    (PQ codes); ``scale``/``offset`` float32 (per row when ``per_row``, else per dimension;
+    ``offset`` [0] when symmetric); ``indptr`` int64 [n + 1], ``index_bytes`` uint8 and
+    ``index_width`` (see :func:`.sparse.index_bytes`), ``values`` float32 [nnz];
+    ``codebooks`` float32 [ksub, d] and ``bounds`` int32 [m + 1] (PQ, rotated space).
     """
 
     kind: int
@@ -67,24 +71,34 @@ class ItemTiles(NamedTuple):
     float16_bits: np.ndarray
     half_lookup: np.ndarray
     codes8: np.ndarray
-    packed4: np.ndarray
+    bytes2d: np.ndarray
     scale: np.ndarray
     offset: np.ndarray
     per_row: bool
     indptr: np.ndarray
-    indices: np.ndarray
+    index_bytes: np.ndarray
+    index_width: int
     values: np.ndarray
+    codebooks: np.ndarray
+    bounds: np.ndarray
+
+
+_DTYPES = dict(float32=np.float32, float16_bits=np.uint16, half_lookup=np.float32,
+               codes8=np.int8, bytes2d=np.uint8, scale=np.float32, offset=np.float32,
+               indptr=np.int64, index_bytes=np.uint8, values=np.float32, codebooks=np.float32,
+               bounds=np.int32)
+_TWO_D = ("float32", "float16_bits", "codes8", "bytes2d", "codebooks")
 
 
 def _item_tiles(kind, **arrays):
-    fields = dict(float32=np.empty((0, 0), np.float32),
-                  float16_bits=np.empty((0, 0), np.uint16), half_lookup=_EMPTY_F32,
-                  codes8=np.empty((0, 0), np.int8), packed4=np.empty((0, 0), np.uint8),
-                  scale=_EMPTY_F32, offset=_EMPTY_F32, per_row=False,
-                  indptr=np.empty(0, np.int64), indices=np.empty(0, np.int32),
-                  values=_EMPTY_F32)
+    fields = {name: np.empty((0, 0) if name in _TWO_D else 0, dtype)
+              for name, dtype in _DTYPES.items()}
     fields.update(arrays)
-    return ItemTiles(kind=kind, **fields)
+    fields = {name: frozen(value, _DTYPES[name]) if name in _DTYPES else value
+              for name, value in fields.items()}
+    fields.setdefault("per_row", False)
+    fields.setdefault("index_width", 4)
+    return ItemTiles(kind=int(kind), **fields)
 
 
 @lru_cache(maxsize=1)
@@ -99,30 +113,43 @@ def float32_tiles(items):
 
 def float16_tiles(items):
     """:class:`ItemTiles` of a float16 table [n, d]."""
-    return _item_tiles(KIND_FLOAT16, float16_bits=items.view(np.uint16),
+    return _item_tiles(KIND_FLOAT16,
+                       float16_bits=np.ascontiguousarray(items, np.float16).view(np.uint16),
                        half_lookup=_half_lookup())
+
+
+def _affine(kind, codes_field, codes, scale, offset, per_row):
+    return _item_tiles(kind, **{codes_field: codes}, scale=scale,
+                       offset=np.empty(0, np.float32) if offset is None else offset,
+                       per_row=bool(per_row))
 
 
 def int8_tiles(codes, scale, offset, per_row):
     """:class:`ItemTiles` of an int8 table (``offset`` None when symmetric)."""
-    return _item_tiles(KIND_INT8, codes8=codes, scale=scale,
-                       offset=_EMPTY_F32 if offset is None else offset, per_row=bool(per_row))
+    return _affine(KIND_INT8, "codes8", codes, scale, offset, per_row)
 
 
 def int4_tiles(packed, scale, offset, per_row):
     """:class:`ItemTiles` of an int4 table (``offset`` None when symmetric)."""
-    return _item_tiles(KIND_INT4, packed4=packed, scale=scale,
-                       offset=_EMPTY_F32 if offset is None else offset, per_row=bool(per_row))
+    return _affine(KIND_INT4, "bytes2d", packed, scale, offset, per_row)
 
 
 def csr_tiles(indptr, indices, data):
-    """:class:`ItemTiles` of a sparse (CSR) table."""
-    return _item_tiles(KIND_CSR, indptr=indptr, indices=indices, values=data)
+    """:class:`ItemTiles` of a sparse (CSR) table (indices uint8, uint16 or int32)."""
+    raw, width = index_bytes(np.asarray(indices))
+    return _item_tiles(KIND_CSR, indptr=indptr, index_bytes=raw, index_width=int(width),
+                       values=data)
 
 
-@njit(cache=True)
+def pq_tiles(codes, codebooks, bounds):
+    """:class:`ItemTiles` of a PQ table in its rotated space: ``codes`` uint8 [n, m],
+    ``codebooks`` float32 [ksub, d], ``bounds`` int32 [m + 1] (score users ``@ rotation``)."""
+    return _item_tiles(KIND_PQ, bytes2d=codes, codebooks=codebooks, bounds=bounds)
+
+
+@njit(cache=True, nogil=True)
 def decode_tile(tiles, rows, out):
-    """Decode the table rows ``rows`` int32 [m] of ``tiles`` into ``out`` float32 [m, d]."""
+    """Decode the table rows ``rows`` int32 [m] of ``tiles`` into ``out`` float32 [>= m, d]."""
     kind = tiles.kind
     if kind == KIND_FLOAT32:
         decode_float32_tile(tiles.float32, rows, out)
@@ -131,39 +158,25 @@ def decode_tile(tiles, rows, out):
     elif kind == KIND_INT8:
         decode_affine_tile(tiles.codes8, tiles.scale, tiles.offset, tiles.per_row, rows, out)
     elif kind == KIND_INT4:
-        decode_int4_tile(tiles.packed4, tiles.scale, tiles.offset, tiles.per_row, rows, out)
+        decode_int4_tile(tiles.bytes2d, tiles.scale, tiles.offset, tiles.per_row, rows, out)
+    elif kind == KIND_CSR:
+        decode_csr_tile(tiles.indptr, tiles.index_bytes, tiles.index_width, tiles.values, rows,
+                        out)
     else:
-        decode_csr_tile(tiles.indptr, tiles.indices, tiles.values, rows, out)
+        decode_pq_tile(tiles.bytes2d, tiles.codebooks, tiles.bounds, rows, out)
 
 
-@njit(cache=True, parallel=True)
-def row_norms(tiles, n_rows, dim):
-    """float64 [n_rows]: the Euclidean norm of every decoded row of ``tiles``."""
-    norms = np.empty(n_rows, np.float64)
-    n_chunks = (n_rows + ITEMS_PER_TILE - 1) // ITEMS_PER_TILE
-    for chunk in prange(n_chunks):
-        row0 = chunk * ITEMS_PER_TILE
-        row1 = min(n_rows, row0 + ITEMS_PER_TILE)
-        rows = np.arange(row0, row1).astype(np.int32)
-        decoded = np.empty((row1 - row0, dim), np.float32)
-        decode_tile(tiles, rows, decoded)
-        for r in range(row1 - row0):
-            acc = 0.0
-            for t in range(dim):
-                acc += np.float64(decoded[r, t]) ** 2
-            norms[row0 + r] = np.sqrt(acc)
-    return norms
+def norm_order(norms):
+    """(order int32 [n_rows], remaining_norm float32 [n_rows]) for the early-stop scan, from
+    the rows' decoded norms ``norms`` float64 [n_rows] (as the scorer sees the rows).
 
-
-def norm_order(tiles, n_rows, dim):
-    """(order int32 [n_rows], remaining_norm float32 [n_rows]) for the early-stop scan.
-
-    The rows are ranked by descending decoded norm (ties by row) and cut into item tiles of
+    The rows are ranked by descending norm (ties by row) and cut into item tiles of
     ``ITEMS_PER_TILE``; within a tile they go back to ascending row order (the gathers then run
     forward through memory), and every position gets its tile's largest norm, rounded up: a bound
     for the norms of the rows from there on.
     """
-    norms = row_norms(tiles, n_rows, dim)
+    norms = np.asarray(norms, dtype=np.float64)
+    n_rows = norms.shape[0]
     order = np.argsort(-norms, kind="stable").astype(np.int32)
     remaining = np.empty(n_rows, np.float32)
     for first in range(0, n_rows, ITEMS_PER_TILE):
@@ -178,13 +191,18 @@ def table_order(n_rows):
     return np.arange(n_rows, dtype=np.int32), np.full(n_rows, np.inf, np.float32)
 
 
-@njit(cache=True)
+def widening(dim):
+    """The factor by which :func:`reach` widens a norm of a ``dim``-long vector."""
+    return 1.0 + (dim + 8) * 2.0 ** -22
+
+
+@njit(cache=True, nogil=True)
 def reach(query):
     """``||query||`` widened by the worst rounding of a float32 dot product of this length.
 
     A computed score ``fl(u . v)`` exceeds the exact one by at most ``gamma_d ||u|| ||v||``,
     ``gamma_d ~ d * 2**-24`` in any summation order; the factor adds a margin for the float32
-    norms and the bound's own rounding.
+    norms and the bound's own rounding (see :func:`widening`).
     """
     acc = 0.0
     for t in range(query.shape[0]):
@@ -192,7 +210,7 @@ def reach(query):
     return np.sqrt(acc) * (1.0 + (query.shape[0] + 8) * 2.0 ** -22)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def retire_users(active, users, user_reach, n_active, bound, heap_scores):
     """Drop from the first ``n_active`` entries of ``active`` (query indices) the queries whose
     ``user_reach * bound`` is below their k-th best score, compacting ``active`` and the matching
@@ -203,25 +221,29 @@ def retire_users(active, users, user_reach, n_active, bound, heap_scores):
             continue
         if kept != a:
             active[kept] = active[a]
-            users[kept] = users[a]
+            for t in range(users.shape[1]):
+                users[kept, t] = users[a, t]
             user_reach[kept] = user_reach[a]
         kept += 1
     return kept
 
 
-@njit(cache=True)
-def scan_user_tile(queries, users_of_tile, tiles, order, remaining_norm, p_begin, p_end,
-                   item_map, seen_indices, seen_start, seen_end, heap_scores, heap_ids,
+@njit(cache=True, nogil=True)
+def scan_user_tile(queries, user_order, first, stop, tiles, order, remaining_norm, p_begin,
+                   p_end, item_map, seen_indices, seen_start, seen_end, heap_scores, heap_ids,
                    decoded, buffer):
-    """Offer the rows ``order[p_begin:p_end]`` to the queries ``users_of_tile`` int64 [<= tile],
-    each retiring by ``remaining_norm``; ``decoded`` and ``buffer`` are the caller's scratch."""
+    """Offer the rows ``order[p_begin:p_end]`` to the queries ``user_order[first:stop]``, each
+    retiring by ``remaining_norm``; ``decoded`` float32 [w, d] and ``buffer`` float32
+    [USERS_PER_TILE, w] (``w`` at least one item tile of this range) are the caller's scratch."""
     dim = queries.shape[1]
-    active = users_of_tile.copy()
-    n_active = active.shape[0]
+    n_active = stop - first
+    active = np.empty(n_active, np.int64)
     users = np.empty((n_active, dim), np.float32)
     user_reach = np.empty(n_active, np.float64)
     for a in range(n_active):
-        users[a] = queries[active[a]]
+        active[a] = user_order[first + a]
+        for t in range(dim):
+            users[a, t] = queries[active[a], t]
         user_reach[a] = reach(users[a])
     for p0 in range(p_begin, p_end, ITEMS_PER_TILE):
         n_active = retire_users(active, users, user_reach, n_active,
@@ -229,41 +251,52 @@ def scan_user_tile(queries, users_of_tile, tiles, order, remaining_norm, p_begin
         if n_active == 0:
             break
         rows = order[p0:min(p_end, p0 + ITEMS_PER_TILE)]
-        m = rows.shape[0]
-        decode_tile(tiles, rows, decoded[:m])
-        scores = buffer[:n_active * m].reshape((n_active, m))
-        np.dot(users[:n_active], decoded[:m].T, scores)
+        decode_tile(tiles, rows, decoded)
+        # the GEMM spans the whole scratch width; columns past len(rows) are never offered
+        scores = buffer[:n_active]
+        np.dot(users[:n_active], decoded.T, scores)
         for a in range(n_active):
             query = active[a]
             offer_rows(heap_scores[query], heap_ids[query], scores[a], rows, item_map,
                        seen_indices, seen_start[query], seen_end[query])
 
 
-@njit(cache=True, parallel=True)
-def scan_user_tiles(queries, user_order, n_workers, tiles, order, remaining_norm, p_begin,
-                    p_end, item_map, seen_indices, seen_start, seen_end, heap_scores, heap_ids):
-    """:func:`scan_user_tile` over the tiles of consecutive entries of ``user_order`` int64 [n].
-    ``n_workers`` parallel workers take the tiles round-robin, which keeps them balanced when
-    the tiles are sorted by cost."""
+@njit(cache=True, nogil=True)
+def scan_worker(queries, user_order, worker, n_workers, tiles, order, remaining_norm, p_begin,
+                p_end, item_map, seen_indices, seen_start, seen_end, heap_scores, heap_ids):
+    """:func:`scan_user_tile` over the user tiles ``worker, worker + n_workers, ...`` of
+    ``user_order`` int64 [n] (tiles of ``USERS_PER_TILE`` consecutive entries)."""
     dim = queries.shape[1]
+    width = min(ITEMS_PER_TILE, p_end - p_begin)
+    decoded = np.zeros((width, dim), np.float32)
+    buffer = np.empty((USERS_PER_TILE, width), np.float32)
+    n_users = user_order.shape[0]
+    n_tiles = (n_users + USERS_PER_TILE - 1) // USERS_PER_TILE
+    for tile in range(worker, n_tiles, n_workers):
+        first = tile * USERS_PER_TILE
+        scan_user_tile(queries, user_order, first, min(n_users, first + USERS_PER_TILE), tiles,
+                       order, remaining_norm, p_begin, p_end, item_map, seen_indices,
+                       seen_start, seen_end, heap_scores, heap_ids, decoded, buffer)
+
+
+def _scan_range(queries, user_order, n_workers, tiles, order, remaining_norm, p_begin, p_end,
+                item_map, seen_indices, seen_start, seen_end, heap_scores, heap_ids):
     n_tiles = (user_order.shape[0] + USERS_PER_TILE - 1) // USERS_PER_TILE
-    for worker in prange(min(n_workers, n_tiles)):
-        decoded = np.empty((ITEMS_PER_TILE, dim), np.float32)
-        buffer = np.empty(USERS_PER_TILE * ITEMS_PER_TILE, np.float32)
-        for tile in range(worker, n_tiles, n_workers):
-            first = tile * USERS_PER_TILE
-            scan_user_tile(queries, user_order[first:first + USERS_PER_TILE], tiles, order,
-                           remaining_norm, p_begin, p_end, item_map, seen_indices, seen_start,
-                           seen_end, heap_scores, heap_ids, decoded, buffer)
+    n_workers = max(1, min(int(n_workers), n_tiles))
+
+    def work(worker):
+        scan_worker(queries, user_order, worker, n_workers, tiles, order, remaining_norm,
+                    int(p_begin), int(p_end), item_map, seen_indices, seen_start, seen_end,
+                    heap_scores, heap_ids)
+    run_workers(work, n_workers)
 
 
-@njit(cache=True)
 def score_tiles(queries, tiles, order, remaining_norm, n_workers, item_map, seen_indices,
                 seen_start, seen_end, heap_scores, heap_ids):
     """Top-k of float32 ``queries`` [n, d] over the table ``tiles`` scanned in ``order`` int32
     [n_rows] (a permutation of its rows), stopping each query early by ``remaining_norm`` float32
     [n_rows] (a bound on the norms of ``order[p:]``, non-increasing; +inf: no early stop), with
-    ``n_workers`` parallel workers (the Numba thread count).
+    ``n_workers`` threads.
 
     The first item tile is scanned for every query in input order; the queries are then
     regrouped into user tiles by the norm level at which their bound predicts they stop (k-th
@@ -271,15 +304,26 @@ def score_tiles(queries, tiles, order, remaining_norm, n_workers, item_map, seen
     """
     n_queries = queries.shape[0]
     n_rows = order.shape[0]
+    if n_queries == 0 or n_rows == 0:
+        return
+    queries = frozen(queries, np.float32)
+    order = frozen(order, np.int32)
+    remaining_norm = frozen(remaining_norm, np.float32)
+    item_map = frozen(item_map, np.int32)
+    seen_indices = frozen(seen_indices, np.int32)
+    seen_start = frozen(seen_start, np.int64)
+    seen_end = frozen(seen_end, np.int64)
+    shared = (tiles, order, remaining_norm)
+    seen = (item_map, seen_indices, seen_start, seen_end, heap_scores, heap_ids)
     head = min(n_rows, ITEMS_PER_TILE)
-    scan_user_tiles(queries, np.arange(n_queries), n_workers, tiles, order, remaining_norm, 0,
-                    head, item_map, seen_indices, seen_start, seen_end, heap_scores, heap_ids)
+    _scan_range(queries, np.arange(n_queries, dtype=np.int64), n_workers, *shared, 0, head,
+                *seen)
     if head == n_rows:
         return
-    stop_level = np.empty(n_queries, np.float64)
-    for i in range(n_queries):
-        user_reach = reach(queries[i])
-        stop_level[i] = heap_scores[i, 0] / user_reach if user_reach > 0 else -np.inf
-    regrouped = np.argsort(-stop_level, kind="mergesort")
-    scan_user_tiles(queries, regrouped, n_workers, tiles, order, remaining_norm, head, n_rows,
-                    item_map, seen_indices, seen_start, seen_end, heap_scores, heap_ids)
+    user_reach = np.sqrt(np.einsum("ij,ij->i", queries, queries, dtype=np.float64)) * \
+        widening(queries.shape[1])
+    kth = heap_scores[:, 0].astype(np.float64)
+    stop_level = np.full(n_queries, -np.inf)
+    np.divide(kth, user_reach, out=stop_level, where=user_reach > 0)
+    regrouped = np.argsort(-stop_level, kind="stable").astype(np.int64)
+    _scan_range(queries, regrouped, n_workers, *shared, head, n_rows, *seen)

@@ -5,8 +5,8 @@ A query's running top-k lives in two rows of length ``k``: ``heap_scores`` float
 far. "Worse" is the tie rule turned round: a lower score, or an equal score with a higher item id.
 A candidate is first compared with the root and rejected at once when it is not better (the common
 case once the heap has filled), so the selection costs one comparison per scored item; an
-accepted candidate replaces the root and sifts down (log k). After the scan, one heap sort per
-query orders the row best first.
+accepted candidate replaces the root and sifts down (log k). After the scan, one NumPy
+lexsort of the rows (:func:`sort_heaps`) orders them best first.
 
 Empty slots hold score ``-inf`` and the id :data:`EMPTY_ID` (the largest int32, so any real item
 with score ``-inf`` still beats an empty slot); :func:`sort_heaps` turns them into id ``-1``.
@@ -19,7 +19,7 @@ the row with a pointer that only moves forward; scorers that offer them in any o
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 EMPTY_ID = np.iinfo(np.int32).max
 
@@ -30,13 +30,13 @@ def new_heaps(n_queries, k):
             np.full((n_queries, k), EMPTY_ID, dtype=np.int32))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def is_worse(score_a, id_a, score_b, id_b):
     """True when (score_a, id_a) ranks below (score_b, id_b): lower score, or tie and higher id."""
     return score_a < score_b or (score_a == score_b and id_a > id_b)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def replace_root(heap_scores, heap_ids, score, item):
     """Put ``(score, item)`` in place of the root (the worst entry) and restore the heap order."""
     k = heap_scores.shape[0]
@@ -59,14 +59,14 @@ def replace_root(heap_scores, heap_ids, score, item):
     heap_ids[pos] = item
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def beats_root(heap_scores, heap_ids, score, item):
     """True when ``(score, item)`` would enter the heap (NaN scores never do)."""
     root = heap_scores[0]
     return score > root or (score == root and item < heap_ids[0])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def advance_seen(seen_indices, pos, end, item):
     """Move the seen-row pointer ``pos`` forward to the first seen id >= ``item``; return it."""
     while pos < end and seen_indices[pos] < item:
@@ -74,7 +74,7 @@ def advance_seen(seen_indices, pos, end, item):
     return pos
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def push(heap_scores, heap_ids, score, item, seen_indices, pos, end):
     """Offer one item (ids must be offered in ascending order); return the new seen pointer.
 
@@ -87,7 +87,7 @@ def push(heap_scores, heap_ids, score, item, seen_indices, pos, end):
     return pos
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def push_row(heap_scores, heap_ids, scores, first_row, item_map, seen_indices, pos, end):
     """Offer ``scores[jj]`` for the table rows ``first_row + jj``, ``jj < len(scores)``.
 
@@ -105,42 +105,31 @@ def push_row(heap_scores, heap_ids, scores, first_row, item_map, seen_indices, p
     return pos
 
 
-@njit(cache=True)
-def sort_heap(heap_scores, heap_ids):
-    """Heap-sort one query's row in place: best first; empty slots become id -1, score -inf."""
-    k = heap_scores.shape[0]
-    for last in range(k - 1, 0, -1):
-        tail_score = heap_scores[last]
-        tail_item = heap_ids[last]
-        heap_scores[last] = heap_scores[0]
-        heap_ids[last] = heap_ids[0]
-        replace_root(heap_scores[:last], heap_ids[:last], tail_score, tail_item)
-    for i in range(k):
-        if heap_ids[i] == EMPTY_ID:
-            heap_ids[i] = -1
-            heap_scores[i] = -np.inf
-
-
-@njit(cache=True, parallel=True)
 def sort_heaps(heap_scores, heap_ids):
-    """Sort every query's heap row (float32 [n, k], int32 [n, k]) in place, best first."""
-    for i in prange(heap_scores.shape[0]):
-        sort_heap(heap_scores[i], heap_ids[i])
+    """Sort every query's heap row (float32 [n, k], int32 [n, k]) in place, best first (higher
+    score, then lower id); empty slots go last as id -1, score -inf. NumPy, no kernel."""
+    order = np.lexsort((heap_ids, -heap_scores), axis=-1)
+    heap_scores[...] = np.take_along_axis(heap_scores, order, axis=-1)
+    heap_ids[...] = np.take_along_axis(heap_ids, order, axis=-1)
+    empty = heap_ids == EMPTY_ID
+    heap_ids[empty] = -1
+    heap_scores[empty] = -np.inf
 
 
-@njit(cache=True)
-def push_tile(heap_scores, heap_ids, first_query, tile_scores, first_row, item_map,
+@njit(cache=True, nogil=True)
+def push_tile(heap_scores, heap_ids, first_query, tile_scores, first_row, n_rows, item_map,
               seen_indices, seen_pos, seen_end):
-    """Offer a tile of scores float32 [n_users, n_rows] to the heaps of queries
-    ``first_query + u``; ``seen_pos`` int64 [n_users] holds (and receives) each user's pointer.
+    """Offer the first ``n_rows`` columns of a tile of scores float32 [n_users, >= n_rows]
+    (table rows ``first_row + j``) to the heaps of queries ``first_query + u``; ``seen_pos``
+    int64 [n_users] holds (and receives) each user's pointer.
     """
     for u in range(tile_scores.shape[0]):
         query = first_query + u
-        seen_pos[u] = push_row(heap_scores[query], heap_ids[query], tile_scores[u], first_row,
-                               item_map, seen_indices, seen_pos[u], seen_end[query])
+        seen_pos[u] = push_row(heap_scores[query], heap_ids[query], tile_scores[u][:n_rows],
+                               first_row, item_map, seen_indices, seen_pos[u], seen_end[query])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sorted_contains(indices, start, end, item):
     """True when ``item`` is in the sorted slice ``indices[start:end]`` (bisection)."""
     lo, hi = start, end
@@ -153,15 +142,16 @@ def sorted_contains(indices, start, end, item):
     return lo < end and indices[lo] == item
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def offer_rows(heap_scores, heap_ids, scores, rows, item_map, seen_indices, start, end):
-    """Offer ``scores[j]`` float32 for the table rows ``rows[j]`` int32, in any order.
+    """Offer ``scores[j]`` float32 for the table rows ``rows[j]`` int32, ``j < len(rows)``, in
+    any order.
 
     ``item_map`` as in :func:`push_row`; the item enters one query's heap when it beats the root
     and is not in ``seen_indices[start:end]``.
     """
     mapped = item_map.shape[0] > 0
-    for j in range(scores.shape[0]):
+    for j in range(rows.shape[0]):
         score = scores[j]
         if score < heap_scores[0]:
             continue

@@ -180,6 +180,7 @@ def run_sweep(baseline, specs, train, test, base_result, *, ks, num_threads=None
             "ratio": baseline.nbytes / model.nbytes,
             "bytes_per_item": model.nbytes / model.n_items,
             "table_bytes": {side: int(t.nbytes) for side, t in model.tables().items()},
+            "serving_bytes": int(model.nbytes + model.items.serving_nbytes - model.items.nbytes),
             "metrics": metric_subset(result.metrics, ks),
             "delta": paired_deltas(result, base_result, n_resamples=n_resamples, seed=seed),
             "users_per_second": measure_throughput(model, user_items, num_threads=num_threads,

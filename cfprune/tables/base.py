@@ -6,6 +6,10 @@ import numpy as np
 
 from ..errors import ShapeError
 
+# bytes per scanned row of the early-stop state retrieval derives for an item table: the scan
+# order (int32) and the norm bound (float32)
+SCAN_STATE_BYTES = 8
+
 
 class Table:
     """One embedding table in one storage.
@@ -37,6 +41,18 @@ class Table:
     @property
     def nbytes(self):
         return int(sum(a.nbytes for a in self.arrays().values()))
+
+    @property
+    def scan_rows(self):
+        """Rows the retrieval scorer scans when this table serves the items."""
+        return self.n_rows
+
+    @property
+    def serving_nbytes(self):
+        """Bytes to serve this table as an item table: ``nbytes`` plus the early-stop state that
+        retrieval derives once from it (scan order int32 + norm bound float32 per scanned row,
+        :data:`SCAN_STATE_BYTES`). Not stored in the model file."""
+        return self.nbytes + SCAN_STATE_BYTES * self.scan_rows
 
     def decode(self, rows=None):
         """float32 [n, dim] (C-contiguous): the rows ``rows`` (all when None), decoded."""

@@ -45,6 +45,10 @@ class PrunedTable(Table):
     def dim(self):
         return self.inner.dim
 
+    @property
+    def scan_rows(self):
+        return self.inner.n_rows
+
     def inner_rows(self, rows=None):
         """int64 [n]: the inner row of each requested row, -1 where the row was pruned."""
         idx = row_index(rows, self.n_rows)
