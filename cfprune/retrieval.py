@@ -28,7 +28,7 @@ DEFAULT_BATCH_SIZE = 4096
 INT8_ROUTES = ("float", "int8")
 _EMPTY_MAP = np.empty(0, dtype=np.int32)
 _EMPTY_F32 = np.empty(0, dtype=np.float32)
-TILED_STORAGES = ("dense", "fp16", "int8", "int4", "sparse")
+TILED_STORAGES = ("dense", "fp16", "int8", "int4", "int2", "sparse")
 # per item table (weakly held): its arrays when the scan order was computed, and the order
 _SCAN_ORDERS = weakref.WeakKeyDictionary()
 
@@ -224,11 +224,12 @@ def _scorer(table, int8_route):
                             offset, per_row, item_map, *seen_and_heaps)
     elif storage == "pq":
         from cfprune.kernels.pq import score_pq
+        codes = inner.unpacked_codes()  # 4-bit codes: one byte per code for this call only
 
         def scan(queries, *seen_and_heaps):
             rotated = queries if inner.rotation is None else np.ascontiguousarray(
                 queries @ inner.rotation, dtype=np.float32)
-            score_pq(rotated, inner.codes, inner.codebooks, inner.bounds, item_map,
+            score_pq(rotated, codes, inner.codebooks, inner.bounds, item_map,
                      *seen_and_heaps)
     else:
         raise ShapeError(f"no retrieval kernel for item storage {storage!r}")
@@ -243,7 +244,8 @@ def _scorer(table, int8_route):
 
 
 def _item_tiles(table):
-    """The :class:`~cfprune.kernels.tiled.ItemTiles` of a dense/fp16/int8/int4/sparse table."""
+    """The :class:`~cfprune.kernels.tiled.ItemTiles` of a dense/fp16/int8/int4/int2/sparse
+    table."""
     from cfprune.kernels import tiled
     if table.storage == "dense":
         return tiled.float32_tiles(table.data)
@@ -253,6 +255,8 @@ def _item_tiles(table):
         return tiled.int8_tiles(table.codes, table.scale, table.offset, table.axis == "row")
     if table.storage == "int4":
         return tiled.int4_tiles(table.codes, table.scale, table.offset, table.axis == "row")
+    if table.storage == "int2":
+        return tiled.int2_tiles(table.codes, table.scale, table.offset, table.axis == "row")
     return tiled.csr_tiles(table.indptr, table.indices, table.data)
 
 

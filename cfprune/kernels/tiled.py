@@ -42,12 +42,13 @@ from numba import njit, prange
 
 from cfprune.kernels.dense import (ITEMS_PER_TILE, USERS_PER_TILE, decode_float16_tile,
                                    decode_float32_tile, float16_lookup)
+from cfprune.kernels.int2 import decode_int2_tile
 from cfprune.kernels.int4 import decode_int4_tile
 from cfprune.kernels.int8 import decode_affine_tile
 from cfprune.kernels.sparse import decode_csr_tile
 from cfprune.kernels.topk import offer_rows
 
-KIND_FLOAT32, KIND_FLOAT16, KIND_INT8, KIND_INT4, KIND_CSR = range(5)
+KIND_FLOAT32, KIND_FLOAT16, KIND_INT8, KIND_INT4, KIND_CSR, KIND_INT2 = range(6)
 
 _EMPTY_F32 = np.empty(0, np.float32)
 
@@ -59,7 +60,8 @@ class ItemTiles(NamedTuple):
     ``float16_bits`` uint16 [n, d] (the float16 table's bits) and ``half_lookup`` float32
     [65536]; ``codes8`` int8 [n, d]; ``packed4`` uint8 [n, ceil(d/2)]; ``scale``/``offset``
     float32 (per row when ``per_row``, else per dimension; ``offset`` [0] when symmetric);
-    ``indptr`` int64 [n + 1], ``indices`` uint8/uint16/int32 [nnz], ``values`` float32 [nnz].
+    ``indptr`` int64 [n + 1], ``indices`` uint8/uint16/int32 [nnz], ``values`` float32 [nnz];
+    ``packed2`` uint8 [n, ceil(d/4)] (int2, with ``scale``/``offset`` as int4).
     """
 
     kind: int
@@ -74,6 +76,7 @@ class ItemTiles(NamedTuple):
     indptr: np.ndarray
     indices: np.ndarray
     values: np.ndarray
+    packed2: np.ndarray
 
 
 def _item_tiles(kind, **arrays):
@@ -82,7 +85,7 @@ def _item_tiles(kind, **arrays):
                   codes8=np.empty((0, 0), np.int8), packed4=np.empty((0, 0), np.uint8),
                   scale=_EMPTY_F32, offset=_EMPTY_F32, per_row=False,
                   indptr=np.empty(0, np.int64), indices=np.empty(0, np.int32),
-                  values=_EMPTY_F32)
+                  values=_EMPTY_F32, packed2=np.empty((0, 0), np.uint8))
     fields.update(arrays)
     return ItemTiles(kind=kind, **fields)
 
@@ -115,6 +118,12 @@ def int4_tiles(packed, scale, offset, per_row):
                        offset=_EMPTY_F32 if offset is None else offset, per_row=bool(per_row))
 
 
+def int2_tiles(packed, scale, offset, per_row):
+    """:class:`ItemTiles` of an int2 table (``offset`` None when symmetric)."""
+    return _item_tiles(KIND_INT2, packed2=packed, scale=scale,
+                       offset=_EMPTY_F32 if offset is None else offset, per_row=bool(per_row))
+
+
 def csr_tiles(indptr, indices, data):
     """:class:`ItemTiles` of a sparse (CSR) table."""
     return _item_tiles(KIND_CSR, indptr=indptr, indices=indices, values=data)
@@ -132,6 +141,8 @@ def decode_tile(tiles, rows, out):
         decode_affine_tile(tiles.codes8, tiles.scale, tiles.offset, tiles.per_row, rows, out)
     elif kind == KIND_INT4:
         decode_int4_tile(tiles.packed4, tiles.scale, tiles.offset, tiles.per_row, rows, out)
+    elif kind == KIND_INT2:
+        decode_int2_tile(tiles.packed2, tiles.scale, tiles.offset, tiles.per_row, rows, out)
     else:
         decode_csr_tile(tiles.indptr, tiles.indices, tiles.values, rows, out)
 
