@@ -265,19 +265,46 @@ def cmd_compress(args):
     if args.help_methods:
         print(describe())
         return 0
-    if not args.method or not args.out:
-        raise DataError("compress needs --method SPEC and --out FILE (--help-methods lists the "
-                        "methods)")
+    searching = args.target is not None or args.budget_bytes is not None
+    if searching and args.method:
+        raise DataError("give either --method SPEC or --target/--budget-bytes, not both")
+    if not (args.method or searching) or not args.out:
+        raise DataError("compress needs --method SPEC (or --target) and --out FILE "
+                        "(--help-methods lists the methods)")
     model = load_model_arg(args)
     interactions = None
     if args.train:
         interactions = load_csr(args.train, "--train")
     elif args.dataset or args.ratings:
         interactions = train_test(args, need_test=False)[0]
+    if searching:
+        return search_compress(args, model, interactions)
     out = compress(model, args.method, interactions)
     out.save(args.out)
     print(f"{out.spec}: {model.nbytes} -> {out.nbytes} bytes "
           f"({model.nbytes / max(out.nbytes, 1):.2f}x smaller), saved {args.out}")
+    return 0
+
+
+def search_compress(args, model, interactions):
+    """--target/--budget-bytes: search, save the pick, write the candidates beside it."""
+    from .compression.search import TargetNotMet, search
+    record = os.path.splitext(args.out)[0] + ".search.json"
+    try:
+        result = search(model, interactions, args.target or "recall@20", args.budget_bytes,
+                        seed=args.seed, show_progress=True)
+    except TargetNotMet as e:
+        write_json(record, e.result.as_dict())
+        raise DataError(f"{e} (candidates: {record})") from None
+    result.model.save(args.out)
+    write_json(record, result.as_dict())
+    pick = result.pick
+    figures = ", ".join(f"{k} {v:.4f} ({100 * pick.relative[k]:.1f}% of float)"
+                        for k, v in pick.metrics.items())
+    print(f"{pick.spec}: item side {result.baseline_bytes:,} -> {pick.bytes:,} bytes "
+          f"({result.baseline_bytes / pick.bytes:.1f}x smaller); validation {figures}; "
+          f"{len(result.candidates)} candidates in {result.seconds:.0f} s; saved {args.out} "
+          f"and {record}")
     return 0
 
 
@@ -375,6 +402,12 @@ def build_parser():
                    help="list every method and its parameters")
     p.add_argument("--train", help="training interactions (scipy.sparse .npz) for methods that "
                                    "need them")
+    p.add_argument("--target", metavar="TARGETS",
+                   help="search for the smallest pipeline keeping e.g. "
+                        "'recall@20>=0.97,coverage@20>=0.90' relative to the model, on a "
+                        "validation part carved from --train")
+    p.add_argument("--budget-bytes", type=int, metavar="BYTES",
+                   help="search for the best first --target metric within this many bytes")
     p.add_argument("--out", help="compressed model file (.npz)")
     p.set_defaults(func=cmd_compress)
 

@@ -18,7 +18,8 @@
 4. pruning of the search: the serving bytes of a candidate are computed before it is fitted
    (:func:`estimate_item_bytes`, exact for these storages), so nothing at least as large as the
    best model found is fitted or evaluated; along a pruning chain a candidate that keeps fewer
-   rows is assumed no better, so the smallest passing level is found by bisection. The cheap
+   rows is assumed no better, so the chain is dropped when its largest level still smaller than
+   the best fails, and otherwise the smallest passing level is found by bisection. The cheap
    tails (scalar quantisers) run first, so that the expensive ones (PQ k-means) are only fitted
    where they can still win. Fitted prefixes (pruned, pruned then low-rank models) are cached
    and shared by every tail that starts with them.
@@ -126,9 +127,12 @@ def estimate_item_bytes(n_items, n_kept, rank, quantiser):
 
     ``n_kept`` rows kept of ``n_items`` (``n_kept == n_items``: not pruned), ``rank`` the
     dimension after low rank, ``quantiser`` its spec (``int8|int4|int2:axis=dim`` or
-    ``pq:m=..,nbits=..[,rotation=opq]``)."""
+    ``pq:m=..,nbits=..[,rotation=opq]``). ``math.inf`` when the quantiser cannot apply (more
+    PQ sub-spaces than columns)."""
     name, _, args = quantiser.partition(":")
     params = dict(p.split("=") for p in args.split(",") if p)
+    if name == "pq" and int(params["m"]) > rank:
+        return math.inf
     if name in ("int8", "int4", "int2"):
         bits = int(name[3:])
         size = n_kept * _packed_columns(rank, bits) + 2 * 4 * rank
@@ -149,6 +153,7 @@ class Candidate:
 
     spec: str
     bytes: int
+    estimated_bytes: int
     model_bytes: int
     metrics: dict
     relative: dict
@@ -157,7 +162,8 @@ class Candidate:
     seconds_evaluate: float
 
     def as_dict(self):
-        return {"spec": self.spec, "bytes": self.bytes, "model_bytes": self.model_bytes,
+        return {"spec": self.spec, "bytes": self.bytes, "estimated_bytes": self.estimated_bytes,
+                "model_bytes": self.model_bytes,
                 "metrics": self.metrics, "relative": self.relative, "passed": self.passed,
                 "seconds_fit": self.seconds_fit, "seconds_evaluate": self.seconds_evaluate}
 
@@ -289,7 +295,7 @@ def search(model, interactions, target="recall@20>=0.97", budget_bytes=None, *,
     bar = tqdm(desc="search", unit="cand", disable=show_progress is False or
                (show_progress is None and not _is_terminal()))
 
-    def evaluate_spec(spec):
+    def evaluate_spec(spec, estimate):
         if spec in cache:
             return cache[spec]
         t0 = time.perf_counter()
@@ -308,7 +314,7 @@ def search(model, interactions, target="recall@20>=0.97", budget_bytes=None, *,
         size = serving_bytes(compressed)
         if budget_bytes is not None and size > budget_bytes:
             passed = False
-        cand = Candidate(spec, size, int(compressed.nbytes), metrics, relative, passed,
+        cand = Candidate(spec, size, estimate, int(compressed.nbytes), metrics, relative, passed,
                          t1 - t0, t2 - t1)
         candidates.append(cand)
         cache[spec] = cand
@@ -344,27 +350,36 @@ def search(model, interactions, target="recall@20>=0.97", budget_bytes=None, *,
         rank = model.dim if lowrank is None else int(lowrank.split("=")[1])
         for name, levels in chains.items():
             full = [("", n_items)] + levels
-            sizes = [estimate_item_bytes(n_items, kept, rank, quantiser) for _, kept in full]
+            # joint low rank keeps at most as many columns as either side has rows
+            sizes = [estimate_item_bytes(n_items, kept, rank if lowrank is None else
+                                         min(rank, kept, model.n_users), quantiser)
+                     for _, kept in full]
             if budget_bytes is not None:
-                fitting = [i for i, s in enumerate(sizes) if s <= budget_bytes]
+                fitting = [i for i, size in enumerate(sizes) if size <= budget_bytes]
                 if fitting:
-                    evaluate_spec(_join(full[fitting[0]][0], lowrank, quantiser))
+                    evaluate_spec(_join(full[fitting[0]][0], lowrank, quantiser),
+                                  sizes[fitting[0]])
                 else:
                     state["skipped"] += len(full)
                 continue
             best = state["best"]
-            open_levels = [i for i, s in enumerate(sizes) if best is None or s < best.bytes]
+            open_levels = [i for i, size in enumerate(sizes)
+                           if size < (math.inf if best is None else best.bytes)]
             state["skipped"] += len(full) - len(open_levels)
             if not open_levels:
                 continue
-            lo, hi = open_levels[0], len(full) - 1     # bisect for the last passing level
-            while lo <= hi:
+            lo, hi = open_levels[0], open_levels[-1]
+            # the level keeping most rows first: when it fails, no level of the chain passes
+            if not evaluate_spec(_join(full[lo][0], lowrank, quantiser), sizes[lo]).passed:
+                continue
+            lo += 1
+            while lo <= hi:                               # bisect for the last passing level
                 mid = (lo + hi) // 2
                 best = state["best"]
                 if best is not None and sizes[mid] >= best.bytes:
                     lo = mid + 1      # the best moved on while bisecting
                     continue
-                if evaluate_spec(_join(full[mid][0], lowrank, quantiser)).passed:
+                if evaluate_spec(_join(full[mid][0], lowrank, quantiser), sizes[mid]).passed:
                     lo = mid + 1
                 else:
                     hi = mid - 1
