@@ -221,7 +221,7 @@ def _quantisers(rank):
     return cheap, pq + variants
 
 
-def search(model, interactions, target="recall@20>=0.97", budget_bytes=None, *,
+def search(model, interactions, target="recall@20>=0.97", budget_bytes=None, *, valid=None,
            valid_fraction=0.1, seed=0, num_threads=None, show_progress=None, log=None):
     """Search compression pipelines for the smallest model that keeps every target.
 
@@ -236,8 +236,12 @@ def search(model, interactions, target="recall@20>=0.97", budget_bytes=None, *,
         With ``budget_bytes`` a target may omit ``>=share``; the first is maximised.
     budget_bytes : int or None
         Serving bytes (see :func:`serving_bytes`) the pick may take; None: minimise the bytes.
+    valid : Interactions or scipy CSR, optional
+        A validation part held out of ``interactions`` already (``model`` trained without it):
+        then ``interactions`` are used whole to fit the compressions and filter the seen items.
     valid_fraction : float
-        Share of every user's interactions carved out for validation (seeded by ``seed``).
+        Otherwise, the share of every user's interactions carved out for validation (seeded by
+        ``seed``).
     num_threads : int or None
         Threads for retrieval and evaluation.
     show_progress : bool or None
@@ -269,7 +273,12 @@ def search(model, interactions, target="recall@20>=0.97", budget_bytes=None, *,
     if data.shape != (model.n_users, model.n_items):
         raise DataError(f"the interactions are {data.shape[0]} users x {data.shape[1]} items "
                         f"but the model has {model.n_users} users x {model.n_items} items")
-    fit, valid = random_split(data, test_fraction=valid_fraction, seed=seed)
+    if valid is None:
+        fit, valid = random_split(data, test_fraction=valid_fraction, seed=seed)
+    else:
+        fit = data
+        valid = valid if isinstance(valid, Interactions) else \
+            Interactions(as_csr(valid, "valid"))
     if valid.nnz == 0:
         raise DataError("the validation part is empty: the interactions are too few to carve "
                         f"{valid_fraction:.0%} of each user's out")
@@ -287,7 +296,8 @@ def search(model, interactions, target="recall@20>=0.97", budget_bytes=None, *,
     base_metrics = {t.key: float(base_result.metrics[t.key]) if t.metric != "overlap" else 1.0
                     for t in targets}
     baseline_bytes = serving_bytes(model)
-    split_info = {"valid_fraction": valid_fraction, "seed": seed, "n_fit": fit.nnz,
+    split_info = {"valid_fraction": None if fit is data else valid_fraction, "seed": seed,
+                  "n_fit": fit.nnz,
                   "n_valid": valid.nnz, "n_valid_users": base_result.n_users}
 
     candidates, fitted, cache = [], {}, {}

@@ -1,7 +1,10 @@
 """The report's PNG plots (matplotlib, Agg backend, no display needed).
 
 - ``tradeoff.png``: recall@20 (left) and tail_recall@20 (right) against bytes per item on a log
-  axis, the float32 baseline as a star and the Pareto front of recall@20 as a line;
+  axis, the float32 baseline as a star, the Pareto front of recall@20 as a line (its points
+  numbered as the rows of report.md, so no long label can overlap another) and the target
+  search's pick as a diamond; a metric that is about 0 for the baseline is not plotted as noise:
+  its panel says it is uninformative on this dataset;
 - ``throughput.png``: retrieval users/s against recall@20, points numbered as the rows of
   report.md;
 - ``delta.png``: each method's recall@20 change against the baseline with its 95% interval.
@@ -12,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 
-from .summary import pareto_front
+from .summary import informative, pareto_front
 
 PLOTS = {
     "tradeoff.png": "recall@20 and tail_recall@20 against bytes per item (log), Pareto front",
@@ -60,7 +63,7 @@ def write_plots(report, out_dir):
                        ("delta.png", _delta)):
         fig = draw(plt, report)
         path = os.path.join(os.fspath(out_dir), name)
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         paths.append(path)
     return paths
@@ -88,7 +91,19 @@ def _tradeoff(plt, report):
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.4))
     points = [base] + rows
     front = pareto_front([(p["bytes"], _value(p, "recall@20")) for p in points])
+    found = report["summary"].get("search") or {}
     for ax, metric in zip(axes, ("recall@20", "tail_recall@20")):
+        if not informative(_value(base, metric)):
+            ax.text(0.5, 0.5, f"{metric} is about 0 for the float32 baseline\n"
+                              f"({_value(base, metric):.4f}): uninformative on this dataset,\n"
+                              f"not plotted", ha="center", va="center", transform=ax.transAxes,
+                    fontsize=10)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        if found.get("spec"):
+            ax.scatter(found["bytes"] / report["dataset"]["n_items"], found["test"][metric],
+                       marker="D", s=90, color="tab:red", edgecolors="black", zorder=6)
         for r in rows:
             ax.scatter(r["bytes_per_item"], _value(r, metric), s=36,
                        color=FAMILY_COLOURS.get(family(r["spec"]), "black"), alpha=0.85,
@@ -109,15 +124,20 @@ def _tradeoff(plt, report):
                  [_value(points[i], "recall@20") for i in front], color="black",
                  linewidth=1.2, alpha=0.6, zorder=2)
     for n, i in enumerate(j for j in front if j != 0):
-        axes[0].annotate(f"#{i} {_short(points[i]['spec'], 30)}",
-                         (points[i]["bytes_per_item"], _value(points[i], "recall@20")),
-                         textcoords="offset points", xytext=(6, -12 if n % 2 else 6),
-                         fontsize=7)
-    axes[0].set_title("recall@20 against size (ringed + line: Pareto front)")
-    axes[1].set_title("tail_recall@20 against size (ringed: the same Pareto models)")
+        axes[0].annotate(f"#{i}", (points[i]["bytes_per_item"], _value(points[i], "recall@20")),
+                         textcoords="offset points", xytext=(5, -11 if n % 2 else 5),
+                         fontsize=8)
+    axes[0].set_title("recall@20 against size (ringed + line: Pareto front)", fontsize=10)
+    axes[1].set_title("tail_recall@20 against size (ringed: the same Pareto models)",
+                      fontsize=10)
     handles = _legend_handles(plt, _families(rows))
+    if found.get("spec"):
+        from matplotlib.lines import Line2D
+        handles.append(Line2D([], [], marker="D", linestyle="", color="tab:red",
+                              markeredgecolor="black", label="target search pick (test)"))
     axes[0].legend(handles=handles, fontsize=8, loc="lower right")
-    fig.suptitle(f"{report['dataset']['name']}: quality against size (#n: row n of report.md)")
+    fig.suptitle(f"{report['dataset']['name']}: quality against size (#n: row n of report.md)",
+                 fontsize=11)
     fig.tight_layout()
     return fig
 
