@@ -16,7 +16,7 @@ from .summary import holm, informative, summary_sentence
 
 METHOD_COLUMNS = ("#", "spec", "bytes", "ratio", "bytes/item", "recall@20 (valid)", "recall@10",
                   "recall@20", "recall@50", "nDCG@20", "MAP@20", "coverage@20",
-                  "tail_recall@20", "overlap@20", "Δrecall@20 [95% CI]", "p (Holm)", "users/s")
+                  "tail_recall@20", "overlap@20", "Δrecall@20 [95% CI]", "p (*: Holm)", "users/s")
 TERMINAL_COLUMNS = (("#", 3), ("spec", 44), ("ratio", 7), ("valid r@20", 10), ("recall@20", 9),
                     ("cov@20", 7), ("tail@20", 7), ("Δrecall@20", 10), ("users/s", 9))
 
@@ -200,7 +200,7 @@ def render_markdown(report):
             f"({_bytes(base['bytes'])} bytes). ratio = baseline bytes / model bytes (users, "
             "items and any re-rank table); bytes/item = model bytes / items. Δrecall@20: change "
             "against the baseline with its paired-bootstrap 95% interval over the same test "
-            "users; * marks an interval that excludes 0 (uncorrected). p (Holm): the paired "
+            "users; * marks an interval that excludes 0 (uncorrected). p: the paired "
             "test's p-value of that change, * when it stays significant after Holm's correction "
             "over all rows. recall@20 (valid): the same spec applied to the ALS trained without "
             "the validation part, on that part: the picks below are made on it. **Bold**: the "
