@@ -318,7 +318,7 @@ def search(model, interactions, target="recall@20>=0.97", budget_bytes=None, *, 
                     for t in targets}
     baseline_bytes = serving_bytes(model)
     split_info = {"valid_fraction": None if fit is data else valid_fraction, "seed": seed,
-                  "users_refit": refit, "n_fit": fit.nnz,
+                  "retrained_on_fit": refit, "n_fit": fit.nnz,
                   "n_valid": valid.nnz, "n_valid_users": base_result.n_users}
 
     candidates, fitted, cache = [], {}, {}
@@ -438,7 +438,7 @@ def search(model, interactions, target="recall@20>=0.97", budget_bytes=None, *, 
                            f"{', '.join(str(t) for t in targets)}"
                            + ("" if budget_bytes is None else f" within {budget_bytes:,} bytes")
                            + " on the validation part; keep the uncompressed model", result)
-    if refit:   # the validated spec, applied to the model given with all its interactions
+    if refit:   # the validated spec, applied to the model given, with all its interactions
         result.model = compress(original, pick.spec, data)
     info = dict(result.model.info)
     info["search"] = {k: v for k, v in result.as_dict().items() if k != "candidates"}
