@@ -380,7 +380,7 @@ def search(model, interactions, target="recall@20>=0.97", budget_bytes=None, *, 
 
     def try_tail(lowrank, quantiser):
         rank = model.dim if lowrank is None else int(lowrank.split("=")[1])
-        for name, levels in chains.items():
+        for levels in chains.values():
             full = [("", n_items)] + levels
             # joint low rank keeps at most as many columns as either side has rows
             sizes = [estimate_item_bytes(n_items, kept, rank if lowrank is None else

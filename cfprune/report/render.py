@@ -12,7 +12,7 @@ import math
 
 
 from ..io import atomic_write
-from .summary import holm, informative, summary_sentence
+from .summary import holm, summary_sentence
 
 METHOD_COLUMNS = ("#", "spec", "bytes", "ratio", "bytes/item", "recall@20 (valid)", "recall@10",
                   "recall@20", "recall@50", "nDCG@20", "MAP@20", "coverage@20",
