@@ -7,7 +7,8 @@
   its panel says it is uninformative on this dataset;
 - ``throughput.png``: retrieval users/s against recall@20, points numbered as the rows of
   report.md;
-- ``delta.png``: each method's recall@20 change against the baseline with its 95% interval.
+- ``delta.png``: each method's recall@20 change against the baseline with its 95% interval,
+  coloured when the change stays significant after Holm's correction over the rows.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 
-from .summary import informative, pareto_front
+from .summary import holm, informative, pareto_front
 
 PLOTS = {
     "tradeoff.png": "recall@20 and tail_recall@20 against bytes per item (log), Pareto front",
@@ -173,15 +174,16 @@ def _delta(plt, report):
     rows = report["rows"]
     fig, ax = plt.subplots(figsize=(9, max(2.8, 0.32 * len(rows) + 1.4)))
     labels, diffs, lows, highs, colours = [], [], [], [], []
-    for r in rows:
+    rejected = holm([r["delta"]["recall@20"].get("p_value") or 1.0 for r in rows])
+    for r, significant in zip(rows, rejected):
         d = r["delta"]["recall@20"]
         diff = math.nan if d["diff"] is None else d["diff"]
         labels.append(f"#{len(labels) + 1} {_short(r['spec'], 44)} ({r['ratio']:.1f}x)")
         diffs.append(diff)
         lows.append(0.0 if d["low"] is None else max(diff - d["low"], 0.0))
         highs.append(0.0 if d["high"] is None else max(d["high"] - diff, 0.0))
-        colours.append("tab:red" if d["significant"] and diff < 0 else
-                       "tab:green" if d["significant"] else "tab:gray")
+        colours.append("tab:red" if significant and diff < 0 else
+                       "tab:green" if significant else "tab:gray")
     positions = list(range(len(rows)))
     ax.barh(positions, diffs, xerr=[lows, highs], color=colours, alpha=0.85,
             error_kw={"elinewidth": 1, "capsize": 2})
@@ -191,7 +193,7 @@ def _delta(plt, report):
     ax.invert_yaxis()
     ax.set_xlabel("Δ recall@20 against float32 ALS (95% paired bootstrap interval)")
     ax.set_title(f"{report['dataset']['name']}\nrecall@20 change per method "
-                 "(red/green: significant at 95%)", fontsize=10)
+                 "(red/green: significant after Holm's correction over the rows)", fontsize=10)
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
