@@ -236,7 +236,7 @@ def train_pq(x, m, ksub, *, rotation="none", loss="mse", eta=4.0, iters=25, roun
 
 
 class ProductQuantization(TableCompressor):
-    """m uint8 codes per row into per-sub-space codebooks (optionally OPQ / anisotropic)."""
+    """m 8- or 4-bit codes per row into per-sub-space codebooks (optionally OPQ / anisotropic)."""
 
     name = "pq"
     schema = {

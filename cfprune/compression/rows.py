@@ -72,7 +72,7 @@ def rank_rows(scores):
 
 
 class PruneRows(TableCompressor):
-    """Keep the largest-norm, most popular, or budget-fitting rows of a table."""
+    """Keep the largest-norm, most popular, budget-fitting or reached rows of a table."""
 
     name = "prune-rows"
     schema = {
