@@ -135,7 +135,8 @@ def _tradeoff(plt, report):
     if found.get("spec"):
         from matplotlib.lines import Line2D
         handles.append(Line2D([], [], marker="D", linestyle="", color="tab:red",
-                              markeredgecolor="black", label="target search pick (test)"))
+                              markeredgecolor="black",
+                              label="target search pick (test; items compressed)"))
     axes[0].legend(handles=handles, fontsize=8, loc="lower right")
     fig.suptitle(f"{report['dataset']['name']}: quality against size (#n: row n of report.md)",
                  fontsize=11)
