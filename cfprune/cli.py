@@ -405,7 +405,8 @@ def build_parser():
     p.add_argument("--target", metavar="TARGETS",
                    help="search for the smallest pipeline keeping e.g. "
                         "'recall@20>=0.97,coverage@20>=0.90' relative to the model, on a "
-                        "validation part carved from --train")
+                        "validation part carved from --train; the candidates go to "
+                        "OUT.search.json")
     p.add_argument("--budget-bytes", type=int, metavar="BYTES",
                    help="search for the best first --target metric within this many bytes")
     p.add_argument("--out", help="compressed model file (.npz)")
