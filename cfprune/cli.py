@@ -185,17 +185,30 @@ def check_recommend(args):
 def check_compress(args):
     if args.help_methods:
         return
-    if not args.method or not args.out:
-        raise DataError("compress needs --method SPEC and --out FILE (--help-methods lists the "
-                        "methods)")
-    from .compression.spec import parse_spec
-    steps = parse_spec(args.method)
+    searching = args.target is not None or args.budget_bytes is not None
+    if searching and args.method:
+        raise DataError("give either --method SPEC or --target/--budget-bytes, not both")
+    if not (args.method or searching) or not args.out:
+        raise DataError("compress needs --method SPEC (or --target) and --out FILE "
+                        "(--help-methods lists the methods)")
     check_model_source(args)
     check_one_source(args)
-    needs = [s.spec_string() for s in steps if s.requires_interactions()]
-    if needs and not (args.train or has_data(args)):
-        raise DataError(f"{', '.join(needs)} needs the training interactions: give --dataset/"
-                        f"--ratings (with the split options) or --train FILE")
+    if searching:
+        from .compression.search import parse_targets
+        parse_targets(args.target or "recall@20")
+        if args.budget_bytes is not None and args.budget_bytes < 1:
+            raise DataError(f"--budget-bytes {args.budget_bytes}: give a positive byte count")
+        if not (args.train or has_data(args)):
+            raise DataError("--target/--budget-bytes search on a validation part of the training "
+                            "interactions: give --dataset/--ratings (with the split options) or "
+                            "--train FILE")
+    else:
+        from .compression.spec import parse_spec
+        steps = parse_spec(args.method)
+        needs = [s.spec_string() for s in steps if s.requires_interactions()]
+        if needs and not (args.train or has_data(args)):
+            raise DataError(f"{', '.join(needs)} needs the training interactions: give "
+                            f"--dataset/--ratings (with the split options) or --train FILE")
     check_out_dir(args.out)
 
 
@@ -552,10 +565,35 @@ def cmd_compress(args):
         print(describe())
         return 0
     model = load_model_arg(args)
-    out = compress(model, args.method, in_model_rows(model, training_part(args)))
+    interactions = in_model_rows(model, training_part(args))
+    if args.target is not None or args.budget_bytes is not None:
+        return search_compress(args, model, interactions)
+    out = compress(model, args.method, interactions)
     out.save(args.out)
     print(f"{out.spec}: {model.nbytes} -> {out.nbytes} bytes "
           f"({model.nbytes / max(out.nbytes, 1):.2f}x smaller), saved {args.out}")
+    return 0
+
+
+def search_compress(args, model, interactions):
+    """--target/--budget-bytes: search, save the pick, write the candidates beside it."""
+    from .compression.search import TargetNotMet, search
+    record = os.path.splitext(args.out)[0] + ".search.json"
+    try:
+        result = search(model, interactions, args.target or "recall@20", args.budget_bytes,
+                        seed=args.seed, show_progress=True)
+    except TargetNotMet as e:
+        write_json(record, e.result.as_dict())
+        raise DataError(f"{e} (candidates: {record})") from None
+    result.model.save(args.out)
+    write_json(record, result.as_dict())
+    pick = result.pick
+    figures = ", ".join(f"{k} {v:.4f} ({100 * pick.relative[k]:.1f}% of float)"
+                        for k, v in pick.metrics.items())
+    print(f"{pick.spec}: item side {result.baseline_bytes:,} -> {pick.bytes:,} bytes "
+          f"({result.baseline_bytes / pick.bytes:.1f}x smaller); validation {figures}; "
+          f"{len(result.candidates)} candidates in {result.seconds:.0f} s; saved {args.out} "
+          f"and {record}")
     return 0
 
 
@@ -690,6 +728,13 @@ def build_parser():
                    help="list every method and its parameters")
     p.add_argument("--train", help="training interactions (scipy.sparse .npz) for methods that "
                                    "need them")
+    p.add_argument("--target", metavar="TARGETS",
+                   help="search for the smallest pipeline keeping e.g. "
+                        "'recall@20>=0.97,coverage@20>=0.90' relative to the model, on a "
+                        "validation part carved from --train; the candidates go to "
+                        "OUT.search.json")
+    p.add_argument("--budget-bytes", type=int, metavar="BYTES",
+                   help="search for the best first --target metric within this many bytes")
     p.add_argument("--out", help="compressed model file (.npz)")
     p.set_defaults(func=cmd_compress)
 

@@ -4,7 +4,7 @@
 one batch), decodes each batch's user rows with ``model.users.decode(rows)`` and hands them to the
 Numba scorer of the item table's storage (:mod:`cfprune.kernels`, imported on first use), which
 fuses scoring, the seen-item filter and the bounded top-k selection. Tables that decode to float32
-tiles (dense, fp16, int8, int4, sparse, PQ, and those as the inner table of a row-pruned table)
+tiles (dense, fp16, int8, int4, int2, sparse, PQ, and those as the inner table of a row-pruned table)
 share one scorer (:mod:`cfprune.kernels.tiled`) that scans the rows by descending decoded norm and
 stops each user exactly by the Cauchy-Schwarz bound; PQ batches of at most 4 users scan the
 codes by lookup tables instead (:mod:`cfprune.kernels.pq`), in the same order with the same stop.
@@ -42,7 +42,7 @@ DEFAULT_BATCH_SIZE = 4096
 INT8_ROUTES = ("float", "int8")
 _EMPTY_MAP = np.empty(0, dtype=np.int32)
 _EMPTY_F32 = np.empty(0, dtype=np.float32)
-TILED_STORAGES = ("dense", "fp16", "int8", "int4", "sparse", "pq")
+TILED_STORAGES = ("dense", "fp16", "int8", "int4", "int2", "sparse", "pq")
 # PQ batches of at most this many users scan the codes by lookup tables (measured: lookup
 # tables win for 1-4 users, the decoded-tile GEMM from about 16)
 PQ_LOOKUP_MAX_USERS = 4
@@ -224,7 +224,7 @@ def _scorer(table, int8_route, n_workers):
                 queries = np.ascontiguousarray(queries @ rotation, dtype=np.float32)
             if storage == "pq" and queries.shape[0] <= PQ_LOOKUP_MAX_USERS:
                 from cfprune.kernels.pq import score_pq
-                score_pq(queries, inner.codes, inner.codebooks, inner.bounds, order, remaining,
+                score_pq(queries, tiles.bytes2d, inner.codebooks, inner.bounds, order, remaining,
                          n_workers, item_map, *seen_and_heaps)
             else:
                 tiled.score_tiles(queries, tiles, order, remaining, n_workers, item_map,
@@ -254,8 +254,8 @@ def _scorer(table, int8_route, n_workers):
 
 
 def _item_tiles(table):
-    """The :class:`~cfprune.kernels.tiled.ItemTiles` of a dense/fp16/int8/int4/sparse/pq
-    table (a PQ table in its rotated space)."""
+    """The :class:`~cfprune.kernels.tiled.ItemTiles` of a dense/fp16/int8/int4/int2/sparse/pq
+    table (a PQ table in its rotated space, 4-bit codes unpacked to one byte each)."""
     from cfprune.kernels import tiled
     if table.storage == "dense":
         return tiled.float32_tiles(table.data)
@@ -265,8 +265,10 @@ def _item_tiles(table):
         return tiled.int8_tiles(table.codes, table.scale, table.offset, table.axis == "row")
     if table.storage == "int4":
         return tiled.int4_tiles(table.codes, table.scale, table.offset, table.axis == "row")
+    if table.storage == "int2":
+        return tiled.int2_tiles(table.codes, table.scale, table.offset, table.axis == "row")
     if table.storage == "pq":
-        return tiled.pq_tiles(table.codes, table.codebooks, table.bounds)
+        return tiled.pq_tiles(table.unpacked_codes(), table.codebooks, table.bounds)
     return tiled.csr_tiles(table.indptr, table.indices, table.data)
 
 
@@ -335,7 +337,7 @@ def _row_norms(table):
     """float64 [n_rows]: the norms of the rows as the scorer sees them (NumPy, in chunks)."""
     if table.storage == "pq":
         from cfprune.kernels.pq import row_norms
-        return row_norms(table.codes, table.codebooks, table.bounds)
+        return row_norms(table.unpacked_codes(), table.codebooks, table.bounds)
     norms = np.empty(table.n_rows, np.float64)
     for first in range(0, table.n_rows, NORM_CHUNK_ROWS):
         rows = np.arange(first, min(table.n_rows, first + NORM_CHUNK_ROWS))

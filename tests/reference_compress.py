@@ -114,3 +114,27 @@ def topk_overlap(u, v_ref, v_var, k):
         top_b = set(sorted(range(len(b)), key=lambda i: (-b[i], i))[:k])
         total += len(top_a & top_b)
     return total / (k * u.shape[0])
+
+
+def unpack_crumbs(packed, dim):
+    """int [n, dim] levels from int2 bytes: dimension 4j + t in bits 2t..2t+1 of byte j."""
+    n = packed.shape[0]
+    out = np.zeros((n, dim), np.int64)
+    for i in range(n):
+        for j in range(dim):
+            out[i, j] = (int(packed[i, j // 4]) >> (2 * (j % 4))) & 3
+    return out
+
+
+def reach_items(u, v, seen_dense, k):
+    """Sorted ids of the items in some user's top-k of ``u v^T`` (users with a seen item only,
+    seen items skipped, ties to the lower id), by full sort per user."""
+    scores = u.astype(np.float64) @ v.astype(np.float64).T
+    kept = set()
+    for i in range(u.shape[0]):
+        if not seen_dense[i].any():
+            continue
+        eligible = [j for j in range(v.shape[0]) if not seen_dense[i, j]]
+        eligible.sort(key=lambda j: (-scores[i, j], j))
+        kept.update(eligible[:k])
+    return np.array(sorted(kept), dtype=np.int64)

@@ -6,13 +6,13 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings, strategies as st
 
-from cfprune.compression import (Int4, Int8, LowRank, Magnitude, Pipeline, ProductQuantization,
-                              PruneRows, compress)
+from cfprune.compression import (Int2, Int4, Int8, LowRank, Magnitude, Pipeline,
+                                 ProductQuantization, PruneRows, compress)
 from cfprune.compression.pq import (assign_anisotropic, decode_codes, train_pq,
                                  update_codebooks_anisotropic)
 from cfprune.errors import DataError, SpecError
 from cfprune.models.factors import FactorModel
-from cfprune.tables import (DenseTable, Float16Table, Int4Table, Int8Table, PQTable,
+from cfprune.tables import (DenseTable, Float16Table, Int2Table, Int4Table, Int8Table, PQTable,
                             PrunedTable, SparseTable)
 
 from . import reference_compress as ref
@@ -516,3 +516,107 @@ def test_fit_sets_learned_state_and_params():
     out = method.fit(random_model())
     assert method.model_ is out and method.info_["method"] == "pq"
     assert DenseTable is type(out.users)
+
+
+# int2, 4-bit PQ, reach pruning ----------------------------------------------------------------
+
+@settings(max_examples=30, deadline=None)
+@given(matrices, st.sampled_from(["row", "dim"]))
+def test_int2_decodes_like_reference_and_beats_plain_range(shape, axis):
+    x = make_matrix(*shape)
+    model = FactorModel(np.ones((3, x.shape[1]), np.float32), x)
+    table = Int2(axis=axis).fit(model).items
+    assert isinstance(table, Int2Table) and table.codes.shape == (x.shape[0],
+                                                                 (x.shape[1] + 3) // 4)
+    levels = ref.unpack_crumbs(table.codes, x.shape[1])
+    decoded = ref.affine_decode(levels, table.scale, table.offset, axis)
+    np.testing.assert_allclose(table.decode(), decoded, rtol=1e-6, atol=1e-6)
+    # each weight takes the nearest of its four levels
+    per = (lambda v: v[:, None]) if axis == "row" else (lambda v: v[None, :])
+    grid = per(table.offset)[..., None] + per(table.scale)[..., None] * np.arange(4)
+    nearest = np.abs(x.astype(np.float64)[..., None] - grid).min(axis=-1)
+    np.testing.assert_allclose(np.abs(x - decoded), nearest, atol=1e-5 * (1 + np.abs(x).max()))
+    # no worse than four levels spread over the full min-max range
+    reduce = 1 if axis == "row" else 0
+    lo, hi = x.min(axis=reduce).astype(np.float64), x.max(axis=reduce).astype(np.float64)
+    step = np.where(hi > lo, (hi - lo) / 3, 1.0)
+    plain = np.clip(np.rint((x - per(lo)) / per(step)), 0, 3) * per(step) + per(lo)
+    err = ((decoded - x) ** 2).sum(axis=reduce)
+    slack = 1e-6 * (1 + np.abs(x).max()) ** 2
+    assert np.all(err <= ((plain - x) ** 2).sum(axis=reduce) * (1 + 1e-4) + slack)
+    assert table.nbytes == table.codes.nbytes + table.scale.nbytes + table.offset.nbytes
+
+
+def test_pq_4bit_codes_are_packed_nearest_centroids():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(120, 10)).astype(np.float32)
+    model = FactorModel(np.ones((2, 10), np.float32), x)
+    table = ProductQuantization(m=5, nbits=4).fit(model).items
+    assert table.nbits == 4 and table.ksub == 16 and table.codes.shape == (120, 3)
+    codes = ref.unpack_nibbles(table.codes, 5)
+    np.testing.assert_array_equal(codes, ref.nearest_codes(x, table.codebooks, table.bounds))
+    np.testing.assert_allclose(table.decode(), ref.pq_lookup(codes, table.codebooks,
+                                                             table.bounds), atol=1e-6)
+    assert table.nbytes == 120 * 3 + 16 * 10 * 4 + 6 * 4
+    with pytest.raises(SpecError, match="ksub=32 needs more than nbits=4"):
+        ProductQuantization(m=5, nbits=4, ksub=32)
+
+
+def test_pq_4bit_model_file_round_trip_and_retrieval(tmp_path):
+    model = random_model(n_users=30, n_items=70, dim=9)
+    small = compress(model, "prune-rows:keep=0.6,by=norm|pq:m=3,nbits=4,rotation=opq")
+    small.save(tmp_path / "m.npz")
+    back = FactorModel.load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(back.items.decode(), small.items.decode())
+    seen = random_interactions(30, 70, seed=5)
+    ids, _ = back.recommend(np.arange(30), seen, k=5)
+    exact = back.users.decode().astype(np.float64) @ back.items.decode().astype(np.float64).T
+    exact[seen.toarray() > 0] = -np.inf
+    exact[:, ~back.items.valid_rows()] = -np.inf
+    got = np.take_along_axis(exact, ids.astype(np.int64), axis=1)
+    np.testing.assert_allclose(got, -np.sort(-exact, axis=1)[:, :5], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("axis", ["row", "dim"])
+def test_int2_retrieval_matches_brute_force_over_many_tiles(axis):
+    from cfprune.kernels.dense import ITEMS_PER_TILE
+    n_items = 3 * ITEMS_PER_TILE + 5
+    rng = np.random.default_rng(6)
+    skew = np.exp(rng.normal(size=(n_items, 1)))          # skewed norms: early stop matters
+    model = FactorModel(rng.normal(size=(25, 7)).astype(np.float32),
+                        (rng.normal(size=(n_items, 7)) * skew).astype(np.float32))
+    small = compress(model, f"int2:axis={axis}")
+    seen = random_interactions(25, n_items, seed=7, density=0.02)
+    ids, scores = small.recommend(np.arange(25), seen, k=9)
+    exact = small.users.decode().astype(np.float64) @ small.items.decode().astype(np.float64).T
+    exact[seen.toarray() > 0] = -np.inf
+    want = -np.sort(-exact, axis=1)[:, :9]
+    np.testing.assert_allclose(scores, want, rtol=1e-4, atol=1e-4)
+    got = np.take_along_axis(exact, ids.astype(np.int64), axis=1)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("k", [1, 3, 8])
+def test_reach_pruning_keeps_exactly_the_reached_items_and_every_list(k):
+    model = random_model(n_users=40, n_items=90, dim=6, seed=k)
+    seen = random_interactions(40, 90, seed=k, density=0.15)
+    seen.data[seen.indptr[3]:seen.indptr[4]] = 0   # a user without training interactions
+    seen.eliminate_zeros()
+    out = PruneRows(by="reach", k=k).fit(model, seen)
+    expected = ref.reach_items(model.user_factors, model.item_factors, seen.toarray() > 0, k)
+    np.testing.assert_array_equal(out.items.kept, expected)
+    users = np.flatnonzero(np.diff(seen.indptr) > 0)
+    before, _ = model.recommend(users, seen, k=k)
+    after, _ = out.recommend(users, seen, k=k)
+    np.testing.assert_array_equal(before, after)
+
+
+def test_reach_pruning_parameters_checked():
+    with pytest.raises(SpecError, match="by=reach decides"):
+        PruneRows(by="reach", keep=0.5)
+    with pytest.raises(SpecError, match="k applies to by=reach"):
+        PruneRows(by="norm", k=5)
+    with pytest.raises(SpecError, match="prunes the item table"):
+        PruneRows(by="reach", table="users")
+    with pytest.raises(DataError, match="needs the training interactions"):
+        compress(random_model(), "prune-rows:by=reach,k=5")

@@ -12,7 +12,7 @@ from cfprune import Interactions
 from cfprune.errors import SpecError
 from cfprune.report import Grid, run_report
 from cfprune.report import baseline as baseline_module
-from cfprune.report.summary import best_per_budget, pareto_front, smallest_within
+from cfprune.report.summary import best_per_budget, holm, pareto_front, smallest_within
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXPECTED_PLOTS = {"tradeoff.png", "throughput.png", "delta.png"}
@@ -36,10 +36,13 @@ BASELINE = {"algorithm": str, "params": dict, "bytes": int, "bytes_per_item": NU
 TUNING = {"grid": dict, "results": list, "best": dict, "cache_key": str}
 ROW = {"spec": str, "bytes": int, "ratio": NUMBER, "bytes_per_item": NUMBER,
        "table_bytes": dict, "metrics": dict, "delta": dict, "users_per_second": NUMBER,
-       "seconds_compress": NUMBER, "seconds_evaluate": NUMBER, "info": dict}
+       "seconds_compress": NUMBER, "seconds_evaluate": NUMBER, "info": dict,
+       "valid_metrics": dict, "users_per_second_rounds": list}
 INTERVAL = {"diff": NUMBER, "low": NUMBER, "high": NUMBER, "significant": bool}
 SUMMARY = {"metric": str, "tolerance": NUMBER, "baseline_score": NUMBER,
-           "best_per_budget": list, "pareto_front": list, "n_significant_losses": int}
+           "best_per_budget": list, "pareto_front": list, "n_significant_losses": int,
+           "n_significant_losses_uncorrected": int, "guards": dict, "uninformative": list,
+           "decided_on": str, "baseline_valid": dict, "search": (dict, type(None))}
 ROW_METRICS = [f"{name}@{k}" for k in (10, 20, 50)
                for name in ("recall", "ndcg", "map", "coverage", "tail_recall", "overlap")]
 BASELINE_METRICS = [f"{name}@{k}" for k in (10, 20, 50)
@@ -139,22 +142,47 @@ def test_row_figures_agree_with_their_definitions(first_run, data):
     assert fp16["metrics"]["overlap@20"] > 0.95
 
 
-def test_summary_matches_a_recomputation(first_run):
+def test_summary_matches_a_recomputation_on_validation(first_run):
     _, report, lines = first_run
-    rows, base = report["rows"], report["baseline"]
-    floor = 0.99 * base["metrics"]["recall@20"]
-    ok = [r for r in rows if r["metrics"]["recall@20"] >= floor]
-    chosen = report["summary"]["smallest_within_tolerance"]
+    rows, base, summary = report["rows"], report["baseline"], report["summary"]
+    valid_base = report["baseline_valid"]
+    assert summary["decided_on"] == "validation"
+    guards = {"recall@20": 0.01}
+    for name, tol in (("coverage@20", 0.10), ("tail_recall@20", 0.10)):
+        if valid_base[name] >= 0.005 and base["metrics"][name] >= 0.005:
+            guards[name] = tol
+        else:
+            assert name in summary["uninformative"]
+    ok = [r for r in rows if all(r["valid_metrics"][name] >= (1 - tol) * valid_base[name]
+                                 for name, tol in guards.items())]
+    chosen = summary["smallest_within_tolerance"]
     if ok:
         smallest = min(r["bytes"] for r in ok)
         assert chosen["bytes"] == smallest
         assert chosen["spec"] in {r["spec"] for r in ok if r["bytes"] == smallest}
+        row = rows[chosen["index"]]
+        assert chosen["test"]["recall@20"] == row["metrics"]["recall@20"]
+        assert chosen["valid"]["recall@20"] == row["valid_metrics"]["recall@20"]
         assert chosen["spec"] in lines[-1]
     else:
         assert chosen is None
-    for bucket in report["summary"]["best_per_budget"]:
+    for bucket in summary["best_per_budget"]:
         members = [r for r in rows if _bucket(r["ratio"]) == bucket["budget"]]
-        assert bucket["recall@20"] == max(r["metrics"]["recall@20"] for r in members)
+        assert bucket["recall@20"] == max(r["valid_metrics"]["recall@20"] for r in members)
+        assert bucket["test"] == rows[bucket["index"]]["metrics"]["recall@20"]
+    # Holm over the rows' p-values, by hand
+    p = sorted((r["delta"]["recall@20"]["p_value"], r["delta"]["recall@20"]["diff"])
+               for r in rows)
+    losses = 0
+    for rank, (value, diff) in enumerate(p):
+        if value > 0.05 / (len(p) - rank):
+            break
+        losses += diff < 0
+    assert summary["n_significant_losses"] == losses
+    found = summary["search"]     # the run is not quick: the target search ran
+    assert found["target"].startswith("recall@20>=0.99")
+    if found["spec"]:
+        assert found["valid_relative"]["recall@20"] >= 0.99 - 1e-9
 
 
 def _bucket(ratio):
@@ -207,7 +235,8 @@ def test_rerun_reads_the_tuning_cache_and_repeats_the_figures(first_run, data, m
     lines = []
     again = run_report(data, out, methods=METHODS, seed=3, num_threads=2, grid=SMALL_GRID,
                        n_resamples=200, repeats=1, log=lines.append)
-    assert calls == [report["baseline"]["params"]["factors"]]  # the final retrain only
+    # the final retrain and the model the decisions are made with (trained without validation)
+    assert calls == [report["baseline"]["params"]["factors"]] * 2
     assert any("cache" in line for line in lines)
     assert strip_timings(json.loads(json.dumps(again))) == \
         strip_timings(json.loads(json.dumps(report)))
@@ -273,3 +302,11 @@ def test_decision_helpers_against_brute_force():
             members = [r for r in rows if _bucket(r["ratio"]) == bucket["budget"]]
             assert bucket["recall@20"] == max(r["metrics"]["recall@20"] for r in members)
             assert not math.isnan(bucket["recall@20"])
+        pvalues = rng.random(n).tolist()
+        rejected = holm(pvalues)
+        ranked = sorted(range(n), key=lambda i: pvalues[i])
+        expect, stop = [False] * n, False
+        for rank, i in enumerate(ranked):
+            stop = stop or pvalues[i] > 0.05 / (n - rank)
+            expect[i] = not stop
+        assert rejected == expect

@@ -10,11 +10,12 @@ from .magnitude import Magnitude
 from .pipeline import Pipeline, compress
 from .pq import ProductQuantization
 from .rows import PruneRows
-from .scalar import Float16, Int4, Int8
+from .scalar import Float16, Int2, Int4, Int8
 from .spec import (METHODS, available_methods, canonical_spec, describe, format_spec,
                    method_class, parse_spec)
 
 __all__ = ["Compressor", "Param", "TableCompressor", "LowRank", "Magnitude", "Pipeline",
-           "compress", "ProductQuantization", "PruneRows", "Float16", "Int4", "Int8", "METHODS",
+           "compress", "ProductQuantization", "PruneRows", "Float16", "Int2", "Int4", "Int8",
+           "METHODS",
            "available_methods", "canonical_spec", "describe", "format_spec", "method_class",
            "parse_spec"]

@@ -1,4 +1,4 @@
-"""Product quantisation: ``pq:m=16,ksub=256,rotation=none|opq,loss=mse|anisotropic``.
+"""Product quantisation: ``pq:m=16,nbits=8|4,rotation=none|opq,loss=mse|anisotropic``.
 
 The ``d`` columns are split into ``m`` contiguous sub-spaces (sizes differ by at most one when
 ``m`` does not divide ``d``, :func:`~cfprune.tables.subspace_bounds`); each sub-space gets a
@@ -7,6 +7,11 @@ codebook of ``ksub`` centroids learnt by k-means (scikit-learn ``KMeans``, k-mea
 row stores one uint8 code per sub-space. Tables of more than ``train_rows`` rows are trained on a
 seeded sample of that many rows and then all encoded. A table (or training sample) of fewer rows
 than ``ksub`` gets ``ksub = n_rows`` (recorded as ``ksub_used``).
+
+``nbits=4`` stores 4-bit codes, two sub-spaces per byte, into codebooks of at most 16 centroids
+(``ksub`` defaults to 16 then): the codebooks take ``16 d`` floats instead of ``256 d`` (at d=64,
+4 KiB instead of 64 KiB), which pays off on small catalogues, and the codes half the bytes of
+``nbits=8`` at the same ``m``.
 
 ``rotation=opq`` (Ge et al. 2013, non-parametric OPQ): starting from the identity, ``rounds``
 alternations of (k-means codebooks and codes on the rotated rows ``X R``, warm-started) and
@@ -183,7 +188,7 @@ def learn_rotation(x, bounds, ksub, *, iters, rounds, seed):
 
 
 def train_pq(x, m, ksub, *, rotation="none", loss="mse", eta=4.0, iters=25, rounds=5, sweeps=2,
-             seed=0, train_rows=100_000):
+             seed=0, train_rows=100_000, nbits=8):
     """(PQTable, info) for ``x`` float32 [n, d] (see the module docstring)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, d = x.shape
@@ -228,7 +233,10 @@ def train_pq(x, m, ksub, *, rotation="none", loss="mse", eta=4.0, iters=25, roun
             codes = assign_anisotropic(x_rot, codebooks, bounds, codes, eta, sweeps)
     x_hat = decode_codes(codes, codebooks, bounds)
     info["mse"] = float(((x_rot.astype(np.float64) - x_hat) ** 2).sum(1).mean())
-    table = PQTable(codes, codebooks, bounds, None if rot is None else rot.astype(np.float32))
+    if nbits == 4:
+        codes = PQTable.pack4(codes)
+    table = PQTable(codes, codebooks, bounds, None if rot is None else rot.astype(np.float32),
+                    nbits=nbits)
     return table, info
 
 
@@ -245,12 +253,15 @@ def encode_pq_rows(x, codebooks, bounds, rotation=None, *, loss="mse", eta=4.0, 
 
 
 class ProductQuantization(TableCompressor):
-    """m uint8 codes per row into per-sub-space codebooks (optionally OPQ / anisotropic)."""
+    """m 8- or 4-bit codes per row into per-sub-space codebooks (optionally OPQ / anisotropic)."""
 
     name = "pq"
     schema = {
         "m": Param(int, 16, "number of sub-spaces (1..dim)", low=1),
-        "ksub": Param(int, 256, "centroids per sub-space", low=1, high=256),
+        "nbits": Param(int, 8, "bits per code: 8 (ksub <= 256) or 4 (ksub <= 16, two codes a "
+                       "byte)", choices=None, low=4, high=8),
+        "ksub": Param(int, None, "centroids per sub-space (default 2^nbits)", low=1, high=256,
+                      optional=True),
         "rotation": Param(str, "none", "opq: learn an orthogonal rotation first",
                           choices=("none", "opq")),
         "loss": Param(str, "mse", "anisotropic: ScaNN score-aware loss",
@@ -271,20 +282,27 @@ class ProductQuantization(TableCompressor):
     renamed = {"iters": "iterations"}
 
     def _check_params(self):
+        if self.nbits not in (4, 8):
+            raise SpecError(f"pq: nbits={self.nbits} is not allowed; expected 4 or 8")
+        if self.ksub is not None and self.ksub > 2 ** self.nbits:
+            raise SpecError(f"pq: ksub={self.ksub} needs more than nbits={self.nbits} bits; "
+                            f"use ksub <= {2 ** self.nbits} or nbits=8")
         if self.rerank != "none" and self.table == "users":
             raise SpecError("pq: rerank applies to the item table; use table=items or both")
         if self.rerank == "none" and "candidates" in self._explicit:
             raise SpecError("pq: candidates applies with rerank=int8|fp16|fp32")
 
     def compress_table(self, table, ctx):
-        return train_pq(table.decode(), self.m, self.ksub, rotation=self.rotation,
+        ksub = 2 ** self.nbits if self.ksub is None else self.ksub
+        return train_pq(table.decode(), self.m, ksub, rotation=self.rotation,
                         loss=self.loss, eta=self.eta, iters=self.iterations, rounds=self.rounds,
-                        sweeps=self.sweeps, seed=self.seed, train_rows=self.train_rows)
+                        sweeps=self.sweeps, seed=self.seed, train_rows=self.train_rows,
+                        nbits=self.nbits)
 
     def item_state(self, before, after, info):
         """The codebooks, sub-space bounds and rotation; the loss and the re-rank storage."""
         params = {"loss": self.loss, "eta": self.eta, "sweeps": self.sweeps,
-                  "rerank": self.rerank}
+                  "rerank": self.rerank, "nbits": int(after.nbits)}
         arrays = {"codebooks": after.codebooks, "bounds": after.bounds}
         if after.rotation is not None:
             arrays["rotation"] = after.rotation
@@ -302,7 +320,9 @@ class ProductQuantization(TableCompressor):
         rotation = arrays.get("rotation")
         codes = encode_pq_rows(x, codebooks, bounds, rotation, loss=params["loss"],
                                eta=params["eta"], sweeps=params["sweeps"])
-        out = PQTable(codes, codebooks, bounds, rotation)
+        nbits = params.get("nbits", 8)
+        out = PQTable(PQTable.pack4(codes) if nbits == 4 else codes, codebooks, bounds, rotation,
+                      nbits=nbits)
         if params.get("rerank", "none") == "none":
             return out
         return out, _encode_rerank(x, params["rerank"])

@@ -1,4 +1,4 @@
-"""Row pruning: ``prune-rows:keep=0.9,by=norm|popularity|budget``.
+"""Row pruning: ``prune-rows:keep=0.9,by=norm|popularity|budget|reach``.
 
 Keeps a subset of a table's rows and stores them as a :class:`~cfprune.tables.PrunedTable`:
 
@@ -7,7 +7,12 @@ Keeps a subset of a table's rows and stores them as a :class:`~cfprune.tables.Pr
   users who interacted; users: items interacted with) — needs the training interactions;
 - ``by=budget``: as many rows as fit in ``budget_bytes`` (the whole pruned table: kept ids, kept
   rows in their current storage and the fallback), rows taken in ``order=norm|popularity``.
-  With ``table=both`` the budget applies to each table.
+  With ``table=both`` the budget applies to each table;
+- ``by=reach,k=K`` (items only): keep the items that appear in at least one training user's
+  top-``K`` list of the model being pruned (seen items filtered, as served; users with no
+  training interaction are not asked). Every such list is unchanged by the pruning, so those
+  users lose nothing at any cut-off up to ``K``; the rows are taken by how many lists they
+  appear in. Needs the training interactions.
 
 Ties go to the lower row id. At least one row is kept.
 
@@ -26,7 +31,7 @@ coverage (fraction of items still recommendable) and, when the interactions are 
 fraction of training interactions that fall on kept items.
 
 A table that is already row-pruned is pruned further among its kept rows. Rows are selected in
-their current storage (dense, fp16, int8, int4, pq, sparse), so ``int8|prune-rows`` keeps the
+their current storage (dense, fp16, int8, int4, int2, pq, sparse), so ``int8|prune-rows`` keeps the
 int8 codes.
 """
 
@@ -35,8 +40,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import SpecError
-from ..tables import (DenseTable, Float16Table, Int4Table, Int8Table, PQTable, PrunedTable,
-                      SparseTable)
+from ..tables import (DenseTable, Float16Table, Int2Table, Int4Table, Int8Table, PQTable,
+                      PrunedTable, SparseTable)
 from .base import Param, TableCompressor
 
 
@@ -45,7 +50,7 @@ def select_rows(table, rows):
     rows = np.asarray(rows, dtype=np.int64)
     if isinstance(table, (DenseTable, Float16Table)):
         return type(table)(table.data[rows])
-    if isinstance(table, (Int8Table, Int4Table)):
+    if isinstance(table, (Int8Table, Int4Table, Int2Table)):
         if table.axis == "row":
             scale = table.scale[rows]
             offset = None if table.offset is None else table.offset[rows]
@@ -53,7 +58,8 @@ def select_rows(table, rows):
             scale, offset = table.scale, table.offset
         return type(table)(table.codes[rows], scale, offset, axis=table.axis, dim=table.dim)
     if isinstance(table, PQTable):
-        return PQTable(table.codes[rows], table.codebooks, table.bounds, table.rotation)
+        return PQTable(table.codes[rows], table.codebooks, table.bounds, table.rotation,
+                       nbits=table.nbits)
     if isinstance(table, SparseTable):
         return SparseTable.from_dense(table.decode(rows))
     raise SpecError(f"prune-rows cannot select rows of a {table.storage!r} table")
@@ -66,13 +72,15 @@ def rank_rows(scores):
 
 
 class PruneRows(TableCompressor):
-    """Keep the largest-norm, most popular, or budget-fitting rows of a table."""
+    """Keep the largest-norm, most popular, budget-fitting or reached rows of a table."""
 
     name = "prune-rows"
     schema = {
         "keep": Param(float, 0.9, "fraction of rows kept (by=norm|popularity)", low=0.0,
                       high=1.0, low_open=True),
-        "by": Param(str, "norm", "which rows to keep", choices=("norm", "popularity", "budget")),
+        "by": Param(str, "norm", "which rows to keep",
+                    choices=("norm", "popularity", "budget", "reach")),
+        "k": Param(int, 20, "by=reach: keep the items in some training user's top-k", low=1),
         "budget_bytes": Param(int, None, "by=budget: bytes the pruned table may take", low=1,
                               optional=True),
         "order": Param(str, "norm", "by=budget: rows taken by norm or popularity",
@@ -91,11 +99,16 @@ class PruneRows(TableCompressor):
             raise SpecError(f"prune-rows: budget_bytes applies to by=budget, not by={self.by}")
         if self.by != "budget" and "order" in self._explicit:
             raise SpecError(f"prune-rows: order applies to by=budget, not by={self.by}")
-        if self.by == "budget" and "keep" in self._explicit:
-            raise SpecError("prune-rows: by=budget decides how many rows to keep; drop keep=")
+        if self.by in ("budget", "reach") and "keep" in self._explicit:
+            raise SpecError(f"prune-rows: by={self.by} decides how many rows to keep; drop keep=")
+        if self.by != "reach" and "k" in self._explicit:
+            raise SpecError(f"prune-rows: k applies to by=reach, not by={self.by}")
+        if self.by == "reach" and self.table != "items":
+            raise SpecError("prune-rows: by=reach prunes the item table; use table=items")
 
     def requires_interactions(self):
-        return "popularity" in (self.by, self.order if self.by == "budget" else None)
+        return self.by == "reach" or \
+            "popularity" in (self.by, self.order if self.by == "budget" else None)
 
     def compress_table(self, table, ctx):
         if isinstance(table, PrunedTable):
@@ -105,6 +118,8 @@ class PruneRows(TableCompressor):
         criterion = self.order if self.by == "budget" else self.by
         if criterion == "norm":
             scores = np.linalg.norm(inner.decode().astype(np.float64), axis=1)
+        elif criterion == "reach":
+            scores = reach_counts(ctx.model, ctx.interactions, self.k)[ids]
         else:
             counts = _counts(ctx.interactions, ctx.side)
             scores = counts[ids]
@@ -112,6 +127,8 @@ class PruneRows(TableCompressor):
         fallback = self._fallback(inner, ctx.side)
         if self.by == "budget":
             n_keep = self._fit_budget(inner, ids, ranked, table.n_rows, fallback)
+        elif self.by == "reach":
+            n_keep = max(1, int(np.count_nonzero(scores)))
         else:
             n_keep = max(1, int(np.floor(self.keep * inner.n_rows + 0.5)))
         chosen = np.sort(ranked[:n_keep])
@@ -169,6 +186,16 @@ class PruneRows(TableCompressor):
             else:
                 hi = mid - 1
         return lo
+
+
+def reach_counts(model, interactions, k):
+    """int64 [n_items]: in how many top-``k`` lists of ``model`` each item appears, over the
+    users with at least one interaction in ``interactions`` (CSR [n_users, n_items], their seen
+    items filtered)."""
+    users = np.flatnonzero(np.diff(interactions.indptr) > 0)
+    ids, _ = model.recommend(users, interactions, k=k, filter_seen=True)
+    ids = ids[ids >= 0]
+    return np.bincount(ids, minlength=model.n_items).astype(np.int64)
 
 
 def _counts(interactions, side):

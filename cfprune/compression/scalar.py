@@ -1,4 +1,4 @@
-"""Scalar quantisation: ``fp16``, ``int8`` and ``int4``.
+"""Scalar quantisation: ``fp16``, ``int8``, ``int4`` and ``int2``.
 
 Affine (default): per row (``axis=row``) or per dimension (``axis=dim``) the range [min, max] is
 cut into ``2^bits - 1`` equal steps, ``scale = (max - min) / (2^bits - 1)``; the offset is chosen so
@@ -7,6 +7,11 @@ use the whole range and negative weights are as well served as positive ones. A 
 by rounding to the nearest level and clipping to the code range; decode is
 ``scale * q + offset``, so the error per weight is at most half a step (``scale / 2``). A constant
 row or dimension (max == min) gets ``scale = 1`` and decodes exactly to its value.
+
+``int2`` has four levels 0..3 (four codes per byte). With so few levels the full range wastes
+them on the extremes, so per row or dimension the range is first shrunk about its centre: of the
+factors ``1, 0.95, ..., 0.3`` the one whose codes (rounded and clipped) give the least squared
+error is kept; weights beyond the shrunk range clip to the end levels.
 
 Symmetric (``int8:symmetric=true``): ``scale = max|w| / 127``, codes in [-127, 127], no offset
 array (the table is 8 bytes per row or dimension lighter). ``int4`` offers no symmetric form: its
@@ -24,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import SpecError
-from ..tables import Float16Table, Int4Table, Int8Table
+from ..tables import Float16Table, Int2Table, Int4Table, Int8Table
 from .base import Param, TableCompressor
 
 FP16_MAX = float(np.finfo(np.float16).max)
@@ -44,15 +49,19 @@ def _broadcast(v, axis):
     return v[:, None] if axis == "row" else v[None, :]
 
 
-def affine_quantize(x, bits, axis):
+INT2_SHRINK = np.round(np.arange(1.0, 0.29, -0.05), 2)
+
+
+def affine_quantize(x, bits, axis, ranges=None):
     """Affine codes of ``x`` float [n, d].
 
     Returns (q int16 [n, d] in [qmin, qmax], scale float32, offset float32), with
-    ``qmin = -128, qmax = 127`` for 8 bits and ``0, 15`` for 4 bits, and decode
+    ``qmin = -128, qmax = 127`` for 8 bits and ``0, 2^bits - 1`` otherwise, and decode
     ``scale * q + offset`` (scale and offset [n] for axis="row", [d] for axis="dim").
+    ``ranges``: (lo, hi) float64 per row or dimension (default: the min and max).
     """
     qmin, qmax = (-128, 127) if bits == 8 else (0, 2 ** bits - 1)
-    lo, hi = _affine_ranges(x, axis)
+    lo, hi = _affine_ranges(x, axis) if ranges is None else ranges
     span = hi - lo
     scale = np.where(span > 0, span / (qmax - qmin), 1.0).astype(np.float32)
     offset = (lo - qmin * scale.astype(np.float64)).astype(np.float32)
@@ -89,6 +98,34 @@ def encode_int4(x, axis="row"):
     x = np.ascontiguousarray(x, dtype=np.float32)
     q, scale, offset = affine_quantize(x, 4, axis)
     return Int4Table(Int4Table.pack(q), scale, offset, axis=axis, dim=x.shape[1])
+
+
+def shrunk_ranges(x, bits, axis):
+    """(lo, hi) float64 per row or dimension: the min-max range shrunk about its centre by the
+    factor of :data:`INT2_SHRINK` that gives the codes of least squared error."""
+    lo, hi = _affine_ranges(x, axis)
+    centre, half = (lo + hi) / 2, (hi - lo) / 2
+    reduce_axis = 1 if axis == "row" else 0
+    x64 = x.astype(np.float64)
+    best_err = np.full(lo.shape, np.inf)
+    best_lo, best_hi = lo.copy(), hi.copy()
+    for factor in INT2_SHRINK:
+        ranges = (centre - factor * half, centre + factor * half)
+        q, scale, offset = affine_quantize(x, bits, axis, ranges)
+        decoded = q * _broadcast(scale.astype(np.float64), axis) + \
+            _broadcast(offset.astype(np.float64), axis)
+        err = ((decoded - x64) ** 2).sum(axis=reduce_axis)
+        better = err < best_err
+        best_err[better] = err[better]
+        best_lo[better], best_hi[better] = ranges[0][better], ranges[1][better]
+    return best_lo, best_hi
+
+
+def encode_int2(x, axis="row"):
+    """Int2Table of ``x`` float [n, d], levels 0..3 on the shrunk range, four per byte."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    q, scale, offset = affine_quantize(x, 2, axis, shrunk_ranges(x, 2, axis))
+    return Int2Table(Int2Table.pack(q), scale, offset, axis=axis, dim=x.shape[1])
 
 
 def encode_fp16(x):
@@ -142,7 +179,7 @@ def ranking_overlap(users_ref, items_ref, users_var, items_var, k, valid=None):
 
 
 class _ScalarMethod(TableCompressor):
-    """Shared ``axis=auto`` selection of int8 and int4."""
+    """Shared ``axis=auto`` selection of int8, int4 and int2."""
 
     def encode(self, x, axis):
         raise NotImplementedError
@@ -267,4 +304,27 @@ class Int4(_ScalarMethod):
     @staticmethod
     def _encode_with(x, scale, offset):
         return Int4Table(Int4Table.pack(quantize_fitted(x, 4, scale, offset)), scale, offset,
+                         axis="dim", dim=x.shape[1])
+
+class Int2(_ScalarMethod):
+    """2-bit levels 0..3 packed four per byte on a shrunk affine range per row or dimension."""
+
+    name = "int2"
+    schema = {
+        "axis": Param(str, "row", "one scale per row, per dimension, or the better of both",
+                      choices=("row", "dim", "auto")),
+        **AUTO_PARAMS,
+        **TableCompressor.schema,
+    }
+
+    def encode(self, x, axis):
+        return encode_int2(x, axis)
+
+    @staticmethod
+    def _encode_free(x, params):
+        return encode_int2(x, "row")
+
+    @staticmethod
+    def _encode_with(x, scale, offset):
+        return Int2Table(Int2Table.pack(quantize_fitted(x, 2, scale, offset)), scale, offset,
                          axis="dim", dim=x.shape[1])

@@ -25,6 +25,7 @@ METHODS = {
     "fp16": ("cfprune.compression.scalar", "Float16"),
     "int8": ("cfprune.compression.scalar", "Int8"),
     "int4": ("cfprune.compression.scalar", "Int4"),
+    "int2": ("cfprune.compression.scalar", "Int2"),
     "pq": ("cfprune.compression.pq", "ProductQuantization"),
     "distill": ("cfprune.compression.distill", "Distill"),
 }

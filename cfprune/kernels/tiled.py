@@ -44,6 +44,7 @@ from numba import njit
 
 from cfprune.kernels.dense import (ITEMS_PER_TILE, USERS_PER_TILE, decode_float16_tile,
                                    decode_float32_tile, float16_lookup)
+from cfprune.kernels.int2 import decode_int2_tile
 from cfprune.kernels.int4 import decode_int4_tile
 from cfprune.kernels.int8 import decode_affine_tile
 from cfprune.kernels.pool import frozen, run_workers
@@ -51,7 +52,7 @@ from cfprune.kernels.pq import decode_pq_tile
 from cfprune.kernels.sparse import decode_csr_tile, index_bytes
 from cfprune.kernels.topk import offer_rows
 
-KIND_FLOAT32, KIND_FLOAT16, KIND_INT8, KIND_INT4, KIND_CSR, KIND_PQ = range(6)
+KIND_FLOAT32, KIND_FLOAT16, KIND_INT8, KIND_INT4, KIND_CSR, KIND_PQ, KIND_INT2 = range(7)
 
 
 class ItemTiles(NamedTuple):
@@ -59,8 +60,9 @@ class ItemTiles(NamedTuple):
 
     ``kind`` is one of the ``KIND_*`` constants. Fields: ``float32`` float32 [n, d];
     ``float16_bits`` uint16 [n, d] (the float16 table's bits) and ``half_lookup`` float32
-    [65536]; ``codes8`` int8 [n, d]; ``bytes2d`` uint8 [n, ceil(d/2)] (int4 levels) or [n, m]
-    (PQ codes); ``scale``/``offset`` float32 (per row when ``per_row``, else per dimension;
+    [65536]; ``codes8`` int8 [n, d]; ``bytes2d`` uint8 [n, ceil(d/2)] (int4 levels),
+    [n, ceil(d/4)] (int2 levels) or [n, m] (PQ codes); ``scale``/``offset`` float32 (per row
+    when ``per_row``, else per dimension;
     ``offset`` [0] when symmetric); ``indptr`` int64 [n + 1], ``index_bytes`` uint8 and
     ``index_width`` (see :func:`.sparse.index_bytes`), ``values`` float32 [nnz];
     ``codebooks`` float32 [ksub, d] and ``bounds`` int32 [m + 1] (PQ, rotated space).
@@ -134,6 +136,11 @@ def int4_tiles(packed, scale, offset, per_row):
     return _affine(KIND_INT4, "bytes2d", packed, scale, offset, per_row)
 
 
+def int2_tiles(packed, scale, offset, per_row):
+    """:class:`ItemTiles` of an int2 table (``offset`` None when symmetric)."""
+    return _affine(KIND_INT2, "bytes2d", packed, scale, offset, per_row)
+
+
 def csr_tiles(indptr, indices, data):
     """:class:`ItemTiles` of a sparse (CSR) table (indices uint8, uint16 or int32)."""
     raw, width = index_bytes(np.asarray(indices))
@@ -159,6 +166,8 @@ def decode_tile(tiles, rows, out):
         decode_affine_tile(tiles.codes8, tiles.scale, tiles.offset, tiles.per_row, rows, out)
     elif kind == KIND_INT4:
         decode_int4_tile(tiles.bytes2d, tiles.scale, tiles.offset, tiles.per_row, rows, out)
+    elif kind == KIND_INT2:
+        decode_int2_tile(tiles.bytes2d, tiles.scale, tiles.offset, tiles.per_row, rows, out)
     elif kind == KIND_CSR:
         decode_csr_tile(tiles.indptr, tiles.index_bytes, tiles.index_width, tiles.values, rows,
                         out)

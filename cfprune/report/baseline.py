@@ -230,3 +230,11 @@ def train_baselines(train, tuning, grid, *, seed=0, num_threads=None):
                bpr_best["iterations"], seed, bpr_threads(train, num_threads))
     seconds_bpr = time.perf_counter() - start
     return als, bpr, {"als": seconds_als, "bpr": seconds_bpr}
+
+
+def tuned_als(train, tuning, grid, *, seed=0, num_threads=None):
+    """The ALS of ``tuning``'s best point trained on ``train`` (the report trains it on the
+    training part less the validation part, to make its decisions on that part)."""
+    best = tuning["als"]["best"]
+    return _als(train, grid, best["factors"], best["regularization"], seed,
+                0 if num_threads is None else int(num_threads))

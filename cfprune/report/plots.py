@@ -1,10 +1,14 @@
 """The report's PNG plots (matplotlib, Agg backend, no display needed).
 
 - ``tradeoff.png``: recall@20 (left) and tail_recall@20 (right) against bytes per item on a log
-  axis, the float32 baseline as a star and the Pareto front of recall@20 as a line;
+  axis, the float32 baseline as a star, the Pareto front of recall@20 as a line (its points
+  numbered as the rows of report.md, so no long label can overlap another) and the target
+  search's pick as a diamond; a metric that is about 0 for the baseline is not plotted as noise:
+  its panel says it is uninformative on this dataset;
 - ``throughput.png``: retrieval users/s against recall@20, points numbered as the rows of
   report.md;
-- ``delta.png``: each method's recall@20 change against the baseline with its 95% interval.
+- ``delta.png``: each method's recall@20 change against the baseline with its 95% interval,
+  coloured when the change stays significant after Holm's correction over the rows.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import math
 import os
 
 from ..io import atomic_write
-from .summary import pareto_front
+from .summary import holm, informative, pareto_front
 
 PLOTS = {
     "tradeoff.png": "recall@20 and tail_recall@20 against bytes per item (log), Pareto front",
@@ -61,7 +65,7 @@ def write_plots(report, out_dir):
                        ("delta.png", _delta)):
         fig = draw(plt, report)
         path = os.path.join(os.fspath(out_dir), name)
-        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
         plt.close(fig)
         paths.append(path)
     return paths
@@ -89,7 +93,19 @@ def _tradeoff(plt, report):
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.4))
     points = [base] + rows
     front = pareto_front([(p["bytes"], _value(p, "recall@20")) for p in points])
+    found = report["summary"].get("search") or {}
     for ax, metric in zip(axes, ("recall@20", "tail_recall@20")):
+        if not informative(_value(base, metric)):
+            ax.text(0.5, 0.5, f"{metric} is about 0 for the float32 baseline\n"
+                              f"({_value(base, metric):.4f}): uninformative on this dataset,\n"
+                              f"not plotted", ha="center", va="center", transform=ax.transAxes,
+                    fontsize=10)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        if found.get("spec"):
+            ax.scatter(found["bytes"] / report["dataset"]["n_items"], found["test"][metric],
+                       marker="D", s=90, color="tab:red", edgecolors="black", zorder=6)
         for r in rows:
             ax.scatter(r["bytes_per_item"], _value(r, metric), s=36,
                        color=FAMILY_COLOURS.get(family(r["spec"]), "black"), alpha=0.85,
@@ -110,15 +126,21 @@ def _tradeoff(plt, report):
                  [_value(points[i], "recall@20") for i in front], color="black",
                  linewidth=1.2, alpha=0.6, zorder=2)
     for n, i in enumerate(j for j in front if j != 0):
-        axes[0].annotate(f"#{i} {_short(points[i]['spec'], 30)}",
-                         (points[i]["bytes_per_item"], _value(points[i], "recall@20")),
-                         textcoords="offset points", xytext=(6, -12 if n % 2 else 6),
-                         fontsize=7)
-    axes[0].set_title("recall@20 against size (ringed + line: Pareto front)")
-    axes[1].set_title("tail_recall@20 against size (ringed: the same Pareto models)")
+        axes[0].annotate(f"#{i}", (points[i]["bytes_per_item"], _value(points[i], "recall@20")),
+                         textcoords="offset points", xytext=(5, -11 if n % 2 else 5),
+                         fontsize=8)
+    axes[0].set_title("recall@20 against size (ringed + line: Pareto front)", fontsize=10)
+    axes[1].set_title("tail_recall@20 against size (ringed: the same Pareto models)",
+                      fontsize=10)
     handles = _legend_handles(plt, _families(rows))
+    if found.get("spec"):
+        from matplotlib.lines import Line2D
+        handles.append(Line2D([], [], marker="D", linestyle="", color="tab:red",
+                              markeredgecolor="black",
+                              label="target search pick (test; items compressed)"))
     axes[0].legend(handles=handles, fontsize=8, loc="lower right")
-    fig.suptitle(f"{report['dataset']['name']}: quality against size (#n: row n of report.md)")
+    fig.suptitle(f"{report['dataset']['name']}: quality against size (#n: row n of report.md)",
+                 fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -154,15 +176,16 @@ def _delta(plt, report):
     rows = report["rows"]
     fig, ax = plt.subplots(figsize=(9, max(2.8, 0.32 * len(rows) + 1.4)))
     labels, diffs, lows, highs, colours = [], [], [], [], []
-    for r in rows:
+    rejected = holm([r["delta"]["recall@20"].get("p_value") or 1.0 for r in rows])
+    for r, significant in zip(rows, rejected):
         d = r["delta"]["recall@20"]
         diff = math.nan if d["diff"] is None else d["diff"]
         labels.append(f"#{len(labels) + 1} {_short(r['spec'], 44)} ({r['ratio']:.1f}x)")
         diffs.append(diff)
         lows.append(0.0 if d["low"] is None else max(diff - d["low"], 0.0))
         highs.append(0.0 if d["high"] is None else max(d["high"] - diff, 0.0))
-        colours.append("tab:red" if d["significant"] and diff < 0 else
-                       "tab:green" if d["significant"] else "tab:gray")
+        colours.append("tab:red" if significant and diff < 0 else
+                       "tab:green" if significant else "tab:gray")
     positions = list(range(len(rows)))
     ax.barh(positions, diffs, xerr=[lows, highs], color=colours, alpha=0.85,
             error_kw={"elinewidth": 1, "capsize": 2})
@@ -172,7 +195,7 @@ def _delta(plt, report):
     ax.invert_yaxis()
     ax.set_xlabel("Δ recall@20 against float32 ALS (95% paired bootstrap interval)")
     ax.set_title(f"{report['dataset']['name']}\nrecall@20 change per method "
-                 "(red/green: significant at 95%)", fontsize=10)
+                 "(red/green: significant after Holm's correction over the rows)", fontsize=10)
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     return fig

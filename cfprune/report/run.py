@@ -8,16 +8,20 @@ import time
 import numba
 
 from .. import __version__
+from ..compression import compress
+from ..compression.search import TargetNotMet, search, serving_bytes
 from ..errors import DataError
+from ..evaluation import evaluate
 from ..interactions import Interactions
 from ..io import ensure_dir, write_json
 from ..splits import random_split, temporal_split
-from .baseline import DEFAULT_GRID, QUICK_GRID, bpr_threads, train_baselines, tune_baselines
+from .baseline import (DEFAULT_GRID, QUICK_GRID, bpr_threads, train_baselines, tune_baselines,
+                       tuned_als)
 from .plots import PLOTS, write_plots
-from .render import describe_params, write_markdown
-from .summary import summarise, summary_sentence
-from .sweep import (THROUGHPUT_K, check_specs, default_sweep, evaluate_baseline, paired_deltas,
-                    run_sweep)
+from .render import describe_params, terminal_table, write_markdown
+from .summary import GUARDS, TOLERANCE, informative, summarise, summary_sentence
+from .sweep import (THROUGHPUT_K, VALID_METRICS, check_specs, default_sweep, evaluate_baseline,
+                    paired_deltas, run_sweep, validation_figures)
 
 SCHEMA_VERSION = 1
 REPORT_KS = (10, 20, 50)
@@ -47,7 +51,7 @@ def run_report(data, out_dir, methods=None, seed=0, num_threads=None, ks=REPORT_
     ks : sequence of int
         Cut-offs evaluated; 10, 20 and 50 are always added (the report's columns use them).
     quick : bool
-        A smaller tuning grid and sweep (a smoke run).
+        A smaller tuning grid and sweep, and no target search (a smoke run).
     split : {"random", "temporal"}
         Per-user random hold-out of ``test_fraction``, or each user's last ``leave_last``.
     grid : Grid or None
@@ -117,10 +121,16 @@ def run_report(data, out_dir, methods=None, seed=0, num_threads=None, ks=REPORT_
             f"recall@20 {m['recall@20']:.4f}  nDCG@10 {m['ndcg@10']:.4f}")
 
     specs = specs if specs is not None else check_specs(default_sweep(als.dim, quick=quick))
+    tune_model = tuned_als(tune_train, tuning, grid, seed=seed, num_threads=num_threads)
+    valid_base = validation_figures(tune_model, tune_train, valid, num_threads)
     rows, skipped = run_sweep(als, specs, train, test, base_result, ks=ks,
                               num_threads=num_threads, seed=seed, n_resamples=n_resamples,
-                              repeats=repeats, log=say)
-    summary = summarise(rows, base)
+                              repeats=repeats, log=say,
+                              validation=(tune_model, tune_train, valid))
+    found = None if quick else target_search(als, tune_model, train, tune_train, valid, test,
+                                             base, valid_base, seed=seed,
+                                             num_threads=num_threads, log=say)
+    summary = summarise(rows, base, valid_baseline=valid_base, search=found)
     report = {
         "schema_version": SCHEMA_VERSION,
         "cfprune_version": __version__,
@@ -133,6 +143,7 @@ def run_report(data, out_dir, methods=None, seed=0, num_threads=None, ks=REPORT_
                      "timing_repeats": repeats, "quick": bool(quick),
                      "custom_methods": methods is not None},
         "baseline": base,
+        "baseline_valid": valid_base,
         "bpr_baseline": bpr_figures,
         "rows": rows,
         "skipped": skipped,
@@ -145,6 +156,47 @@ def run_report(data, out_dir, methods=None, seed=0, num_threads=None, ks=REPORT_
     write_markdown(os.path.join(out_dir, "report.md"), report)
     _print_summary(say, report, out_dir)
     return report
+
+
+def target_search(als, tune_model, train, tune_train, valid, test, base, valid_base, *, seed,
+                  num_threads, log):
+    """The report's ``--target`` run: the smallest pipeline keeping recall@20 within the
+    tolerance (and the informative guards of :data:`~.summary.GUARDS`) on the validation part,
+    searched on the ALS trained without it, then applied to the baseline and measured on test.
+
+    Returns ``{"target", "spec", "bytes", "ratio", "item_bytes", "item_ratio", "valid",
+    "valid_relative", "test", "test_relative", "n_candidates", "seconds"}`` (``spec`` None and
+    ``message`` when no pipeline meets the target)."""
+    clauses = [f"recall@20>={1 - TOLERANCE:g}"]
+    clauses += [f"{name}>={1 - tol:g}" for name, tol in GUARDS.items()
+                if informative(valid_base.get(name)) and informative(base["metrics"].get(name))]
+    target = ",".join(clauses)
+    try:
+        result = search(tune_model, tune_train, target, valid=valid, seed=seed,
+                        num_threads=num_threads)
+    except TargetNotMet as e:
+        log(f"target search ({target}): {e}")
+        return {"target": target, "spec": None, "message": str(e),
+                "n_candidates": len(e.result.candidates), "seconds": e.result.seconds}
+    pick = result.pick
+    final = compress(als, pick.spec, train)
+    test_metrics = evaluate(final, train, test, ks=(20,), num_threads=num_threads,
+                            show_progress=False).metrics
+    test_figures = {name: float(test_metrics[name]) for name in VALID_METRICS}
+    valid_figures = validation_figures(result.model, tune_train, valid, num_threads)
+    out = {"target": target, "spec": pick.spec, "bytes": int(final.nbytes),
+           "ratio": als.nbytes / final.nbytes, "item_bytes": serving_bytes(final),
+           "item_ratio": serving_bytes(als) / serving_bytes(final),
+           "valid": valid_figures,
+           "valid_relative": {k: v / valid_base[k] if valid_base[k] else None
+                              for k, v in valid_figures.items()},
+           "test": test_figures,
+           "test_relative": {k: v / base["metrics"][k] if base["metrics"][k] else None
+                             for k, v in test_figures.items()},
+           "n_candidates": len(result.candidates), "seconds": result.seconds}
+    log(f"target search ({target}): {pick.spec}, item table {out['item_ratio']:.1f}x smaller "
+        f"({len(result.candidates)} candidates, {result.seconds:.0f} s)")
+    return out
 
 
 def _split(data, split, test_fraction, leave_last, seed):
@@ -171,11 +223,12 @@ def _threads_label(num_threads):
 
 def _print_summary(say, report, out_dir):
     rows = report["rows"]
+    say(terminal_table(report))
     say(f"{len(rows)} compressed models evaluated"
         + (f", {len(report['skipped'])} skipped" if report["skipped"] else "")
         + f" in {report['seconds_total']:.1f} s; wrote {os.path.join(out_dir, 'report.md')}, "
           f"report.json and {len(report['plots'])} plots")
     for b in report["summary"]["best_per_budget"]:
-        say(f"  best {b['budget']:>5}: {b['spec']} (recall@20 {b['recall@20']:.4f}, "
-            f"{b['ratio']:.1f}x)")
-    say(summary_sentence(report["summary"], report["baseline"]["bytes"]))
+        say(f"  best {b['budget']:>5} on validation: {b['spec']} (recall@20 validation "
+            f"{b['recall@20']:.4f}, test {b['test']:.4f}, {b['ratio']:.1f}x)")
+    say(summary_sentence(report["summary"], report["baseline"], report.get("baseline_valid")))

@@ -3,12 +3,20 @@
 Every row of a sweep is one spec applied to the baseline model. Its metrics come from
 :func:`cfprune.evaluation.evaluate` on the same test users as the baseline (the baseline's ranked
 lists are scored once and lent to every row for ``overlap@k``), its change against the baseline
-from a paired bootstrap over those users (:func:`cfprune.uncertainty.paired_difference`), and its
-throughput from :func:`measure_throughput` with the same thread count as the baseline.
+from a paired bootstrap over those users (:func:`cfprune.uncertainty.paired_difference`) with the
+p-value of a paired test (the mean change over its standard error, normal approximation: the
+report's test sets hold hundreds to thousands of users), and its throughput from
+:func:`measure_throughput` with the same thread count as the baseline, every timed round kept so
+that the report can tell a difference from timing noise.
+
+With ``validation``, the same spec is also applied to the ALS model trained without the
+validation part and its figures on that part (``valid_metrics``) are what the report's decisions
+are made on; the test figures then only report them.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -20,6 +28,8 @@ from ..evaluation import evaluate
 from ..uncertainty import paired_difference
 
 DELTA_METRICS = ("recall@20", "ndcg@20")
+VALID_KS = (20,)
+VALID_METRICS = ("recall@20", "ndcg@20", "coverage@20", "tail_recall@20")
 THROUGHPUT_K = 10
 
 
@@ -74,7 +84,7 @@ def measure_throughput(model, user_items, *, k=THROUGHPUT_K, num_threads=None, r
     """Users per second of ``model.recommend`` for every user, top-``k`` with seen filtering.
 
     One warm-up pass, then ``repeats`` timed rounds; a round repeats the all-users pass until it
-    has run ``min_seconds``, and the best round's rate is returned.
+    has run ``min_seconds``. Returns ``(best rate, [rate of every round])``.
 
     Parameters
     ----------
@@ -83,7 +93,7 @@ def measure_throughput(model, user_items, *, k=THROUGHPUT_K, num_threads=None, r
     """
     users = np.arange(model.n_users, dtype=np.int64)
     model.recommend(users, user_items, k=k, filter_seen=True, num_threads=num_threads)
-    best = 0.0
+    rates = []
     for _ in range(max(int(repeats), 1)):
         passes = 0
         start = time.perf_counter()
@@ -93,8 +103,8 @@ def measure_throughput(model, user_items, *, k=THROUGHPUT_K, num_threads=None, r
             elapsed = time.perf_counter() - start
             if elapsed >= min_seconds:
                 break
-        best = max(best, passes * users.size / elapsed)
-    return best
+        rates.append(passes * users.size / elapsed)
+    return max(rates), rates
 
 
 def metric_subset(metrics, ks):
@@ -114,8 +124,23 @@ def paired_deltas(result, base_result, *, names=DELTA_METRICS, n_resamples=1000,
         diff, low, high, significant = paired_difference(
             result.per_user[name][ia], base_result.per_user[name][ib], n_resamples=n_resamples,
             confidence=confidence, seed=seed)
-        out[name] = {"diff": diff, "low": low, "high": high, "significant": bool(significant)}
+        out[name] = {"diff": diff, "low": low, "high": high, "significant": bool(significant),
+                     "p_value": paired_p_value(result.per_user[name][ia],
+                                               base_result.per_user[name][ib])}
     return out
+
+
+def paired_p_value(a, b):
+    """Two-sided p-value of ``mean(a - b) = 0`` over the users where both are defined: the mean
+    over its standard error against the normal distribution (1.0 when every difference is 0)."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    d = d[~np.isnan(d)]
+    if d.size < 2:
+        return 1.0
+    se = d.std(ddof=1) / math.sqrt(d.size)
+    if se == 0:
+        return 1.0 if d.mean() == 0 else 0.0
+    return math.erfc(abs(d.mean()) / se / math.sqrt(2.0))
 
 
 def evaluate_baseline(model, train, test, *, ks, num_threads=None, repeats=3):
@@ -124,16 +149,25 @@ def evaluate_baseline(model, train, test, *, ks, num_threads=None, repeats=3):
     result = evaluate(model, train, test, ks=ks, num_threads=num_threads, keep_ranked=True,
                       show_progress=False)
     seconds_evaluate = time.perf_counter() - start
+    rate, rates = measure_throughput(model, _csr(train), num_threads=num_threads,
+                                     repeats=repeats)
     figures = {"bytes": int(model.nbytes), "bytes_per_item": model.nbytes / model.n_items,
                "metrics": metric_subset(result.metrics, ks), "n_test_users": result.n_users,
-               "users_per_second": measure_throughput(model, _csr(train),
-                                                      num_threads=num_threads, repeats=repeats),
+               "users_per_second": rate, "users_per_second_rounds": rates,
                "seconds_evaluate": seconds_evaluate}
     return result, figures
 
 
+def validation_figures(model, fit, valid, num_threads=None):
+    """``{metric: value}`` of :data:`VALID_METRICS` for ``model`` on the validation part
+    (``fit``'s items filtered)."""
+    result = evaluate(model, fit, valid, ks=VALID_KS, num_threads=num_threads,
+                      show_progress=False)
+    return {name: float(result.metrics[name]) for name in VALID_METRICS}
+
+
 def run_sweep(baseline, specs, train, test, base_result, *, ks, num_threads=None, seed=0,
-              n_resamples=1000, repeats=3, log=None):
+              n_resamples=1000, repeats=3, log=None, validation=None):
     """Compress ``baseline`` by every spec and measure each result.
 
     Parameters
@@ -146,13 +180,16 @@ def run_sweep(baseline, specs, train, test, base_result, *, ks, num_threads=None
     num_threads : int or None, for evaluation and throughput alike
     seed : int, of the bootstrap
     log : callable(str) or None, told about skipped specs
+    validation : (FactorModel, Interactions fit, Interactions valid) or None
+        The ALS trained on ``fit`` (the training part less the validation part): every spec is
+        also applied to it and evaluated on ``valid`` (row key ``valid_metrics``).
 
     Returns
     -------
     rows : list of dict
         ``{"spec", "bytes", "ratio", "bytes_per_item", "table_bytes", "metrics", "delta",
-        "users_per_second", "seconds_compress", "seconds_evaluate", "info"}`` in the order of
-        ``specs``.
+        "users_per_second", "users_per_second_rounds", "seconds_compress", "seconds_evaluate",
+        "info"}`` (and ``valid_metrics``) in the order of ``specs``.
     skipped : list of dict
         ``{"spec", "error"}`` for specs whose compression failed with a cfprune error.
     """
@@ -174,6 +211,13 @@ def run_sweep(baseline, specs, train, test, base_result, *, ks, num_threads=None
         result = evaluate(model, train, test, ks=ks, num_threads=num_threads,
                           baseline=base_result, show_progress=False)
         seconds_evaluate = time.perf_counter() - start
+        rate, rates = measure_throughput(model, user_items, num_threads=num_threads,
+                                         repeats=repeats)
+        extra = {}
+        if validation is not None:
+            tune_model, fit, valid = validation
+            extra["valid_metrics"] = validation_figures(compress(tune_model, spec, fit), fit,
+                                                        valid, num_threads)
         rows.append({
             "spec": spec,
             "bytes": int(model.nbytes),
@@ -183,14 +227,15 @@ def run_sweep(baseline, specs, train, test, base_result, *, ks, num_threads=None
             "serving_bytes": int(model.nbytes + model.items.serving_nbytes - model.items.nbytes),
             "metrics": metric_subset(result.metrics, ks),
             "delta": paired_deltas(result, base_result, n_resamples=n_resamples, seed=seed),
-            "users_per_second": measure_throughput(model, user_items, num_threads=num_threads,
-                                                   repeats=repeats),
+            "users_per_second": rate,
+            "users_per_second_rounds": rates,
             "seconds_compress": seconds_compress,
             "seconds_evaluate": seconds_evaluate,
             "info": {"canonical_spec": model.spec,
                      "catalogue_coverage": model.info.get("catalogue_coverage", 1.0),
                      "storage": {side: t.storage for side, t in model.tables().items()},
                      "steps": model.info.get("compression", [])},
+            **extra,
         })
     return rows, skipped
 

@@ -5,11 +5,11 @@ from .base import Table
 from .dense import DenseTable, Float16Table
 from .pq import PQTable, subspace_bounds
 from .pruned import PrunedTable
-from .scalar import Int4Table, Int8Table
+from .scalar import Int2Table, Int4Table, Int8Table
 from .sparse import SparseTable
 
-STORAGES = {cls.storage: cls for cls in (DenseTable, Float16Table, Int8Table, Int4Table, PQTable,
-                                         SparseTable, PrunedTable)}
+STORAGES = {cls.storage: cls for cls in (DenseTable, Float16Table, Int8Table, Int4Table,
+                                         Int2Table, PQTable, SparseTable, PrunedTable)}
 
 
 def table_from_arrays(storage, arrays, params):
@@ -19,5 +19,6 @@ def table_from_arrays(storage, arrays, params):
     return STORAGES[storage].from_arrays(arrays, **params)
 
 
-__all__ = ["Table", "DenseTable", "Float16Table", "Int8Table", "Int4Table", "PQTable",
+__all__ = ["Table", "DenseTable", "Float16Table", "Int8Table", "Int4Table", "Int2Table",
+           "PQTable",
            "SparseTable", "PrunedTable", "STORAGES", "table_from_arrays", "subspace_bounds"]

@@ -1,5 +1,6 @@
-"""Product-quantised storage: m sub-spaces, up to 256 centroids each, one uint8 code per
-sub-space, and an optional orthogonal rotation (OPQ)."""
+"""Product-quantised storage: m sub-spaces, up to 256 centroids each (8-bit codes, one byte per
+sub-space) or up to 16 (4-bit codes, two sub-spaces per byte), and an optional orthogonal
+rotation (OPQ)."""
 
 import numpy as np
 
@@ -8,28 +9,38 @@ from .base import Table, check_matrix, hold, row_index
 
 
 class PQTable(Table):
-    """Arrays: ``codes`` uint8 [n, m]; ``codebooks`` float32 [ksub, d], sub-space s owning the
-    columns ``bounds[s]:bounds[s+1]``; ``bounds`` int32 [m+1]; optional ``rotation`` float32
-    [d, d]. A row decodes as the concatenation of its centroids, times ``rotation.T``; so an
-    inner product ``u . x`` equals ``(u @ rotation) . x_rot``."""
+    """Arrays: ``codes`` uint8 [n, m] (``nbits=8``) or [n, ceil(m/2)] (``nbits=4``: sub-space
+    2j in the low nibble of byte j, 2j+1 in the high nibble); ``codebooks`` float32 [ksub, d]
+    (ksub <= 2^nbits), sub-space s owning the columns ``bounds[s]:bounds[s+1]``; ``bounds`` int32
+    [m+1]; optional ``rotation`` float32 [d, d]. A row decodes as the concatenation of its
+    centroids, times ``rotation.T``; so an inner product ``u . x`` equals
+    ``(u @ rotation) . x_rot``."""
 
     storage = "pq"
 
-    def __init__(self, codes, codebooks, bounds, rotation=None):
+    def __init__(self, codes, codebooks, bounds, rotation=None, nbits=8):
+        if nbits not in (4, 8):
+            raise ShapeError(f"PQ codes have 4 or 8 bits, got nbits={nbits}")
+        self.nbits = int(nbits)
         self.codes = check_matrix(codes, "codes", np.uint8)
         self.codebooks = check_matrix(codebooks, "codebooks", np.float32)
         bounds = np.ascontiguousarray(bounds, dtype=np.int32)
-        m = self.codes.shape[1]
+        m = bounds.shape[0] - 1 if bounds.ndim == 1 and nbits == 4 else self.codes.shape[1]
         ksub, d = self.codebooks.shape
+        if nbits == 4 and self.codes.shape[1] != (m + 1) // 2:
+            raise ShapeError(f"4-bit codes of m={m} sub-spaces need {(m + 1) // 2} packed "
+                             f"columns, got {self.codes.shape[1]}")
         if bounds.shape != (m + 1,) or bounds[0] != 0 or bounds[-1] != d or \
                 np.any(np.diff(bounds) <= 0):
             raise ShapeError(f"bounds {bounds.tolist()} must rise strictly from 0 to dim={d} in "
                              f"m+1={m + 1} steps")
-        if not 1 <= ksub <= 256:
-            raise ShapeError(f"a PQ codebook holds 1..256 centroids, got {ksub}")
-        if self.codes.size and int(self.codes.max()) >= ksub:
-            raise ShapeError(f"a code {int(self.codes.max())} points past the {ksub} centroids")
+        if not 1 <= ksub <= 2 ** nbits:
+            raise ShapeError(f"a {nbits}-bit PQ codebook holds 1..{2 ** nbits} centroids, got "
+                             f"{ksub}")
         self.bounds = bounds
+        top = int(self.unpacked_codes().max()) if self.codes.size else 0
+        if top >= ksub:
+            raise ShapeError(f"a code {top} points past the {ksub} centroids")
         if rotation is not None:
             rotation = check_matrix(rotation, "rotation", np.float32)
             if rotation.shape != (d, d):
@@ -49,15 +60,34 @@ class PQTable(Table):
 
     @property
     def m(self):
-        return self.codes.shape[1]
+        return self.bounds.shape[0] - 1
 
     @property
     def ksub(self):
         return self.codebooks.shape[0]
 
+    def unpacked_codes(self, rows=None):
+        """uint8 [n, m]: one code per sub-space (the stored codes when ``nbits=8``)."""
+        codes = self.codes[row_index(rows, self.n_rows)]
+        if self.nbits == 8:
+            return codes
+        out = np.empty((codes.shape[0], 2 * codes.shape[1]), np.uint8)
+        out[:, 0::2] = codes & 0x0F
+        out[:, 1::2] = codes >> 4
+        return np.ascontiguousarray(out[:, :self.m])
+
+    @staticmethod
+    def pack4(codes):
+        """uint8 [n, ceil(m/2)] from 4-bit codes uint8 [n, m] (values < 16)."""
+        codes = np.asarray(codes, np.uint8)
+        n, m = codes.shape
+        padded = np.zeros((n, m + (m % 2)), np.uint8)
+        padded[:, :m] = codes
+        return np.ascontiguousarray(padded[:, 0::2] | (padded[:, 1::2] << 4), dtype=np.uint8)
+
     def decode_rotated(self, rows=None):
         """float32 [n, dim]: the centroid concatenation, in the rotated space."""
-        codes = self.codes[row_index(rows, self.n_rows)]
+        codes = self.unpacked_codes(rows)
         out = np.empty((codes.shape[0], self.dim), np.float32)
         for s in range(self.m):
             lo, hi = self.bounds[s], self.bounds[s + 1]
@@ -76,9 +106,13 @@ class PQTable(Table):
             out["rotation"] = self.rotation
         return out
 
+    def params(self):
+        return {"nbits": self.nbits} if self.nbits != 8 else {}
+
     @classmethod
     def from_arrays(cls, arrays, **params):
-        return cls(arrays["codes"], arrays["codebooks"], arrays["bounds"], arrays.get("rotation"))
+        return cls(arrays["codes"], arrays["codebooks"], arrays["bounds"], arrays.get("rotation"),
+                   **params)
 
 
 def subspace_bounds(dim, m):

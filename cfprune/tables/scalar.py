@@ -1,4 +1,5 @@
-"""Affine scalar-quantised storage: int8 codes, and int4 codes packed two per byte.
+"""Affine scalar-quantised storage: int8 codes, int4 codes packed two per byte and int2 codes
+packed four per byte.
 
 A weight is decoded as ``scale * q + offset``; ``scale`` and ``offset`` are float32 and hold one
 value per row (``axis="row"``) or one per dimension (``axis="dim"``). A symmetric table has no
@@ -121,6 +122,42 @@ class Int4Table(_AffineTable):
         padded = np.zeros((n, d + (d % 2)), np.uint8)
         padded[:, :d] = levels
         return np.ascontiguousarray(padded[:, 0::2] | (padded[:, 1::2] << 4), dtype=np.uint8)
+
+
+class Int2Table(_AffineTable):
+    """2-bit codes in [0, 3], four per byte: dimension 4j + t in bits 2t..2t+1 of byte j.
+    Arrays: ``codes`` uint8 [n, ceil(d/4)], ``scale``/``offset`` as int8."""
+
+    storage = "int2"
+    code_dtype = np.uint8
+
+    def _dim_from_codes(self, codes, dim):
+        if dim is None:
+            dim = 4 * codes.shape[1]
+        if (dim + 3) // 4 != codes.shape[1]:
+            raise ShapeError(f"dim={dim} needs {(dim + 3) // 4} packed columns, codes have "
+                             f"{codes.shape[1]}")
+        return int(dim)
+
+    def levels(self, rows=None):
+        packed = self.codes[row_index(rows, self.n_rows)]
+        q = np.empty((packed.shape[0], 4 * packed.shape[1]), np.int16)
+        for t in range(4):
+            q[:, t::4] = (packed >> (2 * t)) & 3
+        return q[:, :self.dim]
+
+    @staticmethod
+    def pack(levels):
+        """uint8 [n, ceil(d/4)] from integer levels [n, d] in [0, 3]."""
+        levels = np.asarray(levels)
+        if levels.size and (levels.min() < 0 or levels.max() > 3):
+            raise ShapeError("int2 levels must lie in [0, 3]")
+        n, d = levels.shape
+        padded = np.zeros((n, 4 * ((d + 3) // 4)), np.uint8)
+        padded[:, :d] = levels
+        out = padded[:, 0::4] | (padded[:, 1::4] << 2) | (padded[:, 2::4] << 4) | \
+            (padded[:, 3::4] << 6)
+        return np.ascontiguousarray(out, dtype=np.uint8)
 
 
 def _vector(v, name, n):

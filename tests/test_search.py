@@ -1,0 +1,152 @@
+"""Target search: the pick meets its targets on the validation part (checked with brute-force
+metrics), is the smallest passing candidate, its bytes are known before fitting; budget mode;
+errors; the CLI writes the model and the candidates."""
+
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from cfprune import cli
+from cfprune.compression import compress
+from cfprune.compression.search import (TargetNotMet, parse_targets, search, serving_bytes)
+from cfprune.errors import DataError, SpecError
+from cfprune.interactions import Interactions
+from cfprune.models import FactorModel, train_als
+from cfprune.splits import random_split
+from tests.reference_metrics import topk_reference, user_metrics_reference
+
+
+@pytest.fixture(scope="module")
+def setup():
+    rng = np.random.default_rng(0)
+    taste = rng.normal(size=(150, 4))
+    kind = rng.normal(size=(4, 120)) + np.linspace(2, -2, 120)[None, :]   # popular head
+    dense = (taste @ kind + rng.normal(size=(150, 120)) > 2.2).astype(np.float32)
+    train = sp.csr_matrix(dense)
+    model = train_als(Interactions(train), factors=16, regularization=1.0, iterations=10,
+                      num_threads=1, seed=0)
+    return model, train
+
+
+def reference_figures(model, fit, valid, k):
+    """Mean recall@k over validation users and coverage@k, by brute force on decoded tables."""
+    users = np.flatnonzero(np.diff(valid.indptr) > 0)
+    u, v = model.users.decode(), model.items.decode()
+    v = v.copy()
+    valid_rows = model.items.valid_rows()
+    seen = fit.toarray().copy()
+    ids, _ = topk_reference(u, v, users, seen, k)
+    if valid_rows is not None:         # items out of the catalogue are never recommended
+        seen[:, ~valid_rows] = 1
+        ids, _ = topk_reference(u, v, users, seen, k)
+    recalls = [user_metrics_reference(ids[i], set(valid[u_].indices.tolist()), k,
+                                      model.n_items)["recall"] for i, u_ in enumerate(users)]
+    coverage = len(set(ids[ids >= 0].tolist())) / model.n_items
+    return float(np.mean(recalls)), coverage
+
+
+@pytest.fixture(scope="module")
+def result(setup):
+    model, train = setup
+    return search(model, train, "recall@10>=0.95,coverage@10>=0.8", num_threads=1,
+                  show_progress=False)
+
+
+def test_pick_meets_targets_on_validation_by_brute_force(setup, result):
+    model, train = setup
+    fit, valid = random_split(Interactions(train), test_fraction=0.1, seed=0)
+    # the model records its training, so the search retrains it without the validation part
+    assert result.split["retrained_on_fit"]
+    held = train_als(fit, factors=16, regularization=1.0, iterations=10, num_threads=1, seed=0)
+    base_recall, base_cov = reference_figures(held, fit.matrix, valid.matrix, 10)
+    picked = compress(held, result.pick.spec, fit)
+    recall, cov = reference_figures(picked, fit.matrix, valid.matrix, 10)
+    assert result.baseline["recall@10"] == pytest.approx(base_recall, abs=1e-9)
+    assert result.pick.metrics["recall@10"] == pytest.approx(recall, abs=1e-9)
+    assert result.pick.metrics["coverage@10"] == pytest.approx(cov, abs=1e-9)
+    # recall passes by its one-sided lower bound, coverage (not a per-user mean) by its value
+    assert result.pick.lower["recall@10"] <= recall
+    assert result.pick.lower["recall@10"] >= 0.95 * base_recall - 1e-9
+    assert result.pick.lower["coverage@10"] == cov >= 0.8 * base_cov - 1e-9
+    # what is returned is the validated spec applied to the model given, with all of train
+    again = compress(model, result.pick.spec, train)
+    np.testing.assert_array_equal(result.model.items.decode(), again.items.decode())
+    np.testing.assert_array_equal(result.model.users.decode(), again.users.decode())
+
+
+def test_pick_is_smallest_passing_and_bytes_known_before_fitting(setup, result):
+    model, _ = setup
+    assert result.pick.bytes == serving_bytes(result.model) < serving_bytes(model)
+    passing = [c for c in result.candidates if c.passed]
+    assert result.pick.bytes == min(c.bytes for c in passing)
+    base = result.baseline
+    for c in result.candidates:
+        assert c.estimated_bytes == c.bytes, c.spec
+        assert c.passed == (c.lower["recall@10"] >= 0.95 * base["recall@10"] - 1e-12 and
+                            c.lower["coverage@10"] >= 0.8 * base["coverage@10"] - 1e-12)
+    assert result.model.spec == result.pick.spec
+    assert "search" in result.model.info
+    json.dumps(result.as_dict())
+
+
+def test_model_without_training_record_is_validated_as_given(setup):
+    model, train = setup
+    bare = FactorModel(model.user_factors, model.item_factors)
+    res = search(bare, train, "recall@10>=0.9", num_threads=1, show_progress=False,
+                 confidence=None)
+    assert not res.split["retrained_on_fit"]
+    fit, valid = random_split(Interactions(train), test_fraction=0.1, seed=0)
+    recall, _ = reference_figures(res.model, fit.matrix, valid.matrix, 10)
+    assert res.pick.metrics["recall@10"] == pytest.approx(recall, abs=1e-9)
+    assert res.pick.lower == res.pick.metrics      # confidence=None compares the means
+
+
+def test_budget_maximises_first_metric(setup, result):
+    model, train = setup
+    budget = int(result.pick.bytes * 1.5)
+    res = search(model, train, "recall@10", budget_bytes=budget, num_threads=1,
+                 show_progress=False)
+    assert res.pick.bytes <= budget
+    fitting = [c for c in res.candidates if c.bytes <= budget]
+    assert res.pick.metrics["recall@10"] == max(c.metrics["recall@10"] for c in fitting)
+    small = compress(model, interactions=train, target="recall@10", budget_bytes=budget,
+                     num_threads=1,
+                     show_progress=False)
+    assert serving_bytes(small) == res.pick.bytes
+
+
+def test_unreachable_target_and_bad_inputs(setup):
+    model, train = setup
+    with pytest.raises(TargetNotMet) as info:
+        search(model, train, "recall@10>=1.5", num_threads=1, show_progress=False)
+    assert info.value.result.candidates and info.value.result.pick is None
+    with pytest.raises(SpecError, match="not metric@k>=share"):
+        parse_targets("recall@20>0.97")
+    with pytest.raises(SpecError, match="metrics: recall"):
+        parse_targets("recal@20>=0.97")
+    with pytest.raises(SpecError, match="needs a share"):
+        search(model, train, "recall@10")
+    with pytest.raises(DataError, match="needs the training interactions"):
+        search(model, None, "recall@10>=0.9")
+    with pytest.raises(SpecError, match="either a spec or a target"):
+        compress(model, "int8", train, target="recall@10>=0.9")
+    assert [str(t) for t in parse_targets("ndcg@5>=0.9, tail_recall@20>=0.5")] == \
+        ["ndcg@5>=0.9", "tail_recall@20>=0.5"]
+
+
+def test_cli_target_writes_model_and_candidates(setup, tmp_path):
+    model, train = setup
+    model.save(tmp_path / "m.npz")
+    sp.save_npz(tmp_path / "train.npz", train)
+    out = tmp_path / "small.npz"
+    assert cli.main(["compress", str(tmp_path / "m.npz"), "--train", str(tmp_path / "train.npz"),
+                     "--target", "recall@10>=0.95,coverage@10>=0.8", "--out", str(out)]) == 0
+    record = json.loads((tmp_path / "small.search.json").read_text())
+    small = FactorModel.load(out)
+    assert record["pick"]["spec"] == small.spec and record["pick"]["bytes"] == serving_bytes(small)
+    assert len(record["candidates"]) == record["n_candidates"] > 0
+    assert cli.main(["compress", str(tmp_path / "m.npz"), "--train", str(tmp_path / "train.npz"),
+                     "--target", "recall@10>=1.5", "--out", str(tmp_path / "x.npz")]) == 2
+    assert not (tmp_path / "x.npz").exists() and (tmp_path / "x.search.json").exists()
