@@ -55,27 +55,27 @@ TEACHER_TOP10 = brute_force_top(TEACHER.user_factors, TEACHER.item_factors, 10)
 @pytest.mark.parametrize("rank", [4, 8])
 def test_student_from_random_start_recovers_teacher_top10(rank):
     student = distill(TEACHER, rank=rank, init="random", loss="bce", temperature=3.0,
-                      epochs=40, threads=1)
+                      iterations=40, num_threads=1)
     assert student.dim == rank
     assert mean_overlap(served_top(student, 10), TEACHER_TOP10) >= 0.95
 
 
 def test_random_student_untrained_is_far_from_teacher():
-    student = distill(TEACHER, rank=4, init="random", epochs=0, threads=1)
+    student = distill(TEACHER, rank=4, init="random", iterations=0, num_threads=1)
     assert mean_overlap(served_top(student, 10), TEACHER_TOP10) < 0.3
 
 
 def test_lowrank_start_keeps_exact_ranking():
     # the joint truncation of a rank-4 teacher is exact; training on soft labels must keep it
     # (the rank loss's hard labels do not: they pull the student away from the teacher's scores)
-    student = distill(TEACHER, rank=4, loss="bce", threads=1)
+    student = distill(TEACHER, rank=4, loss="bce", num_threads=1)
     assert mean_overlap(served_top(student, 10), TEACHER_TOP10) >= 0.95
 
 
 def test_same_seed_one_thread_is_byte_identical():
-    a = distill(TEACHER, rank=4, init="random", loss="mix", epochs=3, threads=1, seed=7)
-    b = distill(TEACHER, rank=4, init="random", loss="mix", epochs=3, threads=1, seed=7)
-    c = distill(TEACHER, rank=4, init="random", loss="mix", epochs=3, threads=1, seed=8)
+    a = distill(TEACHER, rank=4, init="random", loss="mix", iterations=3, num_threads=1, seed=7)
+    b = distill(TEACHER, rank=4, init="random", loss="mix", iterations=3, num_threads=1, seed=7)
+    c = distill(TEACHER, rank=4, init="random", loss="mix", iterations=3, num_threads=1, seed=8)
     assert a.user_factors.tobytes() == b.user_factors.tobytes()
     assert a.item_factors.tobytes() == b.item_factors.tobytes()
     assert a.item_factors.tobytes() != c.item_factors.tobytes()
@@ -87,8 +87,8 @@ def test_interactions_exclude_seen_items_from_the_teacher_list():
                      format="csr", dtype=np.float32)
     seen.data[:] = 1.0
     for positives in ("observed", "top"):
-        student = distill(TEACHER, rank=8, interactions=seen, positives=positives, epochs=5,
-                          threads=1, seed=int(rng.integers(100)))
+        student = distill(TEACHER, rank=8, interactions=seen, positives=positives, iterations=5,
+                          num_threads=1, seed=int(rng.integers(100)))
         assert student.items.shape == (TEACHER.n_items, 8)
         assert np.isfinite(student.item_factors).all()
 

@@ -221,12 +221,12 @@ def _quantisers(rank):
     for div, nbits in ((2, 4), (4, 4), (8, 4), (4, 8), (8, 8)):
         m = rank // div
         if m >= 1:
-            pq.append(f"pq:m={m},nbits={nbits},iters={SEARCH_PQ_ITERS}")
+            pq.append(f"pq:m={m},nbits={nbits},iterations={SEARCH_PQ_ITERS}")
     variants = []
     for div in (4, 8):
         m = rank // div
         if m >= 1:
-            base = f"pq:m={m},nbits=4,iters={SEARCH_PQ_ITERS}"
+            base = f"pq:m={m},nbits=4,iterations={SEARCH_PQ_ITERS}"
             variants += [base + f",rotation=opq,rounds={SEARCH_PQ_ROUNDS}",
                          base + f",loss=anisotropic,rounds={SEARCH_PQ_ROUNDS}"]
     return cheap, pq + variants
