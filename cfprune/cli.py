@@ -581,7 +581,7 @@ def search_compress(args, model, interactions):
     record = os.path.splitext(args.out)[0] + ".search.json"
     try:
         result = search(model, interactions, args.target or "recall@20", args.budget_bytes,
-                        seed=args.seed, show_progress=True)
+                        seed=args.seed)
     except TargetNotMet as e:
         write_json(record, e.result.as_dict())
         raise DataError(f"{e} (candidates: {record})") from None

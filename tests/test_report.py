@@ -96,7 +96,7 @@ def test_files_and_json_schema(first_run, data):
     on_disk = json.loads((out / "report.json").read_text())
     assert strip_timings(on_disk) == strip_timings(json.loads(json.dumps(report)))
     check_keys(on_disk, TOP_LEVEL, "report")
-    assert on_disk["schema_version"] == 1
+    assert on_disk["schema_version"] == 2
     check_keys(on_disk["dataset"], DATASET, "dataset")
     assert (on_disk["dataset"]["n_users"], on_disk["dataset"]["n_items"],
             on_disk["dataset"]["nnz"]) == (data.n_users, data.n_items, data.nnz)

@@ -23,7 +23,7 @@ from .summary import GUARDS, TOLERANCE, informative, summarise, summary_sentence
 from .sweep import (THROUGHPUT_K, VALID_METRICS, check_specs, default_sweep, evaluate_baseline,
                     paired_deltas, run_sweep, validation_figures)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 REPORT_KS = (10, 20, 50)
 SPLITS = ("random", "temporal")
 
