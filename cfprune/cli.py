@@ -540,7 +540,7 @@ def cmd_recommend(args):
         print(f"wrote {len(written)} partition files to {args.out} (row indices of the model)")
         return 0
     ids, scores = model.recommend(users, seen, k=args.k, filter_seen=filter_seen,
-                                  num_threads=num_threads(args))
+                                  num_threads=num_threads(args), user_items_rows="model")
     shown_users = shown_ids(users, user_raw)
     shown_items = [shown_ids(row, item_raw) for row in ids]
     shown_scores = [[None if i < 0 else float(s) for i, s in zip(r, q)]

@@ -265,7 +265,8 @@ def _write_part(path, users, model, seen, *, k, filter_seen, candidates, num_thr
     """Recommend for one block, write ``path`` atomically; the manifest entry of the part."""
     rows = seen[users] if seen is not None else None
     ids, scores = model.recommend(users, rows, k=k, filter_seen=filter_seen,
-                                  candidates=candidates, num_threads=num_threads)
+                                  candidates=candidates, num_threads=num_threads,
+                                  user_items_rows="requested")
     buffer = io.BytesIO()
     np.savez(buffer, users=users, ids=ids, scores=scores)
     data = buffer.getvalue()

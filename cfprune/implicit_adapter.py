@@ -113,7 +113,8 @@ class ImplicitRecommender(RecommenderBase):
             ids, scores = _rank_subset(model, users, seen, N, items)
         else:
             ids, scores = model.recommend(users, seen, k=N, filter_seen=seen is not None,
-                                          num_threads=self.num_threads or None)
+                                          num_threads=self.num_threads or None,
+                                          user_items_rows="requested")
         return (ids[0], scores[0]) if scalar else (ids, scores)
 
     def recalculate_user(self, userid, user_items):

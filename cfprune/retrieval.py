@@ -40,6 +40,7 @@ from cfprune.kernels.pool import thread_count
 
 DEFAULT_BATCH_SIZE = 4096
 INT8_ROUTES = ("float", "int8")
+ROW_READINGS = ("auto", "requested", "model")
 _EMPTY_MAP = np.empty(0, dtype=np.int32)
 _EMPTY_F32 = np.empty(0, dtype=np.float32)
 TILED_STORAGES = ("dense", "fp16", "int8", "int4", "int2", "sparse", "pq")
@@ -57,7 +58,7 @@ _BLAS = []
 
 
 def recommend(model, users, user_items, k=10, filter_seen=True, candidates=None,
-              batch_size=None, num_threads=None, *, int8_route="float"):
+              batch_size=None, num_threads=None, *, int8_route="float", user_items_rows="auto"):
     """Top-k items by inner product for ``users`` of ``model``, skipping each user's items.
 
     Parameters
@@ -68,8 +69,7 @@ def recommend(model, users, user_items, k=10, filter_seen=True, candidates=None,
         User rows of the model.
     user_items : scipy.sparse matrix [n, n_items] or [n_users, n_items], or None
         The users' known items: one row per entry of ``users`` (``implicit``'s convention) or
-        one row per model user, indexed by user id; when ``n == n_users`` the first reading
-        applies. Stored entries count as seen. An :class:`~cfprune.interactions.Interactions`
+        one row per model user, indexed by user id (see ``user_items_rows``). Stored entries count as seen. An :class:`~cfprune.interactions.Interactions`
         stands for its matrix. May be None when ``filter_seen`` is False.
     k : int
         Items per user; beyond the eligible items the rows are padded with id -1, score -inf.
@@ -85,6 +85,11 @@ def recommend(model, users, user_items, k=10, filter_seen=True, candidates=None,
         Threads for this call: 0 means every core; default Numba's thread count (the number of
         cores unless ``NUMBA_NUM_THREADS`` or ``numba.set_num_threads`` says otherwise). BLAS
         runs single-threaded inside the kernels.
+    user_items_rows : {"auto", "requested", "model"}
+        How ``user_items`` rows map to users: one per entry of ``users``, or one per model user.
+        "auto" tells them apart by the row count; when ``users`` lists every model user in
+        another order both counts agree, and "auto" raises a ShapeError asking which is meant
+        (in order, the two readings are the same).
     int8_route : {"float", "int8"}
         For int8 item tables: float32 users against decoded tiles (exact over the decoded
         table), or users quantised to int8 with int32 accumulation (approximate).
@@ -100,7 +105,10 @@ def recommend(model, users, user_items, k=10, filter_seen=True, candidates=None,
                                                                                "batch_size")
     if int8_route not in INT8_ROUTES:
         raise ShapeError(f"int8_route={int8_route!r}; expected one of {INT8_ROUTES}")
-    seen_indices, seen_start, seen_end = _seen_rows(user_items, rows, model, filter_seen)
+    if user_items_rows not in ROW_READINGS:
+        raise ShapeError(f"user_items_rows={user_items_rows!r}; expected one of {ROW_READINGS}")
+    seen_indices, seen_start, seen_end = _seen_rows(user_items, rows, model, filter_seen,
+                                                    user_items_rows)
     n_candidates = _candidate_count(model, candidates, k)
 
     n_workers = thread_count(num_threads)
@@ -145,7 +153,7 @@ def _user_rows(users, n_users):
     return arr.astype(np.int64)
 
 
-def _seen_rows(user_items, rows, model, filter_seen):
+def _seen_rows(user_items, rows, model, filter_seen, reading="auto"):
     """(indices int32 [nnz], start int64 [n], end int64 [n]): each query's sorted seen items."""
     n = rows.shape[0]
     empty = (np.empty(0, dtype=np.int32), np.zeros(n, dtype=np.int64),
@@ -160,7 +168,17 @@ def _seen_rows(user_items, rows, model, filter_seen):
     if n_cols != model.n_items:
         raise ShapeError(f"user_items has {n_cols} columns but the model has {model.n_items} "
                          f"items")
-    if n_rows == n:
+    if reading == "auto" and n_rows == n == model.n_users and \
+            not np.array_equal(rows, np.arange(n)):
+        raise ShapeError(f"user_items has {n} rows, one per requested user and one per model "
+                         f"user alike, and users are not in order: pass "
+                         f"user_items_rows='requested' (row i is users[i]'s, as in implicit) or "
+                         f"'model' (row u is user u's)")
+    if reading == "requested" and n_rows != n or reading == "model" and n_rows != model.n_users:
+        expected = n if reading == "requested" else model.n_users
+        raise ShapeError(f"user_items has {n_rows} rows; user_items_rows={reading!r} expects "
+                         f"{expected}")
+    if n_rows == n and reading != "model":
         lookup = np.arange(n, dtype=np.int64)
     elif n_rows == model.n_users:
         lookup = rows

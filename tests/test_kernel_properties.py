@@ -2,6 +2,7 @@
 returns the brute-force answer over the decoded tables or raises the documented error."""
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -62,7 +63,14 @@ def test_retrieval_is_correct_or_refuses(p):
         # e.g. more sub-spaces or rank than the model has dimensions
         assert any(w in str(e) for w in ("dim", "exceeds", "cannot")), e
         return
-    ids, scores = model.recommend(p["query"], p["seen"], k=p["k"])
+    n_users, query = p["seen"].shape[0], p["query"]
+    reading = "auto"
+    if query.size == n_users and not np.array_equal(query, np.arange(n_users)):
+        # one row per query and one per model user alike, users out of order: asked, not guessed
+        with pytest.raises(ShapeError, match="user_items_rows"):
+            model.recommend(query, p["seen"], k=p["k"])
+        reading = "requested"
+    ids, scores = model.recommend(query, p["seen"], k=p["k"], user_items_rows=reading)
     assert ids.shape == scores.shape == (p["query"].size, p["k"])
     exact = model.users.decode(p["query"]).astype(np.float64) @ \
         model.items.decode().astype(np.float64).T

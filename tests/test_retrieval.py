@@ -344,3 +344,27 @@ def test_cold_cache_notice_is_one_line_once_per_process(monkeypatch, capsys):
         model.recommend([0, 1], None, k=2, filter_seen=False)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "compiling the Numba kernels once" in err
+
+
+def test_user_items_of_every_user_with_the_users_permuted_is_asked_not_misread():
+    """One row per model user and a permutation of all users: either reading could be meant, so
+    recommend asks which (issue 14) instead of silently picking one; each reading then equals
+    brute force."""
+    rng = np.random.default_rng(3)
+    model = FactorModel(rng.standard_normal((5, 4)).astype(np.float32),
+                        rng.standard_normal((9, 4)).astype(np.float32))
+    seen = sp.random(5, 9, density=0.3, format="csr", random_state=4, dtype=np.float32)
+    perm = np.array([4, 2, 0, 1, 3])
+    with pytest.raises(ShapeError, match="user_items_rows='requested'"):
+        model.recommend(perm, seen, k=3)
+    scores = model.users.decode() @ model.items.decode().T
+    scores[seen.toarray() > 0] = -np.inf
+    reference = np.argsort(-scores, axis=1, kind="stable")[:, :3]
+    by_model, _ = model.recommend(perm, seen, k=3, user_items_rows="model")
+    np.testing.assert_array_equal(by_model, reference[perm])
+    by_request, _ = model.recommend(perm, seen[perm], k=3, user_items_rows="requested")
+    np.testing.assert_array_equal(by_request, reference[perm])
+    in_order, _ = model.recommend(np.arange(5), seen, k=3)
+    np.testing.assert_array_equal(in_order, reference)
+    with pytest.raises(ShapeError, match="expects 2"):
+        model.recommend([0, 1], seen, k=3, user_items_rows="requested")

@@ -180,7 +180,7 @@ class FactorModel:
 
     # retrieval ------------------------------------------------------------------------------
     def recommend(self, users, user_items, k=10, filter_seen=True, candidates=None,
-                  batch_size=None, num_threads=None):
+                  batch_size=None, num_threads=None, *, user_items_rows="auto"):
         """Top-k items for ``users`` by inner product, skipping the items each user has.
 
         Parameters
@@ -188,8 +188,10 @@ class FactorModel:
         users : int or int array [n]
         user_items : scipy.sparse CSR
             The users' known items: one row per entry of ``users`` (``implicit``'s convention),
-            or one row per model user indexed by user id. When ``len(users) == n_users`` the
-            first reading applies.
+            or one row per model user indexed by user id (``user_items_rows="requested"`` or
+            ``"model"``; ``"auto"`` tells them apart by the row count, and when ``users``
+            lists every model user in another order, where both counts agree, raises a
+            ShapeError asking which is meant).
         k : int
             Number of items per user; more than the catalogue is padded with id -1, score -inf.
         filter_seen : bool
@@ -205,7 +207,8 @@ class FactorModel:
         """
         from ..retrieval import recommend
         return recommend(self, users, user_items, k=k, filter_seen=filter_seen,
-                         candidates=candidates, batch_size=batch_size, num_threads=num_threads)
+                         candidates=candidates, batch_size=batch_size, num_threads=num_threads,
+                         user_items_rows=user_items_rows)
 
     # persistence ----------------------------------------------------------------------------
     def save(self, path):
