@@ -68,14 +68,15 @@ class CrashOnceModel:
         self.n_items = model.n_items
 
     def recommend(self, users, user_items, k=10, filter_seen=True, candidates=None,
-                  batch_size=None, num_threads=None):
+                  batch_size=None, num_threads=None, user_items_rows="auto"):
         if self.crash_user in np.asarray(users).tolist() and not os.path.exists(self.marker):
             Path(self.marker).write_text(str(os.getpid()))
             if self.hard:
                 os._exit(1)
             raise OSError("a transient failure of the first attempt")
         return self.model.recommend(users, user_items, k=k, filter_seen=filter_seen,
-                                    candidates=candidates, num_threads=num_threads)
+                                    candidates=candidates, num_threads=num_threads,
+                                    user_items_rows=user_items_rows)
 
 
 def assert_same_result(actual, expected):
