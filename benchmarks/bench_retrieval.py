@@ -1,8 +1,12 @@
 """Retrieval throughput: cfprune's kernels against faiss, implicit and NumPy, same threads.
 
 Top-10 with seen-item filtering over all items, for every user, on
-(a) an ALS model of MovieLens (ml-latest-small, else ml-100k, from ``$CFPRUNE_DATA``) and
-(b) a synthetic power-law catalogue (``--items``, default 200k; up to 1M).
+(a) an ALS model of MovieLens (ml-latest-small, else ml-100k, from ``$CFPRUNE_DATA``),
+(b) an ALS model of the ML-1M ratings of the derived archive without timestamps
+(``ml-1m-no-timestamps.zip``, not the official ml-1m; ratings >= 4, items with none dropped), its
+users tiled ``--ml1m-tiles`` times (default 4: about 24k users, as a production catalogue of a few
+thousand items serves many users), and
+(c) a synthetic power-law catalogue (``--items``, default 200k; up to 1M).
 
 cfprune skips each user's seen items; faiss has no seen-item filter. The headline ratios are
 against faiss's plain, unfiltered ``search(users, k)`` (less work than cfprune's); the usual
@@ -47,6 +51,8 @@ def parse_args():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="best of this many timings")
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--ml1m-tiles", type=int, default=4,
+                        help="copies of the ML-1M users (0: skip the ML-1M catalogue)")
     args = parser.parse_args()
     if args.quick:
         args.items, args.users, args.repeats = min(args.items, 20_000), min(args.users, 500), 1
@@ -71,6 +77,18 @@ def movielens_interactions():
             matrix = sp.csr_matrix((np.ones(len(frame), np.float32), (users, items)))
             return name, matrix
     return None, None
+
+
+def ml1m_interactions():
+    """CSR users x items float32 of the derived ML-1M archive (ratings >= 4, items without any
+    dropped), or None when the archive is not in ``$CFPRUNE_DATA``."""
+    from cfprune.datasets import load_ml1m_no_timestamps
+    from cfprune.errors import CfpruneError
+    try:
+        log = load_ml1m_no_timestamps()
+    except CfpruneError:
+        return None
+    return log.implicit(4.0, min_item_interactions=1).matrix
 
 
 def train_movielens_model(matrix, dim, threads):
@@ -430,6 +448,17 @@ def main():
         users, items = train_movielens_model(matrix, args.dim, args.threads)
         run_suite(f"{name} ALS", np.ascontiguousarray(users, np.float32),
                   np.ascontiguousarray(items, np.float32), matrix, args)
+    matrix = ml1m_interactions() if args.ml1m_tiles > 0 else None
+    if matrix is None:
+        print("ml-1m-no-timestamps.zip not found under $CFPRUNE_DATA (or --ml1m-tiles 0): "
+              "skipping the ML-1M catalogue")
+    else:
+        users, items = train_movielens_model(matrix, args.dim, args.threads)
+        tiles = args.ml1m_tiles
+        run_suite(f"ML-1M ratings (derived archive, no timestamps) ALS, users tiled x{tiles}",
+                  np.ascontiguousarray(np.tile(users, (tiles, 1)), np.float32),
+                  np.ascontiguousarray(items, np.float32), sp.vstack([matrix] * tiles).tocsr(),
+                  args)
     users, items, seen = synthetic(args.users, args.items, args.dim)
     run_suite("synthetic power-law", users, items, seen, args)
     peak_memory(users, items, seen, args)

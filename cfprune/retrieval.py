@@ -124,7 +124,7 @@ def recommend(model, users, user_items, k=10, filter_seen=True, candidates=None,
             if n_candidates is None:
                 heap_scores, heap_ids = _scan(scorer, queries, k, seen)
             else:
-                cand_scores, cand_ids = _scan(scorer, queries, n_candidates, seen)
+                cand_ids = _candidates(scorer, queries, n_candidates, seen)
                 heap_scores, heap_ids = _rerank(model, queries, cand_ids, k, n_workers)
             ids[first:stop] = heap_ids
             scores[first:stop] = heap_scores
@@ -371,6 +371,16 @@ def _scan(scorer, queries, k, seen):
     scorer(queries, *seen, heap_scores, heap_ids)
     sort_heaps(heap_scores, heap_ids)
     return heap_scores, heap_ids
+
+
+def _candidates(scorer, queries, n_candidates, seen):
+    """int32 [n, n_candidates]: each query's candidates from one pass of ``scorer``, unsorted
+    (the re-rank orders them), -1 for empty slots."""
+    from cfprune.kernels.topk import EMPTY_ID, new_heaps
+    heap_scores, heap_ids = new_heaps(queries.shape[0], n_candidates)
+    scorer(queries, *seen, heap_scores, heap_ids)
+    heap_ids[heap_ids == EMPTY_ID] = -1
+    return heap_ids
 
 
 def _rerank(model, queries, cand_ids, k, n_workers):
