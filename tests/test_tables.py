@@ -111,7 +111,7 @@ def test_pruned_rows_fallback_and_validity():
     t2 = PrunedTable(DenseTable(full[kept]), kept, 10, fb)
     assert t2.valid_rows() is None
     assert np.allclose(t2.decode([0, 4]), np.stack([fb, full[4]]))
-    assert t2.nbytes == kept.astype(np.int32).nbytes + full[kept].nbytes + fb.nbytes
+    assert t2.nbytes == 2 * kept.size + full[kept].nbytes + fb.nbytes  # uint16 ids
     again = roundtrip(t2)
     assert np.array_equal(again.decode(), t2.decode())
     with pytest.raises(ShapeError, match="sorted unique"):
@@ -135,3 +135,59 @@ def test_fp16_decode():
     t = Float16Table(x)
     assert t.nbytes == 7 * 5 * 2
     assert np.allclose(t.decode(), x, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("n_rows, dtype", [(10, np.uint16), (65536, np.uint16),
+                                           (65537, np.int32)])
+def test_pruned_kept_ids_are_uint16_when_they_fit(n_rows, dtype):
+    rng = np.random.default_rng(1)
+    kept = np.sort(rng.choice(n_rows, 5, replace=False))
+    kept[-1] = n_rows - 1
+    rows = rng.normal(size=(5, 3)).astype(np.float32)
+    t = PrunedTable(DenseTable(rows), kept.astype(np.int64), n_rows)
+    assert t.kept.dtype == dtype and t.arrays()["kept"].dtype == dtype
+    assert t.nbytes == np.dtype(dtype).itemsize * 5 + rows.nbytes
+    full = np.zeros((n_rows, 3), np.float32)     # brute force: scatter the kept rows
+    full[kept] = rows
+    probe = np.concatenate([kept, [0, n_rows // 2]])
+    np.testing.assert_array_equal(t.decode(probe), full[probe])
+    again = roundtrip(t)
+    assert again.kept.dtype == dtype and again.kept.tolist() == kept.tolist()
+    with pytest.raises(ShapeError, match=r"in \[0, "):
+        PrunedTable(DenseTable(rows), np.append(kept[:-1], n_rows), n_rows)
+    with pytest.raises(ShapeError, match="integer row ids"):
+        PrunedTable(DenseTable(rows), kept.astype(np.float64), n_rows)
+
+
+def test_pruned_model_file_with_int32_ids_loads_and_retrieves(tmp_path):
+    """A file written before the ids were narrowed (int32 ``kept``) loads as uint16, and top-k
+    from the uint16 table is the brute-force top-k of its decoded rows."""
+    import scipy.sparse as sp
+
+    from cfprune.models import FactorModel
+
+    from .reference_metrics import topk_reference
+
+    class Int32Ids(PrunedTable):         # what the table wrote before: int32 kept ids
+        def arrays(self):
+            out = super().arrays()
+            out["kept"] = self.kept.astype(np.int32)
+            return out
+
+    rng = np.random.default_rng(2)
+    users = rng.normal(size=(30, 4)).astype(np.float32)
+    kept = np.sort(rng.choice(200, 60, replace=False))
+    rows = rng.normal(size=(60, 4)).astype(np.float32)
+    FactorModel(DenseTable(users), Int32Ids(DenseTable(rows), kept, 200)).save(tmp_path / "m.npz")
+    loaded = FactorModel.load(tmp_path / "m.npz")
+    assert loaded.items.kept.dtype == np.uint16
+    assert loaded.items.nbytes == 2 * 60 + rows.nbytes
+    full = np.zeros((200, 4), np.float32)
+    full[kept] = rows
+    seen = sp.random(30, 200, density=0.05, format="csr", random_state=4, dtype=np.float32)
+    seen_dense = seen.toarray()
+    seen_dense[:, np.setdiff1d(np.arange(200), kept)] = 1     # pruned items are never offered
+    ids, scores = loaded.recommend(np.arange(30), seen, k=10)
+    ref_ids, ref_scores = topk_reference(users, full, np.arange(30), seen_dense, 10)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-5)

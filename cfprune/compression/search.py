@@ -19,9 +19,9 @@
    recall, ndcg, coverage, tail_recall, overlap, ...);
 3. the candidates are pipelines ``[row pruning] | [lowrank] | quantiser``: row pruning by
    popularity (keep 0.7 ... 0.05) or by reach (``k`` = 5, 2.5, 1.5 and 1 times the largest target
-   cut-off), joint low rank at 3/4 ... 1/4 of the dimension, and the quantisers int8, int4, int2
-   (per dimension), PQ with 8- and 4-bit codes at several ``m``, and OPQ / the anisotropic loss
-   on the 4-bit PQ. A *tail* (low rank, quantiser) is tried along each pruning chain;
+   cut-off), joint low rank at 7/8, 13/16, 3/4 ... 1/4 of the dimension, and the quantisers
+   int8, int4, int2 (per dimension), PQ with 8- and 4-bit codes at several ``m``, and OPQ / the
+   anisotropic loss on the 4-bit PQ. A *tail* (low rank, quantiser) is tried along each pruning chain;
 4. pruning of the search: the serving bytes of a candidate are computed before it is fitted
    (:func:`estimate_item_bytes`, exact for these storages), so nothing at least as large as the
    best model found is fitted or evaluated; along a pruning chain a candidate that keeps fewer
@@ -53,13 +53,14 @@ from tqdm.auto import tqdm
 
 from ..errors import CfpruneError, DataError, SpecError
 from ..interactions import Interactions, as_csr
+from ..tables.pruned import kept_dtype
 from .pipeline import compress
 
 METRICS = ("recall", "ndcg", "coverage", "tail_recall", "overlap", "truncated_recall",
            "precision", "map", "hit_rate", "mrr", "auc", "pooled_precision", "pooled_recall")
 POPULARITY_KEEPS = (0.7, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1, 0.07, 0.05)
 REACH_FACTORS = (5.0, 2.5, 1.5, 1.0)
-RANK_FRACTIONS = (0.75, 0.625, 0.5, 0.375, 0.25)
+RANK_FRACTIONS = (0.875, 0.8125, 0.75, 0.625, 0.5, 0.375, 0.25)
 SEARCH_PQ_ITERS = 10
 SEARCH_PQ_ROUNDS = 2
 _TARGET = re.compile(r"^\s*([a-z_]+)@(\d+)\s*(?:>=\s*([0-9.eE+-]+))?\s*$")
@@ -153,7 +154,7 @@ def estimate_item_bytes(n_items, n_kept, rank, quantiser):
             size += rank * rank * 4
     else:
         raise SpecError(f"no byte estimate for {quantiser!r}")
-    return size + (4 * n_kept if n_kept < n_items else 0)
+    return size + (kept_dtype(n_items).itemsize * n_kept if n_kept < n_items else 0)
 
 
 @dataclass

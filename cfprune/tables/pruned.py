@@ -6,11 +6,21 @@ from ..errors import ShapeError
 from .base import Table, check_matrix, hold, row_index
 
 
+def kept_dtype(n_rows):
+    """dtype of the kept-row ids of a table of ``n_rows`` rows: uint16 (2 bytes per kept row)
+    when every id fits, i.e. ``n_rows <= 65536``, else int32.
+
+    Retrieval hands ``kept`` to the Numba scorers as their int32 item map; a uint16 map is
+    widened on each scan call (a transient int32 copy, 4 bytes per kept row, freed when the call
+    returns), so what the table holds while it serves is the uint16 array ``nbytes`` counts."""
+    return np.dtype(np.uint16) if n_rows <= 65536 else np.dtype(np.int32)
+
+
 class PrunedTable(Table):
     """A table of ``n_rows`` rows of which only ``kept`` are stored.
 
-    Arrays: ``kept`` int32 [n_kept] (sorted, unique row ids), ``inner/<name>`` the arrays of the
-    inner table of ``n_kept`` rows (row j of it is row ``kept[j]``), optional ``fallback``
+    Arrays: ``kept`` [n_kept] (sorted, unique row ids; uint16 when ``n_rows <= 65536``, else
+    int32: see :func:`kept_dtype`), ``inner/<name>`` the arrays of the inner table of ``n_kept`` rows (row j of it is row ``kept[j]``), optional ``fallback``
     float32 [dim]. A row that was not kept decodes as ``fallback`` (for users: the rule that
     answers every pruned user), or, without a fallback, as zeros and is marked invalid by
     :meth:`valid_rows` (for items: the item left the catalogue and is never recommended).
@@ -19,14 +29,19 @@ class PrunedTable(Table):
     storage = "pruned"
 
     def __init__(self, inner, kept, n_rows, fallback=None):
-        kept = np.ascontiguousarray(kept, dtype=np.int32)
+        source = kept
+        kept = np.asarray(kept)
         if kept.ndim != 1 or kept.shape[0] != inner.n_rows:
             raise ShapeError(f"kept has shape {kept.shape}, expected ({inner.n_rows},): one id "
                              f"per inner row")
-        if kept.size and (kept[0] < 0 or kept[-1] >= n_rows or np.any(np.diff(kept) <= 0)):
+        if kept.size and not np.issubdtype(kept.dtype, np.integer):
+            raise ShapeError(f"kept must hold integer row ids, got dtype {kept.dtype}")
+        wide = kept.astype(np.int64)
+        if wide.size and (wide[0] < 0 or wide[-1] >= n_rows or np.any(np.diff(wide) <= 0)):
             raise ShapeError(f"kept must be sorted unique row ids in [0, {n_rows})")
         if isinstance(inner, PrunedTable):
             raise ShapeError("a pruned table cannot wrap another pruned table")
+        kept = np.ascontiguousarray(kept, dtype=kept_dtype(n_rows))
         self.inner = inner
         self.kept = kept
         self._n_rows = int(n_rows)
@@ -35,7 +50,7 @@ class PrunedTable(Table):
             if fallback.shape != (inner.dim,):
                 raise ShapeError(f"fallback has shape {fallback.shape}, expected ({inner.dim},)")
         self.fallback = fallback
-        self.kept, self.fallback = hold(self.kept, kept), hold(self.fallback, fallback)
+        self.kept, self.fallback = hold(self.kept, source), hold(self.fallback, fallback)
 
     @property
     def n_rows(self):
