@@ -191,3 +191,16 @@ def test_pruned_model_file_with_int32_ids_loads_and_retrieves(tmp_path):
     ref_ids, ref_scores = topk_reference(users, full, np.arange(30), seen_dense, 10)
     np.testing.assert_array_equal(ids, ref_ids)
     np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-5)
+
+
+def test_appending_past_65536_rows_widens_the_kept_ids():
+    from cfprune.compression.fitted import append_rows
+    rng = np.random.default_rng(3)
+    rows, new = rng.normal(size=(3, 2)).astype(np.float32), np.ones((4, 2), np.float32)
+    t = PrunedTable(DenseTable(rows), [0, 7, 65533], 65534)
+    assert t.kept.dtype == np.uint16
+    grown = append_rows(t, DenseTable(new))
+    assert grown.kept.dtype == np.int32 and grown.n_rows == 65538
+    assert grown.kept.tolist() == [0, 7, 65533, 65534, 65535, 65536, 65537]
+    np.testing.assert_array_equal(grown.decode([7, 65537, 1]), np.stack([rows[1], new[3],
+                                                                           np.zeros(2)]))
