@@ -21,9 +21,10 @@ class PrunedTable(Table):
 
     Arrays: ``kept`` [n_kept] (sorted, unique row ids; uint16 when ``n_rows <= 65536``, else
     int32: see :func:`kept_dtype`), ``inner/<name>`` the arrays of the inner table of ``n_kept``
-    rows (row j of it is row ``kept[j]``), optional ``fallback`` float32 [dim]. A row that was not kept decodes as ``fallback`` (for users: the rule that
-    answers every pruned user), or, without a fallback, as zeros and is marked invalid by
-    :meth:`valid_rows` (for items: the item left the catalogue and is never recommended).
+    rows (row j of it is row ``kept[j]``), optional ``fallback`` float32 [dim]. A row that was
+    not kept decodes as ``fallback`` (for users: the rule that answers every pruned user), or,
+    without a fallback, as zeros and is marked invalid by :meth:`valid_rows` (for items: the
+    item left the catalogue and is never recommended).
     """
 
     storage = "pruned"
