@@ -57,7 +57,7 @@ from tqdm.auto import tqdm
 
 from ..errors import CfpruneError, DataError, SpecError
 from ..interactions import Interactions, as_csr
-from ..tables.pruned import kept_dtype
+from ..tables.pruned import kept_nbytes
 from .pipeline import compress
 
 METRICS = ("recall", "ndcg", "coverage", "tail_recall", "overlap", "truncated_recall",
@@ -158,7 +158,7 @@ def estimate_item_bytes(n_items, n_kept, rank, quantiser):
             size += rank * rank * 4
     else:
         raise SpecError(f"no byte estimate for {quantiser!r}")
-    return size + (kept_dtype(n_items).itemsize * n_kept if n_kept < n_items else 0)
+    return size + (kept_nbytes(n_items, n_kept) if n_kept < n_items else 0)
 
 
 @dataclass
