@@ -33,9 +33,10 @@ class PrunedTable(Table):
     uint8 [ceil(n_rows / 8)] (``np.packbits`` of the kept-row mask, padding bits zero); then
     ``.kept`` is computed from the bitmap on each access (a transient array, not held);
     ``inner/<name>`` the arrays of the inner table of ``n_kept`` rows (row j of it is row
-    ``kept[j]``), optional ``fallback`` float32 [dim]. A row that was not kept decodes as ``fallback`` (for users: the rule that answers every pruned user), or,
-    without a fallback, as zeros and is marked invalid by :meth:`valid_rows` (for items: the
-    item left the catalogue and is never recommended).
+    ``kept[j]``), optional ``fallback`` float32 [dim]. A row that was not kept decodes as
+    ``fallback`` (for users: the rule that answers every pruned user), or, without a fallback,
+    as zeros and is marked invalid by :meth:`valid_rows` (for items: the item left the catalogue
+    and is never recommended).
     """
 
     storage = "pruned"
