@@ -119,9 +119,10 @@ def main():
             pick = evaluate(found.model, train, test, ks=(20,), num_threads=args.threads,
                             show_progress=False)
             valid = "  ".join(f"{k} {100 * v:.1f}%" for k, v in found.pick.relative.items())
-            print(row(f"search pick: {found.pick.spec}", found.pick.bytes, base_bytes,
+            print(row(f"search pick: {found.pick.spec}", serving_bytes(found.model), base_bytes,
                       kept(pick, base)))
-            print(f"    validation: {valid}; {len(found.candidates)} candidates evaluated, "
+            print(f"    validation: {valid} ({found.pick.bytes:,} bytes validated); "
+                  f"{len(found.candidates)} candidates evaluated, "
                   f"{found.n_skipped} skipped by bytes, {found.seconds:.0f} s with "
                   f"{args.threads} threads")
         for spec in HAND_MADE:

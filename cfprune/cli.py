@@ -590,8 +590,8 @@ def search_compress(args, model, interactions):
     pick = result.pick
     figures = ", ".join(f"{k} {v:.4f} ({100 * pick.relative[k]:.1f}% of float)"
                         for k, v in pick.metrics.items())
-    print(f"{pick.spec}: item side {result.baseline_bytes:,} -> {pick.bytes:,} bytes "
-          f"({result.baseline_bytes / pick.bytes:.1f}x smaller); validation {figures}; "
+    print(f"{pick.spec}: item side {result.baseline_bytes:,} -> {pick.returned_bytes:,} bytes "
+          f"({result.baseline_bytes / pick.returned_bytes:.1f}x smaller); validation {figures}; "
           f"{len(result.candidates)} candidates in {result.seconds:.0f} s; saved {args.out} "
           f"and {record}")
     return 0

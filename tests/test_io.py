@@ -80,7 +80,7 @@ def set_meta(members, **updates):
     (lambda m: m.__setitem__("users/data", m["users/data"] + 1), "sha256"),
     (lambda m: set_meta(m, version=99), "version 99"),
     (lambda m: set_meta(m, format="other"), "format"),
-    (lambda m: m.pop("items/kept"), "missing"),
+    (lambda m: m.pop("items/kept_bits" if "items/kept_bits" in m else "items/kept"), "missing"),
     (lambda m: m.__setitem__("extra", np.zeros(3)), "unlisted"),
     (lambda m: m.__setitem__("meta", np.frombuffer(b"{not json", np.uint8)), "JSON"),
     (lambda m: m.pop("meta"), "no 'meta'"),

@@ -111,7 +111,7 @@ def test_pruned_rows_fallback_and_validity():
     t2 = PrunedTable(DenseTable(full[kept]), kept, 10, fb)
     assert t2.valid_rows() is None
     assert np.allclose(t2.decode([0, 4]), np.stack([fb, full[4]]))
-    assert t2.nbytes == kept.astype(np.int32).nbytes + full[kept].nbytes + fb.nbytes
+    assert t2.nbytes == 2 + full[kept].nbytes + fb.nbytes  # a 2-byte bitmap of 10 rows
     again = roundtrip(t2)
     assert np.array_equal(again.decode(), t2.decode())
     with pytest.raises(ShapeError, match="sorted unique"):
@@ -135,3 +135,89 @@ def test_fp16_decode():
     t = Float16Table(x)
     assert t.nbytes == 7 * 5 * 2
     assert np.allclose(t.decode(), x, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("n_rows, n_kept, form", [
+    (10, 5, "kept_bits"), (1000, 200, "kept_bits"), (1000, 60, "kept"), (65536, 5, "kept"),
+    (65537, 5, "kept"), (70000, 9000, "kept_bits")])
+def test_pruned_kept_rows_are_stored_as_the_smaller_of_ids_and_bitmap(n_rows, n_kept, form):
+    rng = np.random.default_rng(1)
+    kept = np.sort(rng.choice(n_rows, n_kept, replace=False))
+    kept[-1] = n_rows - 1
+    rows = rng.normal(size=(n_kept, 3)).astype(np.float32)
+    t = PrunedTable(DenseTable(rows), kept.astype(np.int64), n_rows)
+    id_bytes = (2 if n_rows <= 65536 else 4) * n_kept
+    assert list(t.arrays()) == [form, "inner/data"]
+    assert t.nbytes == min(id_bytes, -(-n_rows // 8)) + rows.nbytes
+    dtype = np.uint16 if n_rows <= 65536 else np.int32
+    assert t.kept.dtype == dtype and t.kept.tolist() == kept.tolist()
+    assert not t.kept.flags.writeable
+    full = np.zeros((n_rows, 3), np.float32)     # brute force: scatter the kept rows
+    full[kept] = rows
+    probe = np.concatenate([kept[:50], [0, n_rows // 2]])
+    np.testing.assert_array_equal(t.decode(probe), full[probe])
+    assert t.valid_rows().tolist() == np.isin(np.arange(n_rows), kept).tolist()
+    again = roundtrip(t)
+    assert again.kept.tolist() == kept.tolist() and again.nbytes == t.nbytes
+    with pytest.raises(ShapeError, match=r"in \[0, "):
+        PrunedTable(DenseTable(rows), np.append(kept[:-1], n_rows), n_rows)
+    with pytest.raises(ShapeError, match="integer row ids"):
+        PrunedTable(DenseTable(rows), kept.astype(np.float64), n_rows)
+
+
+def test_pruned_bitmap_of_the_wrong_size_or_with_padding_set_is_refused():
+    rows = np.ones((2, 3), np.float32)
+    with pytest.raises(ShapeError, match="expected uint8 \\(2,\\)"):
+        table_from_arrays("pruned", {"kept_bits": np.zeros(3, np.uint8), "inner/data": rows},
+                          {"n_rows": 10, "inner_storage": "dense"})
+    with pytest.raises(ShapeError, match="past the last row"):
+        table_from_arrays("pruned", {"kept_bits": np.array([0b11000000, 1], np.uint8),
+                                     "inner/data": rows},
+                          {"n_rows": 10, "inner_storage": "dense"})
+
+
+def test_pruned_model_file_with_int32_ids_loads_and_retrieves(tmp_path):
+    """A file written before the ids were narrowed (int32 ``kept``) loads, and top-k from the
+    table (now a bitmap) is the brute-force top-k of its decoded rows."""
+    import scipy.sparse as sp
+
+    from cfprune.models import FactorModel
+
+    from .reference_metrics import topk_reference
+
+    class Int32Ids(PrunedTable):         # what the table wrote before: int32 kept ids
+        def arrays(self):
+            out = {"kept": self.kept.astype(np.int32)}
+            out.update({k: v for k, v in super().arrays().items() if not k.startswith("kept")})
+            return out
+
+    rng = np.random.default_rng(2)
+    users = rng.normal(size=(30, 4)).astype(np.float32)
+    kept = np.sort(rng.choice(200, 60, replace=False))
+    rows = rng.normal(size=(60, 4)).astype(np.float32)
+    FactorModel(DenseTable(users), Int32Ids(DenseTable(rows), kept, 200)).save(tmp_path / "m.npz")
+    loaded = FactorModel.load(tmp_path / "m.npz")
+    assert loaded.items.kept.dtype == np.uint16 and loaded.items.kept.tolist() == kept.tolist()
+    assert loaded.items.nbytes == 200 // 8 + rows.nbytes      # now a bitmap of 200 rows
+    full = np.zeros((200, 4), np.float32)
+    full[kept] = rows
+    seen = sp.random(30, 200, density=0.05, format="csr", random_state=4, dtype=np.float32)
+    seen_dense = seen.toarray()
+    seen_dense[:, np.setdiff1d(np.arange(200), kept)] = 1     # pruned items are never offered
+    ids, scores = loaded.recommend(np.arange(30), seen, k=10)
+    ref_ids, ref_scores = topk_reference(users, full, np.arange(30), seen_dense, 10)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-5)
+
+
+def test_appending_past_65536_rows_widens_the_kept_ids():
+    from cfprune.compression.fitted import append_rows
+    rng = np.random.default_rng(3)
+    rows, new = rng.normal(size=(3, 2)).astype(np.float32), np.ones((4, 2), np.float32)
+    t = PrunedTable(DenseTable(rows), [0, 7, 65533], 65534)
+    assert t.kept.dtype == np.uint16
+    grown = append_rows(t, DenseTable(new))
+    assert grown.kept.dtype == np.int32 and grown.n_rows == 65538
+    assert grown.kept.tolist() == [0, 7, 65533, 65534, 65535, 65536, 65537]
+    np.testing.assert_array_equal(grown.decode([7, 65537, 1]), np.stack([rows[1], new[3],
+                                                                           np.zeros(2)]))

@@ -6,36 +6,79 @@ from ..errors import ShapeError
 from .base import Table, check_matrix, hold, row_index
 
 
+def kept_nbytes(n_rows, n_kept):
+    """Bytes a table of ``n_rows`` rows holds to say which ``n_kept`` rows it kept: the smaller
+    of the sorted ids (:func:`kept_dtype`) and a bitmap of ``ceil(n_rows / 8)`` bytes (ties: the
+    ids)."""
+    ids = kept_dtype(n_rows).itemsize * n_kept
+    bits = (n_rows + 7) // 8
+    return ids if ids <= bits else bits
+
+
+def kept_dtype(n_rows):
+    """dtype of the kept-row ids of a table of ``n_rows`` rows: uint16 (2 bytes per kept row)
+    when every id fits, i.e. ``n_rows <= 65536``, else int32.
+
+    Retrieval hands ``kept`` to the Numba scorers as their int32 item map; a uint16 map is
+    widened on each scan call (a transient int32 copy, 4 bytes per kept row, freed when the call
+    returns), so what the table holds while it serves is the uint16 array ``nbytes`` counts."""
+    return np.dtype(np.uint16) if n_rows <= 65536 else np.dtype(np.int32)
+
+
 class PrunedTable(Table):
     """A table of ``n_rows`` rows of which only ``kept`` are stored.
 
-    Arrays: ``kept`` int32 [n_kept] (sorted, unique row ids), ``inner/<name>`` the arrays of the
-    inner table of ``n_kept`` rows (row j of it is row ``kept[j]``), optional ``fallback``
-    float32 [dim]. A row that was not kept decodes as ``fallback`` (for users: the rule that
-    answers every pruned user), or, without a fallback, as zeros and is marked invalid by
-    :meth:`valid_rows` (for items: the item left the catalogue and is never recommended).
+    Arrays: either ``kept`` [n_kept] (sorted, unique row ids; uint16 when ``n_rows <= 65536``,
+    else int32: see :func:`kept_dtype`) or, when smaller (:func:`kept_nbytes`), ``kept_bits``
+    uint8 [ceil(n_rows / 8)] (``np.packbits`` of the kept-row mask, padding bits zero); then
+    ``.kept`` is computed from the bitmap on each access (a transient array, not held);
+    ``inner/<name>`` the arrays of the inner table of ``n_kept`` rows (row j of it is row
+    ``kept[j]``), optional ``fallback`` float32 [dim]. A row that was not kept decodes as
+    ``fallback`` (for users: the rule that answers every pruned user), or, without a fallback,
+    as zeros and is marked invalid by :meth:`valid_rows` (for items: the item left the catalogue
+    and is never recommended).
     """
 
     storage = "pruned"
 
     def __init__(self, inner, kept, n_rows, fallback=None):
-        kept = np.ascontiguousarray(kept, dtype=np.int32)
+        source = kept
+        kept = np.asarray(kept)
         if kept.ndim != 1 or kept.shape[0] != inner.n_rows:
             raise ShapeError(f"kept has shape {kept.shape}, expected ({inner.n_rows},): one id "
                              f"per inner row")
-        if kept.size and (kept[0] < 0 or kept[-1] >= n_rows or np.any(np.diff(kept) <= 0)):
+        if kept.size and not np.issubdtype(kept.dtype, np.integer):
+            raise ShapeError(f"kept must hold integer row ids, got dtype {kept.dtype}")
+        wide = kept.astype(np.int64)
+        if wide.size and (wide[0] < 0 or wide[-1] >= n_rows or np.any(np.diff(wide) <= 0)):
             raise ShapeError(f"kept must be sorted unique row ids in [0, {n_rows})")
         if isinstance(inner, PrunedTable):
             raise ShapeError("a pruned table cannot wrap another pruned table")
+        kept = np.ascontiguousarray(kept, dtype=kept_dtype(n_rows))
         self.inner = inner
-        self.kept = kept
         self._n_rows = int(n_rows)
+        self._ids = self._bits = None
+        if kept_nbytes(self._n_rows, kept.size) < kept.nbytes:
+            mask = np.zeros(self._n_rows, bool)
+            mask[kept] = True
+            self._bits = hold(np.packbits(mask))
+        else:
+            self._ids = hold(kept, source)
         if fallback is not None:
             fallback = check_matrix(fallback, "fallback", np.float32, ndim=1)
             if fallback.shape != (inner.dim,):
                 raise ShapeError(f"fallback has shape {fallback.shape}, expected ({inner.dim},)")
-        self.fallback = fallback
-        self.kept, self.fallback = hold(self.kept, kept), hold(self.fallback, fallback)
+        self.fallback = hold(fallback, fallback)
+
+    @property
+    def kept(self):
+        """Sorted kept row ids [n_kept] (uint16 or int32, :func:`kept_dtype`), read-only."""
+        if self._ids is not None:
+            return self._ids
+        ids = np.flatnonzero(np.unpackbits(self._bits, count=self._n_rows))
+        ids = ids.astype(kept_dtype(self._n_rows))
+        ids.flags.writeable = False
+        return ids
 
     @property
     def n_rows(self):
@@ -53,10 +96,11 @@ class PrunedTable(Table):
         """int64 [n]: the inner row of each requested row, -1 where the row was pruned."""
         idx = row_index(rows, self.n_rows)
         rows = np.arange(self.n_rows) if isinstance(idx, slice) else idx
-        if self.kept.size == 0:
+        kept = self.kept
+        if kept.size == 0:
             return np.full(rows.shape[0], -1, np.int64)
-        pos = np.minimum(np.searchsorted(self.kept, rows), self.kept.shape[0] - 1)
-        return np.where(self.kept[pos] == rows, pos, -1).astype(np.int64)
+        pos = np.minimum(np.searchsorted(kept, rows), kept.shape[0] - 1)
+        return np.where(kept[pos] == rows, pos, -1).astype(np.int64)
 
     def decode(self, rows=None):
         where = self.inner_rows(rows)
@@ -76,7 +120,7 @@ class PrunedTable(Table):
         return valid
 
     def arrays(self):
-        out = {"kept": self.kept}
+        out = {"kept": self._ids} if self._bits is None else {"kept_bits": self._bits}
         out.update({f"inner/{k}": v for k, v in self.inner.arrays().items()})
         if self.fallback is not None:
             out["fallback"] = self.fallback
@@ -92,4 +136,16 @@ class PrunedTable(Table):
         inner_arrays = {k[len("inner/"):]: v for k, v in arrays.items() if k.startswith("inner/")}
         inner = table_from_arrays(params["inner_storage"], inner_arrays,
                                   params.get("inner_params", {}))
-        return cls(inner, arrays["kept"], params["n_rows"], arrays.get("fallback"))
+        n_rows = params["n_rows"]
+        if "kept_bits" in arrays:
+            bits = np.asarray(arrays["kept_bits"])
+            if bits.dtype != np.uint8 or bits.shape != ((n_rows + 7) // 8,):
+                raise ShapeError(f"kept_bits is {bits.dtype} {bits.shape}, expected uint8 "
+                                 f"({(n_rows + 7) // 8},) for {n_rows} rows")
+            mask = np.unpackbits(bits)
+            if mask[n_rows:].any():
+                raise ShapeError("kept_bits has bits set past the last row")
+            kept = np.flatnonzero(mask[:n_rows])
+        else:
+            kept = arrays["kept"]
+        return cls(inner, kept, n_rows, arrays.get("fallback"))
