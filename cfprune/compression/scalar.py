@@ -283,48 +283,43 @@ class Int8(_ScalarMethod):
         return Int8Table(quantize_fitted(x, 8, scale, offset), scale, offset, axis="dim")
 
 
-class Int4(_ScalarMethod):
+class _PackedMethod(_ScalarMethod):
+    """Low-bit levels packed several per byte (:class:`~cfprune.tables.scalar._PackedTable`), an
+    affine scale and offset per row or dimension; ``bits``, ``table_class`` and ``encoder`` (the
+    function that fits and encodes ``x`` along an axis) name the width."""
+
+    bits = 0
+    table_class = None
+    schema = {
+        "axis": Param(str, "row", "one scale per row, per dimension, or the better of both",
+                      choices=("row", "dim", "auto")),
+        **AUTO_PARAMS,
+        **TableCompressor.schema,
+    }
+
+    def encode(self, x, axis):
+        return type(self).encoder(x, axis)
+
+    @classmethod
+    def _encode_free(cls, x, params):
+        return cls.encoder(x, "row")
+
+    @classmethod
+    def _encode_with(cls, x, scale, offset):
+        levels = quantize_fitted(x, cls.bits, scale, offset)
+        return cls.table_class(cls.table_class.pack(levels), scale, offset, axis="dim",
+                               dim=x.shape[1])
+
+
+class Int4(_PackedMethod):
     """4-bit levels 0..15 packed two per byte, affine scale and offset per row or dimension."""
 
     name = "int4"
-    schema = {
-        "axis": Param(str, "row", "one scale per row, per dimension, or the better of both",
-                      choices=("row", "dim", "auto")),
-        **AUTO_PARAMS,
-        **TableCompressor.schema,
-    }
+    bits, table_class, encoder = 4, Int4Table, staticmethod(encode_int4)
 
-    def encode(self, x, axis):
-        return encode_int4(x, axis)
 
-    @staticmethod
-    def _encode_free(x, params):
-        return encode_int4(x, "row")
-
-    @staticmethod
-    def _encode_with(x, scale, offset):
-        return Int4Table(Int4Table.pack(quantize_fitted(x, 4, scale, offset)), scale, offset,
-                         axis="dim", dim=x.shape[1])
-
-class Int2(_ScalarMethod):
+class Int2(_PackedMethod):
     """2-bit levels 0..3 packed four per byte on a shrunk affine range per row or dimension."""
 
     name = "int2"
-    schema = {
-        "axis": Param(str, "row", "one scale per row, per dimension, or the better of both",
-                      choices=("row", "dim", "auto")),
-        **AUTO_PARAMS,
-        **TableCompressor.schema,
-    }
-
-    def encode(self, x, axis):
-        return encode_int2(x, axis)
-
-    @staticmethod
-    def _encode_free(x, params):
-        return encode_int2(x, "row")
-
-    @staticmethod
-    def _encode_with(x, scale, offset):
-        return Int2Table(Int2Table.pack(quantize_fitted(x, 2, scale, offset)), scale, offset,
-                         axis="dim", dim=x.shape[1])
+    bits, table_class, encoder = 2, Int2Table, staticmethod(encode_int2)

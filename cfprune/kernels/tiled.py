@@ -1,11 +1,11 @@
 """The one tiled scorer of every storage that decodes to float32 tiles, with exact early stop.
 
-Storages ``dense``, ``fp16``, ``int8``, ``int4``, ``sparse`` and ``pq`` (also as the inner table
-of a row-pruned table) differ only in how a tile of item rows becomes float32. :class:`ItemTiles`
+Storages ``dense``, ``fp16``, ``int8``, ``int4``, ``int2``, ``sparse`` and ``pq`` (also as the
+inner table of a row-pruned table) differ only in how a tile of item rows becomes float32. :class:`ItemTiles`
 carries the arrays of one table together with its storage kind (the arrays of the other storages
 are empty placeholders, every array is passed read-only and sparse indices as bytes, so one
 compiled signature serves every storage), and :func:`decode_tile` dispatches on the kind to the
-decoders of :mod:`.dense`, :mod:`.int8`, :mod:`.int4`, :mod:`.sparse` and :mod:`.pq`.
+decoders of :mod:`.dense`, :mod:`.int8`, :mod:`.packed`, :mod:`.sparse` and :mod:`.pq`.
 
 :func:`score_tiles` walks the table rows in the order ``order`` in item tiles of
 ``ITEMS_PER_TILE`` for tiles of ``USERS_PER_TILE`` users: each item tile is decoded once per tile
@@ -44,9 +44,8 @@ from numba import njit
 
 from cfprune.kernels.dense import (ITEMS_PER_TILE, USERS_PER_TILE, decode_float16_tile,
                                    decode_float32_tile, float16_lookup)
-from cfprune.kernels.int2 import decode_int2_tile
-from cfprune.kernels.int4 import decode_int4_tile
 from cfprune.kernels.int8 import decode_affine_tile
+from cfprune.kernels.packed import decode_packed_tile
 from cfprune.kernels.pool import frozen, run_workers
 from cfprune.kernels.pq import decode_pq_tile
 from cfprune.kernels.sparse import decode_csr_tile, index_bytes
@@ -165,9 +164,9 @@ def decode_tile(tiles, rows, out):
     elif kind == KIND_INT8:
         decode_affine_tile(tiles.codes8, tiles.scale, tiles.offset, tiles.per_row, rows, out)
     elif kind == KIND_INT4:
-        decode_int4_tile(tiles.bytes2d, tiles.scale, tiles.offset, tiles.per_row, rows, out)
+        decode_packed_tile(tiles.bytes2d, 4, tiles.scale, tiles.offset, tiles.per_row, rows, out)
     elif kind == KIND_INT2:
-        decode_int2_tile(tiles.bytes2d, tiles.scale, tiles.offset, tiles.per_row, rows, out)
+        decode_packed_tile(tiles.bytes2d, 2, tiles.scale, tiles.offset, tiles.per_row, rows, out)
     elif kind == KIND_CSR:
         decode_csr_tile(tiles.indptr, tiles.index_bytes, tiles.index_width, tiles.values, rows,
                         out)

@@ -90,74 +90,62 @@ class Int8Table(_AffineTable):
         return self.codes[row_index(rows, self.n_rows)].astype(np.int16)
 
 
-class Int4Table(_AffineTable):
+class _PackedTable(_AffineTable):
+    """Codes of ``bits`` bits (levels 0 .. 2^bits - 1), ``8 // bits`` per byte: dimension
+    ``per_byte * j + t`` in bits ``bits * t`` .. ``bits * (t + 1) - 1`` of byte ``j``. Arrays:
+    ``codes`` uint8 [n, ceil(d / per_byte)], ``scale``/``offset`` as int8."""
+
+    bits = 0
+    code_dtype = np.uint8
+
+    def _dim_from_codes(self, codes, dim):
+        per_byte = 8 // self.bits
+        if dim is None:
+            dim = per_byte * codes.shape[1]
+        if -(-dim // per_byte) != codes.shape[1]:
+            raise ShapeError(f"dim={dim} needs {-(-dim // per_byte)} packed columns, codes have "
+                             f"{codes.shape[1]}")
+        return int(dim)
+
+    def levels(self, rows=None):
+        packed = self.codes[row_index(rows, self.n_rows)]
+        per_byte, mask = 8 // self.bits, (1 << self.bits) - 1
+        q = np.empty((packed.shape[0], per_byte * packed.shape[1]), np.int16)
+        for t in range(per_byte):
+            q[:, t::per_byte] = (packed >> (self.bits * t)) & mask
+        return q[:, :self.dim]
+
+    @classmethod
+    def pack(cls, levels):
+        """uint8 [n, ceil(d / per_byte)] from integer levels [n, d] in [0, 2^bits - 1]."""
+        levels = np.asarray(levels)
+        top = (1 << cls.bits) - 1
+        if levels.size and (levels.min() < 0 or levels.max() > top):
+            raise ShapeError(f"{cls.storage} levels must lie in [0, {top}]")
+        per_byte = 8 // cls.bits
+        n, d = levels.shape
+        padded = np.zeros((n, per_byte * -(-d // per_byte)), np.uint8)
+        padded[:, :d] = levels
+        out = np.zeros((n, padded.shape[1] // per_byte), np.uint8)
+        for t in range(per_byte):
+            out |= padded[:, t::per_byte] << (cls.bits * t)
+        return np.ascontiguousarray(out, dtype=np.uint8)
+
+
+class Int4Table(_PackedTable):
     """4-bit codes in [0, 15], two per byte: dimension 2j in the low nibble of byte j, 2j+1 in
     the high nibble. Arrays: ``codes`` uint8 [n, ceil(d/2)], ``scale``/``offset`` as int8."""
 
     storage = "int4"
-    code_dtype = np.uint8
-
-    def _dim_from_codes(self, codes, dim):
-        if dim is None:
-            dim = 2 * codes.shape[1]
-        if (dim + 1) // 2 != codes.shape[1]:
-            raise ShapeError(f"dim={dim} needs {(dim + 1) // 2} packed columns, codes have "
-                             f"{codes.shape[1]}")
-        return int(dim)
-
-    def levels(self, rows=None):
-        packed = self.codes[row_index(rows, self.n_rows)]
-        q = np.empty((packed.shape[0], 2 * packed.shape[1]), np.int16)
-        q[:, 0::2] = packed & 0x0F
-        q[:, 1::2] = packed >> 4
-        return q[:, :self.dim]
-
-    @staticmethod
-    def pack(levels):
-        """uint8 [n, ceil(d/2)] from integer levels [n, d] in [0, 15]."""
-        levels = np.asarray(levels)
-        if levels.size and (levels.min() < 0 or levels.max() > 15):
-            raise ShapeError("int4 levels must lie in [0, 15]")
-        n, d = levels.shape
-        padded = np.zeros((n, d + (d % 2)), np.uint8)
-        padded[:, :d] = levels
-        return np.ascontiguousarray(padded[:, 0::2] | (padded[:, 1::2] << 4), dtype=np.uint8)
+    bits = 4
 
 
-class Int2Table(_AffineTable):
+class Int2Table(_PackedTable):
     """2-bit codes in [0, 3], four per byte: dimension 4j + t in bits 2t..2t+1 of byte j.
     Arrays: ``codes`` uint8 [n, ceil(d/4)], ``scale``/``offset`` as int8."""
 
     storage = "int2"
-    code_dtype = np.uint8
-
-    def _dim_from_codes(self, codes, dim):
-        if dim is None:
-            dim = 4 * codes.shape[1]
-        if (dim + 3) // 4 != codes.shape[1]:
-            raise ShapeError(f"dim={dim} needs {(dim + 3) // 4} packed columns, codes have "
-                             f"{codes.shape[1]}")
-        return int(dim)
-
-    def levels(self, rows=None):
-        packed = self.codes[row_index(rows, self.n_rows)]
-        q = np.empty((packed.shape[0], 4 * packed.shape[1]), np.int16)
-        for t in range(4):
-            q[:, t::4] = (packed >> (2 * t)) & 3
-        return q[:, :self.dim]
-
-    @staticmethod
-    def pack(levels):
-        """uint8 [n, ceil(d/4)] from integer levels [n, d] in [0, 3]."""
-        levels = np.asarray(levels)
-        if levels.size and (levels.min() < 0 or levels.max() > 3):
-            raise ShapeError("int2 levels must lie in [0, 3]")
-        n, d = levels.shape
-        padded = np.zeros((n, 4 * ((d + 3) // 4)), np.uint8)
-        padded[:, :d] = levels
-        out = padded[:, 0::4] | (padded[:, 1::4] << 2) | (padded[:, 2::4] << 4) | \
-            (padded[:, 3::4] << 6)
-        return np.ascontiguousarray(out, dtype=np.uint8)
+    bits = 2
 
 
 def _vector(v, name, n):
