@@ -20,7 +20,8 @@ SPECS = ["fp16", "int8", "int8:axis=dim", "int8:axis=dim,symmetric=true", "int4:
          "pq:m=4,ksub=64,loss=anisotropic,rounds=1,train_rows=200", "lowrank:rank=8",
          "lowrank:rank=8,mode=items", "magnitude:sparsity=0.5", "magnitude:scope=row",
          "prune-rows:keep=0.6|int8:axis=dim", "lowrank:rank=8|pq:m=4,ksub=64,rerank=int8",
-         "int8:table=users"]
+         "int8:table=users", "int2", "int2:axis=dim", "pq:m=4,nbits=4",
+         "pq:m=3,nbits=4,rotation=opq,rounds=2", "prune-rows:keep=0.6|int2:axis=dim"]
 
 
 @pytest.fixture(scope="module")

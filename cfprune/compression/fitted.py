@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import CfpruneError, ShapeError
-from ..tables import (DenseTable, Float16Table, Int4Table, Int8Table, PQTable, PrunedTable,
-                      SparseTable)
+from ..tables import (DenseTable, Float16Table, Int2Table, Int4Table, Int8Table, PQTable,
+                      PrunedTable, SparseTable)
 
 
 class NoFittedState(CfpruneError, ValueError):
@@ -118,7 +118,7 @@ def append_rows(table, new):
         raise ShapeError(f"new rows have {new.dim} dimensions, the table {table.dim}")
     if isinstance(table, (DenseTable, Float16Table)):
         return type(table)(np.concatenate([table.data, new.data]))
-    if isinstance(table, (Int8Table, Int4Table)):
+    if isinstance(table, (Int8Table, Int4Table, Int2Table)):
         codes = np.concatenate([table.codes, new.codes])
         if table.axis == "row":
             scale = np.concatenate([table.scale, new.scale])
@@ -131,8 +131,11 @@ def append_rows(table, new):
     if isinstance(table, PQTable):
         _same(table.codebooks, new.codebooks, "codebooks")
         _same(table.rotation, new.rotation, "rotation")
+        if new.nbits != table.nbits:
+            raise NoFittedState(f"the new rows have {new.nbits}-bit codes, the table "
+                                f"{table.nbits}-bit")
         return PQTable(np.concatenate([table.codes, new.codes]), table.codebooks, table.bounds,
-                       table.rotation)
+                       table.rotation, nbits=table.nbits)
     if isinstance(table, SparseTable):
         indptr = np.concatenate([table.indptr, table.indptr[-1] + new.indptr[1:]])
         indices = np.concatenate([table.indices, new.indices.astype(table.indices.dtype)])
