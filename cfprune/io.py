@@ -325,13 +325,11 @@ def load_arrays(path, *, with_fitted=False):
     (None for a version-1 file or a file written without it)."""
     path = os.fspath(path)
     arrays = read_npz(path, "cfprune model file", ModelFileError)
+    from .tables.base import freeze
     for a in arrays.values():
         # fresh arrays only this reader holds: read-only now, so the tables built from them
         # hold them as they are, without a copy (see cfprune.tables.base.hold)
-        base = a
-        while isinstance(base, np.ndarray):
-            base.flags.writeable = False
-            base = base.base
+        freeze(a)
     if "meta" not in arrays:
         raise ModelFileError(f"{path} has no 'meta' entry: not a cfprune model file")
     try:

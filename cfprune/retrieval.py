@@ -37,6 +37,7 @@ import numpy as np
 from cfprune.errors import ShapeError
 from cfprune.interactions import as_csr
 from cfprune.kernels.pool import thread_count
+from cfprune.tables.base import read_only_throughout
 
 DEFAULT_BATCH_SIZE = 4096
 INT8_ROUTES = ("float", "int8")
@@ -266,7 +267,7 @@ def _scorer(table, int8_route, n_workers):
 
     def scan_with_fallback(queries, *seen_and_heaps):
         scan(queries, *seen_and_heaps)
-        push_fallback(queries, table.fallback, table.kept, table.n_rows, *seen_and_heaps,
+        push_fallback(queries, table.fallback, item_map, table.n_rows, *seen_and_heaps,
                       n_workers=n_workers)
     return scan_with_fallback
 
@@ -321,18 +322,9 @@ def _fingerprint(arrays):
     marks = []
     for array in arrays:
         marks.append(id(array))
-        if not _read_only(array):
+        if not read_only_throughout(array):
             marks.append(zlib.crc32(memoryview(np.ascontiguousarray(array)).cast("B")))
     return tuple(marks)
-
-
-def _read_only(array):
-    """True when neither ``array`` nor any array it views can be written."""
-    while isinstance(array, np.ndarray):
-        if array.flags.writeable:
-            return False
-        array = array.base
-    return True
 
 
 def _scan_order(table, tiles):

@@ -36,6 +36,7 @@ import numpy as np
 from ..errors import CfpruneError, ShapeError
 from ..tables import (DenseTable, Float16Table, Int2Table, Int4Table, Int8Table, PQTable,
                       PrunedTable, SparseTable)
+from ..tables.base import hold
 
 
 class NoFittedState(CfpruneError, ValueError):
@@ -60,12 +61,8 @@ class FittedStep:
     arrays: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        frozen = {}
-        for name, a in self.arrays.items():
-            a = np.array(a, order="C", copy=True)
-            a.flags.writeable = False
-            frozen[name] = a
-        self.arrays = frozen
+        # the fitted arrays as a table holds them: read-only, a caller's writeable array copied
+        self.arrays = {name: hold(np.ascontiguousarray(a), a) for name, a in self.arrays.items()}
 
     def encode_rows(self, table):
         """The Table of new rows ``table`` (any storage, the step's input) encoded by this step

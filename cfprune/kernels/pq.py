@@ -24,7 +24,7 @@ from numba import njit
 
 from cfprune.kernels.dense import ITEMS_PER_TILE
 from cfprune.kernels.pool import frozen, run_workers
-from cfprune.kernels.topk import offer_rows
+from cfprune.kernels.topk import offer_rows, reach
 
 PQ_USERS_PER_TILE = 16
 
@@ -58,7 +58,7 @@ def lookup_worker(rotated, worker, n_workers, codes, codebooks, bounds, order, r
     """Top-k of the rotated users float32 [n, d] against the PQ codes by lookup tables, for the
     user tiles ``worker, worker + n_workers, ...``; rows in ``order`` with early stop by
     ``remaining_norm`` (arguments as in :func:`.tiled.score_tiles`)."""
-    n_queries, dim = rotated.shape
+    n_queries = rotated.shape[0]
     n_rows, m = codes.shape
     ksub = codebooks.shape[0]
     lanes = PQ_USERS_PER_TILE
@@ -77,10 +77,7 @@ def lookup_worker(rotated, worker, n_workers, codes, codebooks, bounds, order, r
                     lut[s, c, u] = 0.0
         for u in range(n_users):
             query = rotated[first + u]
-            norm = 0.0
-            for t in range(dim):
-                norm += np.float64(query[t]) ** 2
-            user_reach[u] = np.sqrt(norm) * (1.0 + (dim + 8) * 2.0 ** -22)
+            user_reach[u] = reach(query)
             active[u] = True
             for s in range(m):
                 for c in range(ksub):

@@ -18,7 +18,7 @@ Early stop (exact maximum inner product search). ``remaining_norm[p]`` bounds th
 row in ``order[p:]``; with the rows in descending order of norm (:func:`norm_order`) it falls
 fast on real factor tables. By Cauchy-Schwarz no row left can score more than
 ``||u|| * remaining_norm[p]``, so a user retires from its tile as soon as that bound (widened by
-the worst float32 rounding of a dot product, see :func:`reach`) is strictly below the score of its
+the worst float32 rounding of a dot product, see :func:`.topk.reach`) is strictly below the score of its
 k-th best item: a row still to come could neither beat nor tie it. A full heap is implied, since an
 empty slot scores -inf. The GEMM then runs only over the users still active, and the user tile
 stops when none is left. So that a tile's users retire together, the first item tile is scanned
@@ -49,7 +49,7 @@ from cfprune.kernels.packed import decode_packed_tile
 from cfprune.kernels.pool import frozen, run_workers
 from cfprune.kernels.pq import decode_pq_tile
 from cfprune.kernels.sparse import decode_csr_tile, index_bytes
-from cfprune.kernels.topk import offer_rows
+from cfprune.kernels.topk import offer_rows, reach, widening
 
 KIND_FLOAT32, KIND_FLOAT16, KIND_INT8, KIND_INT4, KIND_CSR, KIND_PQ, KIND_INT2 = range(7)
 
@@ -197,25 +197,6 @@ def norm_order(norms):
 def table_order(n_rows):
     """(order, remaining_norm) of a plain scan: rows ascending, no bound (+inf), no early stop."""
     return np.arange(n_rows, dtype=np.int32), np.full(n_rows, np.inf, np.float32)
-
-
-def widening(dim):
-    """The factor by which :func:`reach` widens a norm of a ``dim``-long vector."""
-    return 1.0 + (dim + 8) * 2.0 ** -22
-
-
-@njit(cache=True, nogil=True)
-def reach(query):
-    """``||query||`` widened by the worst rounding of a float32 dot product of this length.
-
-    A computed score ``fl(u . v)`` exceeds the exact one by at most ``gamma_d ||u|| ||v||``,
-    ``gamma_d ~ d * 2**-24`` in any summation order; the factor adds a margin for the float32
-    norms and the bound's own rounding (see :func:`widening`).
-    """
-    acc = 0.0
-    for t in range(query.shape[0]):
-        acc += np.float64(query[t]) ** 2
-    return np.sqrt(acc) * (1.0 + (query.shape[0] + 8) * 2.0 ** -22)
 
 
 @njit(cache=True, nogil=True)

@@ -20,6 +20,7 @@ the row with a pointer that only moves forward; scorers that offer them in any o
 
 import numpy as np
 from numba import njit
+from numba.extending import register_jitable
 
 EMPTY_ID = np.iinfo(np.int32).max
 
@@ -159,3 +160,23 @@ def offer_rows(heap_scores, heap_ids, scores, rows, item_map, seen_indices, star
         if beats_root(heap_scores, heap_ids, score, item) and \
                 not sorted_contains(seen_indices, start, end, item):
             replace_root(heap_scores, heap_ids, score, item)
+
+
+@register_jitable
+def widening(dim):
+    """The factor by which :func:`reach` widens the norm of a ``dim``-long vector (callable from
+    Python and from kernels)."""
+    return 1.0 + (dim + 8) * 2.0 ** -22
+
+
+@njit(cache=True, nogil=True)
+def reach(query):
+    """``||query||`` widened by the worst rounding of a float32 dot product of this length: a
+    user whose ``reach * (bound on the norms of the rows left)`` is below its k-th best score can
+    retire (Cauchy-Schwarz). A computed score ``fl(u . v)`` exceeds the exact one by at most
+    ``gamma_d ||u|| ||v||``, ``gamma_d ~ d * 2**-24`` in any summation order; :func:`widening`
+    adds a margin for the float32 norms and the bound's own rounding."""
+    acc = 0.0
+    for t in range(query.shape[0]):
+        acc += np.float64(query[t]) ** 2
+    return np.sqrt(acc) * widening(query.shape[0])

@@ -114,18 +114,22 @@ def hold(a, *sources):
     """
     if a is None:
         return None
-    if not _read_only_throughout(a):
+    if not read_only_throughout(a):
         if any(isinstance(s, np.ndarray) and np.may_share_memory(a, s) for s in sources):
             a = a.copy()
-        base = a
-        while isinstance(base, np.ndarray):
-            base.flags.writeable = False
-            base = base.base
+        freeze(a)
     a.flags.writeable = False
     return a
 
 
-def _read_only_throughout(a):
+def freeze(a):
+    """Make ``a`` and every array it views read-only, in place (for arrays nobody else holds)."""
+    while isinstance(a, np.ndarray):
+        a.flags.writeable = False
+        a = a.base
+
+
+def read_only_throughout(a):
     """Whether no writeable array or buffer lies under ``a`` (down its chain of bases)."""
     while isinstance(a, np.ndarray):
         if a.flags.writeable:
