@@ -58,6 +58,24 @@ def paired_difference(per_user_model, per_user_base, n_resamples=1000, confidenc
     return diff, float(low), float(high), bool(low > 0.0 or high < 0.0)
 
 
+def paired_users(result, baseline_result):
+    """(ia, ib) int arrays: positions in ``result.users`` and ``baseline_result.users`` of the
+    users both evaluated, aligned (ascending user id)."""
+    _, ia, ib = np.intersect1d(result.users, baseline_result.users, assume_unique=True,
+                               return_indices=True)
+    return ia, ib
+
+
+def paired_standard_error(per_user_model, per_user_base):
+    """(mean, standard error, n) of ``model - base`` over the ``n`` users where both are defined
+    (NaN left out); mean NaN when n is 0, standard error 0.0 when n < 2."""
+    d = np.asarray(per_user_model, np.float64) - np.asarray(per_user_base, np.float64)
+    d = d[~np.isnan(d)]
+    mean = float(d.mean()) if d.size else float("nan")
+    se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
+    return mean, se, int(d.size)
+
+
 def compare(result, baseline_result, metric="recall@20", n_resamples=1000, confidence=0.95,
             seed=0):
     """One line per metric: ``"recall@20 0.2612 vs 0.2698: -0.0086 [-0.0101, -0.0071]"``.
@@ -67,8 +85,7 @@ def compare(result, baseline_result, metric="recall@20", n_resamples=1000, confi
     where both values are defined). ``metric`` is a name or a list of names of per-user metrics.
     """
     names = [metric] if isinstance(metric, str) else list(metric)
-    _, ia, ib = np.intersect1d(result.users, baseline_result.users, assume_unique=True,
-                               return_indices=True)
+    ia, ib = paired_users(result, baseline_result)
     lines = []
     for name in names:
         for r, which in ((result, "result"), (baseline_result, "baseline_result")):

@@ -442,3 +442,20 @@ def test_factor_model_evaluation_agrees_with_implicit(implicit_case):
     factors = FactorModel(model.user_factors, model.item_factors)
     result = evaluate(factors, train, test, ks=IMPLICIT_KS, num_threads=2, show_progress=False)
     assert_implicit_figures(result, expected)
+
+
+def test_paired_standard_error_and_p_value_equal_scipy():
+    """The paired standard error (search targets) and the normal-approximation p-value (report,
+    Holm) against scipy.stats.sem and the normal survival function, NaN users left out."""
+    from scipy import stats
+
+    from cfprune.report.sweep import paired_p_value
+    from cfprune.uncertainty import paired_standard_error
+    rng = np.random.default_rng(5)
+    a, b = rng.random(300), rng.random(300) * 0.9
+    a[[3, 40]] = np.nan
+    d = (a - b)[~np.isnan(a - b)]
+    mean, se, n = paired_standard_error(a, b)
+    assert n == 298 and mean == pytest.approx(d.mean()) and se == pytest.approx(stats.sem(d))
+    assert paired_p_value(a, b) == pytest.approx(2 * stats.norm.sf(abs(d.mean()) / stats.sem(d)))
+    assert paired_p_value(b, b) == 1.0 and paired_p_value(a[:1], b[:1]) == 1.0

@@ -62,6 +62,7 @@ from tqdm.auto import tqdm
 from ..errors import CfpruneError, DataError, SpecError
 from ..interactions import Interactions, as_csr
 from ..tables.pruned import kept_nbytes
+from ..uncertainty import paired_standard_error, paired_users
 from .pipeline import compress
 
 METRICS = ("recall", "ndcg", "coverage", "tail_recall", "overlap", "truncated_recall",
@@ -515,13 +516,9 @@ def _paired_se(result, base_result, target):
         return 0.0
     values = result.per_user[key]
     if target.metric == "overlap":
-        diff = values - 1.0
-    else:
-        _, ia, ib = np.intersect1d(result.users, base_result.users, assume_unique=True,
-                                   return_indices=True)
-        diff = values[ia] - base_result.per_user[key][ib]
-    diff = diff[~np.isnan(diff)]
-    return float(diff.std(ddof=1) / math.sqrt(diff.size)) if diff.size > 1 else 0.0
+        return paired_standard_error(values, np.ones_like(values))[1]
+    ia, ib = paired_users(result, base_result)
+    return paired_standard_error(values[ia], base_result.per_user[key][ib])[1]
 
 
 def _reseeded(spec, seed):

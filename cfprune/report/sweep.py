@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from ..compression import compress, parse_spec
 from ..errors import CfpruneError
 from ..evaluation import evaluate
-from ..uncertainty import paired_difference
+from ..uncertainty import paired_difference, paired_standard_error, paired_users
 
 DELTA_METRICS = ("recall@20", "ndcg@20")
 VALID_KS = (20,)
@@ -117,8 +117,7 @@ def paired_deltas(result, base_result, *, names=DELTA_METRICS, n_resamples=1000,
                   confidence=0.95, seed=0):
     """``{metric: {"diff", "low", "high", "significant"}}``: the paired bootstrap interval of
     ``result - base_result`` per metric over the users both evaluated."""
-    _, ia, ib = np.intersect1d(result.users, base_result.users, assume_unique=True,
-                               return_indices=True)
+    ia, ib = paired_users(result, base_result)
     out = {}
     for name in names:
         diff, low, high, significant = paired_difference(
@@ -133,14 +132,12 @@ def paired_deltas(result, base_result, *, names=DELTA_METRICS, n_resamples=1000,
 def paired_p_value(a, b):
     """Two-sided p-value of ``mean(a - b) = 0`` over the users where both are defined: the mean
     over its standard error against the normal distribution (1.0 when every difference is 0)."""
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    d = d[~np.isnan(d)]
-    if d.size < 2:
+    mean, se, n = paired_standard_error(a, b)
+    if n < 2:
         return 1.0
-    se = d.std(ddof=1) / math.sqrt(d.size)
     if se == 0:
-        return 1.0 if d.mean() == 0 else 0.0
-    return math.erfc(abs(d.mean()) / se / math.sqrt(2.0))
+        return 1.0 if mean == 0 else 0.0
+    return math.erfc(abs(mean) / se / math.sqrt(2.0))
 
 
 def evaluate_baseline(model, train, test, *, ks, num_threads=None, repeats=3):
