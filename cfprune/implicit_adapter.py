@@ -13,13 +13,12 @@ eligible items pad with id -1 and score -inf (cfprune's convention).
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import scipy.sparse as sp
 from implicit.recommender_base import RecommenderBase
 
 from .errors import CfpruneError, DataError, ShapeError
+from .retrieval import positive_int
 
 
 def as_implicit(model, *, regularization=None, alpha=None, num_threads=0):
@@ -94,7 +93,7 @@ class ImplicitRecommender(RecommenderBase):
                              f"{users.shape}")
         if items is not None and filter_items is not None and len(filter_items):
             raise ShapeError("give items or filter_items, not both (as in implicit)")
-        N = _positive(N, "N")
+        N = positive_int(N, "N")
         model = self.model
         csr = None
         if filter_already_liked_items or recalculate_user:
@@ -166,12 +165,6 @@ class ImplicitRecommender(RecommenderBase):
         return f"as_implicit({self.model!r})"
 
 
-def _positive(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ShapeError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def _seen(liked, filter_items, n_users, n_items):
     """CSR [n_users, n_items] of the items to skip per user (liked rows plus ``filter_items``
     for every user), or None when nothing is skipped."""
@@ -228,7 +221,7 @@ def _similar(factors, query, N, filter_ids, subset, valid):
         scores[:, ~valid[ids]] = -np.inf
     if filter_ids is not None and len(filter_ids):
         scores[:, np.isin(ids, np.asarray(filter_ids))] = -np.inf
-    out_ids, out_scores = _top(scores, ids, min(_positive(N, "N"), ids.size))
+    out_ids, out_scores = _top(scores, ids, min(positive_int(N, "N"), ids.size))
     return (out_ids[0], out_scores[0]) if scalar else (out_ids, out_scores)
 
 

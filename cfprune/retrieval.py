@@ -100,9 +100,9 @@ def recommend(model, users, user_items, k=10, filter_seen=True, candidates=None,
     ids : int32 [n, k]; scores : float32 [n, k]
         Best first; ties broken by lower item id.
     """
-    k = _positive_int(k, "k")
+    k = positive_int(k, "k")
     rows = _user_rows(users, model.n_users)
-    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else _positive_int(batch_size,
+    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else positive_int(batch_size,
                                                                                "batch_size")
     if int8_route not in INT8_ROUTES:
         raise ShapeError(f"int8_route={int8_route!r}; expected one of {INT8_ROUTES}")
@@ -132,7 +132,9 @@ def recommend(model, users, user_items, k=10, filter_seen=True, candidates=None,
     return ids, scores
 
 
-def _positive_int(value, name):
+def positive_int(value, name):
+    """``value`` as an int, or a one-line ShapeError naming ``name`` unless it is an integer
+    >= 1 (bools refused)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ShapeError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
@@ -198,7 +200,7 @@ def _candidate_count(model, candidates, k):
             return None
         own = getattr(model, "candidates", None)
         return max(k, own if own is not None else 10 * k)
-    return max(k, _positive_int(candidates, "candidates"))
+    return max(k, positive_int(candidates, "candidates"))
 
 
 def _decode_users(model, rows):

@@ -5,7 +5,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 import cfprune
 from tests.reference_data import DATA_HOME, real_archive

@@ -83,7 +83,6 @@ def test_pick_is_smallest_passing_and_bytes_known_before_fitting(setup, result):
     passing = [c for c in result.candidates if c.passed]
     assert result.pick.returned_bytes == min(c.returned_bytes for c in passing)
     base = result.baseline
-    specs = {c.spec: c for c in result.candidates}
     for c in result.candidates:
         assert c.estimated_bytes == c.bytes, c.spec
         own = (c.lower["recall@10"] >= 0.95 * base["recall@10"] - 1e-12 and
