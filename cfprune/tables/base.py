@@ -2,13 +2,52 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import ModelFileError, ShapeError
 
 # bytes per scanned row of the early-stop state retrieval derives for an item table: the scan
 # order (int32) and the norm bound (float32)
 SCAN_STATE_BYTES = 8
+
+# storage name -> Table subclass; every subclass with a ``storage`` name registers itself
+STORAGES = {}
+
+
+def table_from_arrays(storage, arrays, params):
+    """Rebuild a Table of the named storage from its arrays and params."""
+    if storage not in STORAGES:
+        raise ModelFileError(f"unknown table storage {storage!r}; known: {sorted(STORAGES)}")
+    return STORAGES[storage].from_arrays(arrays, **params)
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    """A table before it is built: its storage class, its shape and the keyword parameters of
+    that storage's :meth:`Table.nbytes_for`. The search's byte model chains plans through the
+    compression steps (``Compressor.plan_table``) and asks the last one for its bytes.
+
+    storage : a Table subclass; n_rows, dim : int; params : dict (for a row-pruned table,
+    ``{"inner": TablePlan of the kept rows, "fallback": bool}``)."""
+
+    storage: type
+    n_rows: int
+    dim: int
+    params: dict = field(default_factory=dict)
+
+    @property
+    def nbytes(self):
+        """Exact bytes the built table will hold (``Table.nbytes``)."""
+        return int(self.storage.nbytes_for(self.n_rows, self.dim, **self.params))
+
+    def replace(self, **changes):
+        """A copy with some fields changed."""
+        fields = {"storage": self.storage, "n_rows": self.n_rows, "dim": self.dim,
+                  "params": self.params}
+        fields.update(changes)
+        return TablePlan(**fields)
 
 
 class Table:
@@ -25,6 +64,23 @@ class Table:
     """
 
     storage = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("storage"):
+            STORAGES[cls.storage] = cls
+
+    @classmethod
+    def nbytes_for(cls, n_rows, dim, **params):
+        """int: exactly the ``nbytes`` of a table of this storage with ``n_rows`` x ``dim`` and
+        these parameters, computed before it is built (the search's byte model)."""
+        raise NotImplementedError(f"the {cls.storage!r} storage gives no byte count before it "
+                                  f"is built")
+
+    @classmethod
+    def plan(cls, n_rows, dim, **params):
+        """The :class:`TablePlan` of such a table."""
+        return TablePlan(cls, int(n_rows), int(dim), params)
 
     @property
     def n_rows(self):

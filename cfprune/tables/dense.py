@@ -21,6 +21,10 @@ class DenseTable(Table):
         data = check_finite(data, "factor table")
         self.data = hold(np.ascontiguousarray(data, dtype=self.dtype), data)
 
+    @classmethod
+    def nbytes_for(cls, n_rows, dim):
+        return int(n_rows) * int(dim) * np.dtype(cls.dtype).itemsize
+
     @property
     def n_rows(self):
         return self.data.shape[0]

@@ -50,6 +50,16 @@ class PQTable(Table):
         self.codes, self.codebooks, self.bounds, self.rotation = (
             hold(a, *sources) for a in (self.codes, self.codebooks, self.bounds, self.rotation))
 
+    @classmethod
+    def nbytes_for(cls, n_rows, dim, m, nbits=8, ksub=None, rotation=False):
+        """Codes (``m`` bytes per row, or ``ceil(m/2)`` at 4 bits), ``ksub`` x ``dim`` float32
+        centroids (default ``min(2^nbits, n_rows)``: k-means fits at most one per row), the
+        int32 bounds and the optional ``dim`` x ``dim`` float32 rotation."""
+        ksub = min(2 ** nbits, max(int(n_rows), 1)) if ksub is None else int(ksub)
+        columns = int(m) if nbits == 8 else (int(m) + 1) // 2
+        return (int(n_rows) * columns + ksub * int(dim) * 4 + 4 * (int(m) + 1) +
+                (int(dim) * int(dim) * 4 if rotation else 0))
+
     @property
     def n_rows(self):
         return self.codes.shape[0]

@@ -3,7 +3,7 @@
 import numpy as np
 
 from ..errors import ShapeError
-from .base import Table, check_matrix, hold, row_index
+from .base import Table, check_matrix, hold, row_index, table_from_arrays
 
 
 def kept_nbytes(n_rows, n_kept):
@@ -70,6 +70,18 @@ class PrunedTable(Table):
                 raise ShapeError(f"fallback has shape {fallback.shape}, expected ({inner.dim},)")
         self.fallback = hold(fallback, fallback)
 
+    @classmethod
+    def nbytes_for(cls, n_rows, dim, inner, fallback=False):
+        """The kept-row map (:func:`kept_nbytes`), the inner table (``inner``: the TablePlan of
+        the kept rows) and the optional float32 fallback row."""
+        return (kept_nbytes(int(n_rows), inner.n_rows) + inner.nbytes +
+                (4 * int(dim) if fallback else 0))
+
+    def with_inner(self, inner):
+        """This table's kept rows and fallback over another inner table of the same rows (the
+        one place a method that works on the stored rows re-wraps them)."""
+        return PrunedTable(inner, self.kept, self.n_rows, self.fallback)
+
     @property
     def kept(self):
         """Sorted kept row ids [n_kept] (uint16 or int32, :func:`kept_dtype`), read-only."""
@@ -132,7 +144,6 @@ class PrunedTable(Table):
 
     @classmethod
     def from_arrays(cls, arrays, **params):
-        from . import table_from_arrays
         inner_arrays = {k[len("inner/"):]: v for k, v in arrays.items() if k.startswith("inner/")}
         inner = table_from_arrays(params["inner_storage"], inner_arrays,
                                   params.get("inner_params", {}))

@@ -30,6 +30,14 @@ class _AffineTable(Table):
         self.codes, self.scale, self.offset = (hold(a, *sources) for a in
                                                (self.codes, self.scale, self.offset))
 
+    @classmethod
+    def nbytes_for(cls, n_rows, dim, axis="row", symmetric=False):
+        """Codes plus a float32 scale (and offset, unless ``symmetric``) per row or dimension."""
+        if axis not in AXES:
+            raise ShapeError(f"axis={axis!r}; expected one of {AXES}")
+        vectors = (1 if symmetric else 2) * 4 * (n_rows if axis == "row" else dim)
+        return int(n_rows) * cls.code_columns(dim) + vectors
+
     @property
     def n_rows(self):
         return self.codes.shape[0]
@@ -81,6 +89,10 @@ class Int8Table(_AffineTable):
     storage = "int8"
     code_dtype = np.int8
 
+    @staticmethod
+    def code_columns(dim):
+        return int(dim)
+
     def _dim_from_codes(self, codes, dim):
         if dim is not None and dim != codes.shape[1]:
             raise ShapeError(f"dim={dim} but int8 codes have {codes.shape[1]} columns")
@@ -97,6 +109,11 @@ class _PackedTable(_AffineTable):
 
     bits = 0
     code_dtype = np.uint8
+
+    @classmethod
+    def code_columns(cls, dim):
+        """Bytes per row of packed codes: ``ceil(dim / per_byte)``."""
+        return -(-int(dim) // (8 // cls.bits))
 
     def _dim_from_codes(self, codes, dim):
         per_byte = 8 // self.bits

@@ -52,6 +52,11 @@ class SparseTable(Table):
         return cls(m.indptr.astype(np.int64), m.indices.astype(index_dtype(d)),
                    m.data.astype(np.float32), dim=d)
 
+    @classmethod
+    def nbytes_for(cls, n_rows, dim, nnz):
+        """int64 row pointers, column indices of :func:`index_dtype` and float32 values."""
+        return 8 * (int(n_rows) + 1) + int(nnz) * (index_dtype(dim).itemsize + 4)
+
     @property
     def n_rows(self):
         return self.indptr.shape[0] - 1
