@@ -71,6 +71,7 @@ def import_edges(modules, package):
 
 
 def _imports_of(name, path, modules, package):
+    """(target, line) for every import of a package module in module ``name`` at ``path``."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     is_package = path.name == "__init__.py"
     here = name if is_package else name.rpartition(".")[0]
