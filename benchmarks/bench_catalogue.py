@@ -4,7 +4,7 @@ Protocol: MovieLens 1M (the derived ``ml-1m-no-timestamps.zip`` of the data home
 positive), random per-user 80/20 split, ALS (64 factors) trained on every training interaction.
 10% of the items (seeded random) "arrive" later: on day 0 the compression is fitted on the other
 90% only (``FactorModel(U, V[day0])``); then 10 daily batches of 1% of the items are encoded with
-``model.add_items(V[batch])`` -- the fitted codebooks / scales are not touched. After the 10
+``cfprune.add_items(model, V[batch])`` -- the fitted codebooks / scales are not touched. After the 10
 batches the model holds every item, and its recall@20 on the test split is compared with the
 same spec fitted from scratch on all items (refit) and with the float32 ALS model. Times: seconds
 to add one batch (mean of 10) vs seconds to refit on all items.
@@ -18,6 +18,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from cfprune import add_items
 from cfprune.compression import compress
 from cfprune.datasets import load_ml1m_no_timestamps
 from cfprune.evaluation import evaluate
@@ -82,7 +83,7 @@ def main():
             for b in range(args.batches):
                 lo = day0.size + b * per_batch
                 t0 = time.perf_counter()
-                model = model.add_items(items[lo:lo + per_batch])
+                model = add_items(model, items[lo:lo + per_batch])
                 times.append(time.perf_counter() - t0)
             assert model.n_items == n_items
             unchanged = "byte-identical" if fitted_bytes(model) == state else "CHANGED"

@@ -8,7 +8,8 @@ The public API (imported lazily, so ``import cfprune`` and a command-line mistak
     random_split, temporal_split, strong_generalization_split
     train_als, train_bpr, FactorModel, fold_in_users      models
     from_implicit, load_implicit_file, load_npy_pair
-    compress, describe_methods                            compression
+    compress, describe_methods, add_items                 compression (add_items: new items
+                                                          encoded with the fitted state)
     recommend, evaluate, paired_difference                retrieval and evaluation
     as_implicit, export_faiss                             implicit and faiss interop
     save, load                                            model files
@@ -39,6 +40,7 @@ _LAZY = {
     "load_npy_pair": "cfprune.models",
     "compress": "cfprune.compression",
     "describe_methods": ("cfprune.compression", "describe"),
+    "add_items": "cfprune.compression.encode",
     "recommend": "cfprune.retrieval",
     "evaluate": "cfprune.evaluation",
     "paired_difference": "cfprune.uncertainty",

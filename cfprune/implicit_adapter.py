@@ -128,7 +128,7 @@ class ImplicitRecommender(RecommenderBase):
         """The ``N`` items of highest cosine similarity to ``itemid`` (decoded tables)."""
         if recalculate_item:
             raise CfpruneError("recalculate_item is not supported: add the item with "
-                               "model.add_items(vectors) instead")
+                               "cfprune.add_items(model, vectors) instead")
         return _similar(self.item_factors, itemid, N, filter_items, items,
                         self.model.items.valid_rows())
 

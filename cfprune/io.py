@@ -17,7 +17,7 @@ Layout: arrays under namespaced keys (``users/data``, ``items/codes``, ``items/i
                        "dtypes": {name: dtype}}},
      "sha256": {key: hex digest of the array's bytes}}
 
-Version 2 adds the compression steps' fitted state (what ``model.add_items`` encodes new items
+Version 2 adds the compression steps' fitted state (what ``cfprune.add_items`` encodes new items
 with): ``meta["fitted"]`` lists one record per step that changed the item table,
 ``{"method", "spec", "params", "dtypes": {name: dtype}}``, and the arrays of record ``i`` are
 stored under ``fitted/<i>/<name>``. A version-1 file (no fitted state) still loads: its model's
@@ -40,6 +40,7 @@ import zlib
 
 import numpy as np
 
+from .arrays import freeze
 from .errors import DataError, FileWriteError, ModelFileError
 
 FORMAT = "cfprune-model"
@@ -325,10 +326,9 @@ def load_arrays(path, *, with_fitted=False):
     (None for a version-1 file or a file written without it)."""
     path = os.fspath(path)
     arrays = read_npz(path, "cfprune model file", ModelFileError)
-    from .tables.base import freeze
     for a in arrays.values():
         # fresh arrays only this reader holds: read-only now, so the tables built from them
-        # hold them as they are, without a copy (see cfprune.tables.base.hold)
+        # hold them as they are, without a copy (see cfprune.arrays.hold)
         freeze(a)
     if "meta" not in arrays:
         raise ModelFileError(f"{path} has no 'meta' entry: not a cfprune model file")

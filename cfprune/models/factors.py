@@ -7,6 +7,7 @@ import numpy as np
 from ..errors import ModelFileError, ShapeError
 from ..io import load_arrays, save_arrays
 from ..tables import DenseTable, Table, table_from_arrays
+from .fitted import FittedStep
 
 SIDES = ("users", "items", "rerank")
 
@@ -44,9 +45,9 @@ class FactorModel:
         JSON-able provenance (training parameters, dataset, ...).
     fitted : list of FittedStep or None
         What each compression step fitted on the item table (codebooks, rotation, scales, the
-        low-rank map, ...), in order, so that :meth:`add_items` encodes new items without
-        refitting (:mod:`cfprune.compression.fitted`). ``[]`` for an uncompressed model; None
-        when unknown (a model read from a version-1 file).
+        low-rank map, ...), in order: plain records (:mod:`cfprune.models.fitted`) that
+        :func:`cfprune.add_items` encodes new items with, without refitting. ``[]`` for an
+        uncompressed model; None when unknown (a model read from a version-1 file).
     """
 
     def __init__(self, users, items, *, rerank=None, user_ids=None, item_ids=None, spec="",
@@ -101,60 +102,7 @@ class FactorModel:
         kw.update(changes)
         return FactorModel(**kw)
 
-    # new items and users (fit once, encode many) ----------------------------------------------
-    def add_items(self, vectors, item_ids=None):
-        """A model with new items appended, encoded with the fitted state of every compression
-        step (no refit: codebooks, rotation, scales and maps stay byte-identical).
-
-        Parameters
-        ----------
-        vectors : float array [n_new, d]
-            The new items' factors in the space of the model before compression (e.g. item
-            factors of the ALS model the compressed model came from).
-        item_ids : array [n_new] or None
-            Raw ids of the new items; required when the model has item ids.
-
-        Returns
-        -------
-        FactorModel with ``n_items + n_new`` items, the new ones at rows ``n_items ..``.
-        """
-        from ..compression.fitted import NoFittedState, append_rows, encode_new_items
-        x = np.asarray(vectors)
-        if x.ndim != 2 or x.dtype.kind != "f":
-            raise ShapeError(f"vectors must be a 2-D float array [n_new, dim], got {x.dtype} "
-                             f"{x.shape}")
-        if not np.all(np.isfinite(x)):
-            raise ShapeError("vectors hold NaN or Inf")
-        if self.fitted is None:
-            raise NoFittedState(f"the model ({self.spec}) carries no fitted state (read from a "
-                                f"model file version 1, or built outside compress): "
-                                f"recompress it to add items")
-        dim_in = self.fitted[0].params["dim_in"] if self.fitted else self.dim
-        if x.shape[1] != dim_in:
-            raise ShapeError(f"vectors have {x.shape[1]} dimensions; the model encodes items of "
-                             f"{dim_in}")
-        ids = None
-        if self.item_ids is not None:
-            if item_ids is None:
-                raise ShapeError("the model has item ids: pass item_ids for the new items")
-            ids = np.concatenate([self.item_ids, np.asarray(item_ids)])
-            if np.unique(ids).size != ids.size:
-                raise ShapeError("item_ids repeat an id the model already has (or each other)")
-        elif item_ids is not None:
-            raise ShapeError("the model has no item ids: leave item_ids out")
-        if ids is not None and ids.shape[0] != self.n_items + x.shape[0]:
-            raise ShapeError(f"item_ids has {ids.shape[0] - self.n_items} ids for "
-                             f"{x.shape[0]} vectors")
-        new, new_rerank = encode_new_items(self.fitted, x)
-        items = append_rows(self.items, new)
-        rerank = None
-        if self.rerank is not None:
-            if new_rerank is None:
-                raise NoFittedState("the model's re-rank table has no fitted step to encode "
-                                    "new items with")
-            rerank = append_rows(self.rerank, new_rerank)
-        return self.replace(items=items, rerank=rerank, item_ids=ids)
-
+    # new users (new items: cfprune.add_items, which encodes them with the fitted state) -----
     def fold_in_users(self, user_items, regularization=None, alpha=None):
         """float32 [n, dim]: users folded in from ``user_items`` (CSR [n, n_items]) by the
         closed-form ALS step against this model's (compressed, decoded) item table.
@@ -216,9 +164,7 @@ class FactorModel:
         info = dict(self.info)
         if self.candidates is not None:
             info["candidates"] = self.candidates
-        fitted = None if self.fitted is None else \
-            [({"method": f.method, "spec": f.spec, "params": f.params}, f.arrays)
-             for f in self.fitted]
+        fitted = None if self.fitted is None else [f.record() for f in self.fitted]
         save_arrays(path, self.tables(), ids={"users": self.user_ids, "items": self.item_ids},
                     spec=self.spec, info=info, fitted=fitted)
 
@@ -271,6 +217,4 @@ def _fitted_steps(records, spec):
     uncompressed)."""
     if records is None:
         return None if spec else []
-    from ..compression.fitted import FittedStep
-    return [FittedStep(r["method"], r["spec"], dict(r.get("params", {})), arrays)
-            for r, arrays in records]
+    return [FittedStep.from_record(r, arrays) for r, arrays in records]

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..arrays import hold, read_only_throughout  # noqa: F401  (re-exported: tables/*, retrieval)
 from ..errors import ModelFileError, ShapeError
 
 # bytes per scanned row of the early-stop state retrieval derives for an item table: the scan
@@ -157,41 +158,6 @@ def check_matrix(a, name, dtype=None, ndim=2):
         if a.dtype != np.dtype(dtype):
             raise ShapeError(f"{name} must have dtype {np.dtype(dtype)}, got {a.dtype}")
     return np.ascontiguousarray(a)
-
-
-def hold(a, *sources):
-    """``a`` read-only, as a table holds it: a caller's array is never frozen under them.
-
-    ``sources`` are the arrays the caller passed to the constructor. ``a`` is frozen in place
-    (with the arrays it views) when it shares no memory with any of them (a fresh array the
-    constructor made) or is read-only down to the memory it views already (another table's
-    array, a loaded model's); otherwise it is copied first, so the caller's array stays
-    writeable and later writes to it cannot change the table.
-    """
-    if a is None:
-        return None
-    if not read_only_throughout(a):
-        if any(isinstance(s, np.ndarray) and np.may_share_memory(a, s) for s in sources):
-            a = a.copy()
-        freeze(a)
-    a.flags.writeable = False
-    return a
-
-
-def freeze(a):
-    """Make ``a`` and every array it views read-only, in place (for arrays nobody else holds)."""
-    while isinstance(a, np.ndarray):
-        a.flags.writeable = False
-        a = a.base
-
-
-def read_only_throughout(a):
-    """Whether no writeable array or buffer lies under ``a`` (down its chain of bases)."""
-    while isinstance(a, np.ndarray):
-        if a.flags.writeable:
-            return False
-        a = a.base
-    return a is None or isinstance(a, bytes)
 
 
 def check_finite(a, name):
