@@ -8,8 +8,8 @@ from hypothesis import given, settings, strategies as st
 
 from cfprune.compression import (Int2, Int4, Int8, LowRank, Magnitude, Pipeline,
                                  ProductQuantization, PruneRows, compress)
-from cfprune.compression.pq import (assign_anisotropic, decode_codes, train_pq,
-                                 update_codebooks_anisotropic)
+from cfprune.compression.pq import assign_anisotropic, train_pq, update_codebooks_anisotropic
+from cfprune.compression.spec import parse_spec
 from cfprune.errors import DataError, SpecError
 from cfprune.models.factors import FactorModel
 from cfprune.tables import (DenseTable, Float16Table, Int2Table, Int4Table, Int8Table, PQTable,
@@ -241,13 +241,19 @@ def test_anisotropic_pq_lowers_the_anisotropic_loss():
     assert loss(aniso) == pytest.approx(info["anisotropic_loss_after"], rel=1e-4)
 
 
-def test_pq_subsampled_training_still_encodes_every_row():
+@pytest.mark.parametrize("rotation", ["none", "opq"])
+def test_pq_subsampled_training_still_encodes_every_row(rotation):
     x = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
-    table, info = train_pq(x, 2, 256, train_rows=100, seed=0, loss="anisotropic", rounds=1)
+    table, info = train_pq(x, 2, 256, train_rows=100, seed=0, loss="anisotropic", rounds=1,
+                           rotation=rotation)
     assert info["train_rows"] == 100 and table.n_rows == 300
     assert info["ksub_used"] == table.ksub == 100
-    codes = decode_codes(table.codes, table.codebooks, table.bounds)
-    np.testing.assert_allclose(table.decode(), codes, atol=1e-6)
+    # every row decodes to its centroids gathered per sub-space, rotated back (a loop over
+    # rows and columns in tests/reference_compress.py, not the code's own decode)
+    expected = ref.pq_lookup(table.codes, table.codebooks, table.bounds, table.rotation)
+    np.testing.assert_allclose(table.decode(), expected, rtol=1e-5, atol=1e-5)
+    # the 200 rows it did not train on are encoded too: the reconstruction beats the mean row
+    assert ((expected - x) ** 2).sum(1).mean() < ((x - x.mean(0)) ** 2).sum(1).mean()
 
 
 def test_pq_rerank_table_and_candidates():
@@ -423,9 +429,9 @@ def test_magnitude_tau_zeroes_every_small_weight_and_reports_bytes():
 
 def test_magnitude_parameter_conflicts():
     with pytest.raises(SpecError, match="not both"):
-        Magnitude(sparsity=0.5, tau=0.1)
+        Magnitude(sparsity=0.5, tau=0.1).fit(random_model())
     with pytest.raises(SpecError, match="scope=row"):
-        Magnitude(tau=0.1, scope="row")
+        Magnitude(tau=0.1, scope="row").fit(random_model())
 
 
 # bytes, pipelines, determinism --------------------------------------------------------------
@@ -559,7 +565,7 @@ def test_pq_4bit_codes_are_packed_nearest_centroids():
                                                              table.bounds), atol=1e-6)
     assert table.nbytes == 120 * 3 + 16 * 10 * 4 + 6 * 4
     with pytest.raises(SpecError, match="ksub=32 needs more than nbits=4"):
-        ProductQuantization(m=5, nbits=4, ksub=32)
+        ProductQuantization(m=5, nbits=4, ksub=32).fit(model)
 
 
 def test_pq_4bit_model_file_round_trip_and_retrieval(tmp_path):
@@ -613,10 +619,10 @@ def test_reach_pruning_keeps_exactly_the_reached_items_and_every_list(k):
 
 def test_reach_pruning_parameters_checked():
     with pytest.raises(SpecError, match="by=reach decides"):
-        PruneRows(by="reach", keep=0.5)
+        PruneRows(by="reach", keep=0.5).fit(random_model())
     with pytest.raises(SpecError, match="k applies to by=reach"):
-        PruneRows(by="norm", k=5)
+        PruneRows(by="norm", k=5).fit(random_model())
     with pytest.raises(SpecError, match="prunes the item table"):
-        PruneRows(by="reach", table="users")
+        parse_spec("prune-rows:by=reach,table=users")
     with pytest.raises(DataError, match="needs the training interactions"):
         compress(random_model(), "prune-rows:by=reach,k=5")

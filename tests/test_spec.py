@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from cfprune.compression import spec as spec_module
-from cfprune.compression.base import Param
+from cfprune.compression.base import Param, format_value
 from cfprune.compression.spec import (METHODS, canonical_spec, describe, format_spec, method_class,
                                    parse_spec)
 from cfprune.errors import SpecError
@@ -107,26 +107,58 @@ def value_strategy(p):
     return st.one_of(st.none(), base) if p.optional else base
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.sampled_from(BUILTIN), st.data())
+# the rules between parameters, as the method docstrings state them: a parameter set is refused
+# exactly when one of its method's rules holds (values not given are at their default)
+CROSS_RULES = {
+    "prune-rows": [
+        lambda p: p["by"] == "budget" and p["budget_bytes"] is None,
+        lambda p: p["by"] != "budget" and p["budget_bytes"] is not None,
+        lambda p: p["by"] != "budget" and p["order"] != "norm",
+        lambda p: p["by"] in ("budget", "reach") and p["keep"] != 0.9,
+        lambda p: p["by"] != "reach" and p["k"] != 20,
+        lambda p: p["by"] == "reach" and p["table"] != "items",
+    ],
+    "magnitude": [
+        lambda p: p["sparsity"] is not None and p["tau"] is not None,
+        lambda p: p["tau"] is not None and p["scope"] == "row",
+    ],
+    "pq": [
+        lambda p: p["nbits"] not in (4, 8),
+        lambda p: p["ksub"] is not None and p["ksub"] > 2 ** p["nbits"],
+        lambda p: p["rerank"] != "none" and p["table"] == "users",
+        lambda p: p["rerank"] == "none" and p["candidates"] != 100,
+    ],
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(sorted(METHODS)), st.data())
 def test_canonical_spec_round_trips(name, data):
     cls = method_class(name)
     params = {}
     for key, p in cls.schema.items():
         if data.draw(st.booleans()):
             params[key] = data.draw(value_strategy(p))
-    try:
-        step = cls(**params)
-    except SpecError:
-        return  # a combination the method refuses (e.g. sparsity and tau both given)
-    text = format_spec([step])
-    (again,) = parse_spec(text)
+    full = {key: params.get(key, p.default) for key, p in cls.schema.items()}
+    step = cls(**params)                       # stored as given, never refused here
+    assert step.get_params() == full
+    refused = any(rule(full) for rule in CROSS_RULES.get(name, []))
+    text = f"{name}:" + ",".join(f"{k}={format_value(v)}" for k, v in params.items())
+    if refused:
+        with pytest.raises(SpecError) as e:
+            step.validated()
+        assert "\n" not in str(e.value)
+        with pytest.raises(SpecError):
+            parse_spec(text.rstrip(":"))
+        return
+    canonical = format_spec([step])
+    (again,) = parse_spec(canonical)
     assert again.get_params() == step.get_params()
-    assert canonical_spec(text) == text
-    written = {item.split("=")[0] for item in text.partition(":")[2].split(",") if item}
-    for key, value in step.get_params().items():
-        if value == cls.schema[key].default:
-            assert key not in written
+    assert canonical_spec(canonical) == canonical
+    (parsed,) = parse_spec(text.rstrip(":"))
+    assert parsed.get_params() == full
+    written = {item.split("=")[0] for item in canonical.partition(":")[2].split(",") if item}
+    assert written == {key for key, value in full.items() if value != cls.schema[key].default}
 
 
 def test_format_spec_of_a_chain():

@@ -6,12 +6,21 @@ A method is a class with
 - ``schema``: ``{parameter: Param}``, the parameters it takes with their type, default, allowed
   range or choices and a one-line help. :mod:`cfprune.compression.spec` converts and validates spec
   values with it and lists it in ``describe()``;
-- ``_compress(model, interactions) -> (FactorModel, info dict)``.
+- ``_compress(model, interactions) -> (FactorModel, info dict, learned dict)``: ``learned``
+  holds what the step learnt beyond its output tables (arrays for ``fitted_state``, ``{}`` for
+  most methods); it is passed on by return value, never kept on the step.
 
-scikit-learn conventions: parameters are given to ``__init__`` and stored as attributes of the
-same name, ``get_params()``/``set_params()`` read and change them, and ``fit`` leaves its learned
-state in attributes ending in ``_`` (``model_``, ``info_``). ``fit`` returns the compressed
+scikit-learn estimators: ``__init__`` stores every parameter as given, under its own name
+(no conversion, no checks), so ``sklearn.base.clone`` and ``type(step)(**step.get_params())``
+rebuild the same step; ``set_params`` changes them. Validation happens in ``fit``:
+:meth:`Compressor.validated` returns a new step whose parameters are converted and range-checked
+by the schema (:meth:`Param.convert`) and cross-checked by the method (``_check_params``), and
+the work runs on that copy; the step itself keeps the values as given. ``fit`` leaves its
+outputs in attributes ending in ``_`` (``model_``, ``info_``) and reads none of them: learned
+state reaches the fitted record by return values. ``fit`` returns the compressed
 :class:`~cfprune.models.factors.FactorModel` (the project contract), not ``self``.
+:func:`~cfprune.compression.spec.parse_spec` validates at parse time, so a bad spec string fails
+before any work.
 
 Every compressed model records its provenance: ``model.spec`` is the previous spec followed by
 this step's canonical spec (``"a|b"``), and ``model.info["compression"]`` is a list with one dict
@@ -146,33 +155,43 @@ class Compressor:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if "schema" not in cls.__dict__:
+            return  # a subclass without its own schema keeps its parent's signature or __init__
         cls.__signature__ = inspect.Signature(
             [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=p.default)
              for k, p in cls.schema.items()])
 
     def __init__(self, **params):
-        self._explicit = set()
         for key, p in self.schema.items():
             setattr(self, key, p.default)
         self.set_params(**params)
 
     # parameters -------------------------------------------------------------------------------
     def get_params(self, deep=True):
-        """dict: every parameter of the schema and its current value."""
+        """dict: every parameter of the schema and its value as given (not converted)."""
         return {k: getattr(self, k) for k in self.schema}
 
     def set_params(self, **params):
-        """Set parameters (converted and checked by the schema); returns self."""
+        """Set parameters as given (deprecated names translated, unknown names refused; values
+        are checked by ``fit``); returns self."""
         params = self._translate(params)
         unknown = sorted(set(params) - set(self.schema))
         if unknown:
             raise SpecError(f"{self.name}: unknown parameter {', '.join(unknown)}; valid "
                             f"parameters: {', '.join(self.schema) or '(none)'}")
         for key, value in params.items():
-            setattr(self, key, self.schema[key].convert(self.name, key, value))
-            self._explicit.add(key)
-        self._check_params()
+            setattr(self, key, value)
         return self
+
+    def validated(self):
+        """A new step of this class with this step's parameters converted and range-checked by
+        the schema and cross-checked by ``_check_params``: the parameters the work reads.
+        SpecError (one line, naming the parameter and the allowed values) on the first bad one;
+        this step is left as it is."""
+        converted = {k: p.convert(self.name, k, getattr(self, k)) for k, p in self.schema.items()}
+        step = type(self)(**converted)
+        step._check_params()
+        return step
 
     def _translate(self, params):
         """``params`` with deprecated names replaced by the schema's (FutureWarning each)."""
@@ -190,17 +209,24 @@ class Compressor:
         return out
 
     def _check_params(self):
-        """Checks between parameters (one parameter's range is checked by its Param)."""
+        """Checks between converted parameters (one parameter's range is checked by its Param);
+        runs on the step :meth:`validated` builds."""
+
+    def _non_default(self, key):
+        """True when parameter ``key`` is set to something other than its default (the rules
+        "x applies only with y" refuse a non-default x)."""
+        return getattr(self, key) != self.schema[key].default
 
     def spec_string(self):
-        """The canonical spec of this step: ``name`` then the parameters that differ from their
-        default, in schema order (``int8:axis=dim``)."""
-        parts = [f"{k}={format_value(v)}" for k, v in self.get_params().items()
+        """The canonical spec of this step: ``name`` then the validated parameters that differ
+        from their default, in schema order (``int8:axis=dim``); SpecError when one is bad."""
+        parts = [f"{k}={format_value(v)}" for k, v in self.validated().get_params().items()
                  if v != self.schema[k].default]
         return self.name + (":" + ",".join(parts) if parts else "")
 
     def requires_interactions(self):
-        """True when ``fit`` needs the training interactions with these parameters."""
+        """True when ``fit`` needs the training interactions with these parameters (ask a
+        validated or parsed step: the parameters are read as they are)."""
         return False
 
     # fitting ----------------------------------------------------------------------------------
@@ -215,29 +241,32 @@ class Compressor:
         """
         if not isinstance(model, FactorModel):
             raise DataError(f"{self.name}: fit expects a FactorModel, got {type(model).__name__}")
+        work = self.validated()
         matrix = interaction_matrix(interactions, model, self.name)
-        if matrix is None and self.requires_interactions():
-            raise DataError(f"{self.spec_string()} needs the training interactions: call "
+        if matrix is None and work.requires_interactions():
+            raise DataError(f"{work.spec_string()} needs the training interactions: call "
                             f"fit(model, interactions) (CLI: pass the training data)")
         before = model.nbytes
-        compressed, info = self._compress(model, matrix)
-        step = {"method": self.name, "spec": self.spec_string(),
-                "params": jsonable(self.get_params()),
+        compressed, info, learned = work._compress(model, matrix)
+        spec_string = work.spec_string()
+        step = {"method": self.name, "spec": spec_string,
+                "params": jsonable(work.get_params()),
                 "nbytes_before": int(before), "nbytes_after": int(compressed.nbytes)}
         step.update(jsonable(info))
         model_info = dict(model.info)
         model_info["compression"] = list(model_info.get("compression", [])) + [step]
         model_info["catalogue_coverage"] = catalogue_coverage(compressed.items)
-        spec = "|".join(s for s in (model.spec, self.spec_string()) if s)
-        fitted = self._record_fitted(model, compressed, info)
+        spec = "|".join(s for s in (model.spec, spec_string) if s)
+        fitted = work._record_fitted(model, compressed, info, learned)
         self.model_ = compressed.replace(spec=spec, info=model_info, fitted=fitted)
         self.info_ = step
         return self.model_
 
     # fitted state (fit once, encode many: see cfprune.compression.fitted) ---------------------
-    def fitted_state(self, before, after, info):
+    def fitted_state(self, before, after, info, learned):
         """FittedStep of what this step fitted for the item table (``before``/``after``: the
-        models before and after the step), or None when the step leaves the items unchanged.
+        models before and after the step, ``info``/``learned``: what ``_compress`` returned), or
+        None when the step leaves the items unchanged.
         A method that can encode new items overrides this and defines the classmethod
         ``encode_rows(table, params, arrays) -> Table``."""
         from .fitted import FittedStep
@@ -245,19 +274,19 @@ class Compressor:
                           {"unsupported": "the method keeps no fitted state to encode new "
                                           "items; recompress with every item"})
 
-    def _record_fitted(self, before, after, info):
+    def _record_fitted(self, before, after, info, learned):
         """``before.fitted`` plus this step's record (None when ``before``'s state is unknown)."""
         if before.fitted is None:
             return None
-        state = self.fitted_state(before, after, info)
+        state = self.fitted_state(before, after, info, learned)
         if state is None:
             return list(before.fitted)
         state.params.setdefault("dim_in", int(before.dim))
         return list(before.fitted) + [state]
 
     def _compress(self, model, interactions):
-        """(FactorModel, info dict): the work of the method. ``interactions`` is a CSR matrix
-        [n_users, n_items] or None."""
+        """(FactorModel, info dict, learned dict): the work of the method, run on a validated
+        step. ``interactions`` is a CSR matrix [n_users, n_items] or None."""
         raise NotImplementedError
 
     def __repr__(self):
@@ -304,7 +333,7 @@ class TableCompressor(Compressor):
         return {"unsupported": "the method keeps no fitted state to encode new items; "
                                "recompress with every item"}, {}
 
-    def fitted_state(self, before, after, info):
+    def fitted_state(self, before, after, info, learned):
         from .fitted import FittedStep, inner
         if "items" not in self.sides():
             return None
@@ -333,7 +362,7 @@ class TableCompressor(Compressor):
             side_info["nbytes"] = int(new.nbytes)
             changes[side] = new
             info[side] = side_info
-        return model.replace(**changes), info
+        return model.replace(**changes), info, {}
 
 
 def interaction_matrix(interactions, model, method):

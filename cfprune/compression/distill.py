@@ -90,7 +90,7 @@ class Distill(Compressor):
     renamed = {"epochs": "iterations", "lr": "learning_rate", "reg": "regularization",
                "threads": "num_threads"}
 
-    def fitted_state(self, before, after, info):
+    def fitted_state(self, before, after, info, learned):
         """Distillation trains the student on the teacher's scores: it cannot encode a new item
         without retraining."""
         from .fitted import FittedStep
@@ -123,7 +123,7 @@ class Distill(Compressor):
             reg=self.regularization, seed=self.seed, threads=self.num_threads)
         info = {"rank_used": int(users.shape[1]), "dim_before": int(model.dim),
                 "spread": spread, "loss_history": history}
-        return model.replace(users=DenseTable(users), items=DenseTable(items)), info
+        return model.replace(users=DenseTable(users), items=DenseTable(items)), info, {}
 
     def _initial_student(self, teacher_users, teacher_items, spread):
         if self.init == "lowrank":

@@ -107,14 +107,13 @@ class LowRank(Compressor):
         info["dim_before"] = int(d)
         users = _rewrap(u2, u_wrap, tu)
         items = _rewrap(v2, v_wrap, tv)
-        self.item_map_ = tv
-        return model.replace(users=users, items=items), info
+        return model.replace(users=users, items=items), info, {"item_map": tv}
 
-    def fitted_state(self, before, after, info):
-        """The linear map T [dim, rank] (float64) that took every item row to its rank-r
-        coordinates: a new item vector v becomes ``v @ T``."""
+    def fitted_state(self, before, after, info, learned):
+        """The linear map T [dim, rank] (float64, ``learned["item_map"]``) that took every item
+        row to its rank-r coordinates: a new item vector v becomes ``v @ T``."""
         from .fitted import FittedStep
-        return FittedStep(self.name, self.spec_string(), {}, {"map": self.item_map_})
+        return FittedStep(self.name, self.spec_string(), {}, {"map": learned["item_map"]})
 
     @classmethod
     def encode_rows(cls, table, params, arrays):

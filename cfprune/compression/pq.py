@@ -289,7 +289,7 @@ class ProductQuantization(TableCompressor):
                             f"use ksub <= {2 ** self.nbits} or nbits=8")
         if self.rerank != "none" and self.table == "users":
             raise SpecError("pq: rerank applies to the item table; use table=items or both")
-        if self.rerank == "none" and "candidates" in self._explicit:
+        if self.rerank == "none" and self._non_default("candidates"):
             raise SpecError("pq: candidates applies with rerank=int8|fp16|fp32")
 
     def compress_table(self, table, ctx):
@@ -329,12 +329,12 @@ class ProductQuantization(TableCompressor):
 
     def _compress(self, model, interactions):
         rerank = None if self.rerank == "none" else self._rerank_table(model.items)
-        compressed, info = super()._compress(model, interactions)
+        compressed, info, learned = super()._compress(model, interactions)
         if rerank is None:
-            return compressed, info
+            return compressed, info, learned
         info["rerank"] = {"storage": self.rerank, "nbytes": int(rerank.nbytes),
                           "candidates": self.candidates}
-        return compressed.replace(rerank=rerank, candidates=self.candidates), info
+        return compressed.replace(rerank=rerank, candidates=self.candidates), info, learned
 
     def _rerank_table(self, items):
         """The item table before quantisation, in the ``rerank`` storage (same row wrapper)."""

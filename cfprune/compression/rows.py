@@ -97,11 +97,11 @@ class PruneRows(TableCompressor):
             raise SpecError("prune-rows: by=budget needs budget_bytes=<bytes>")
         if self.by != "budget" and self.budget_bytes is not None:
             raise SpecError(f"prune-rows: budget_bytes applies to by=budget, not by={self.by}")
-        if self.by != "budget" and "order" in self._explicit:
+        if self.by != "budget" and self._non_default("order"):
             raise SpecError(f"prune-rows: order applies to by=budget, not by={self.by}")
-        if self.by in ("budget", "reach") and "keep" in self._explicit:
+        if self.by in ("budget", "reach") and self._non_default("keep"):
             raise SpecError(f"prune-rows: by={self.by} decides how many rows to keep; drop keep=")
-        if self.by != "reach" and "k" in self._explicit:
+        if self.by != "reach" and self._non_default("k"):
             raise SpecError(f"prune-rows: k applies to by=reach, not by={self.by}")
         if self.by == "reach" and self.table != "items":
             raise SpecError("prune-rows: by=reach prunes the item table; use table=items")

@@ -63,7 +63,9 @@ def available_methods():
 
 
 def parse_step(text):
-    """One Compressor from ``"name"`` or ``"name:key=value,..."``."""
+    """One Compressor from ``"name"`` or ``"name:key=value,..."``, its parameters converted and
+    checked now (:meth:`~cfprune.compression.base.Compressor.validated`): a bad spec fails at
+    parse time with a one-line SpecError."""
     text = text.strip()
     if not text:
         raise SpecError("empty step in the spec (two '|' in a row, or a '|' at an end)")
@@ -83,7 +85,7 @@ def parse_step(text):
     elif colon:
         raise SpecError(f"{cls.name}: nothing after ':'; write {cls.name} alone or give "
                         f"key=value pairs")
-    return cls(**params)
+    return cls(**params).validated()
 
 
 def parse_spec(spec):
