@@ -35,6 +35,10 @@ class MissingDependencyError(CfpruneError, ImportError):
     """An optional dependency is not installed; the message says how to install it."""
 
 
+class NoFaissForm(CfpruneError, ValueError):
+    """A table's storage has no faiss index holding the same codes; the message says why."""
+
+
 class FileWriteError(CfpruneError, OSError):
     """Writing a file failed (disk full, file too large, no permission); ``errno`` and
     ``filename`` are those of the underlying OSError, and the earlier file is unchanged."""

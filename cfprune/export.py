@@ -15,28 +15,29 @@ item storage                faiss index
                             ``vmin = offset - 128.5 scale`` (symmetric: ``offset = 0``)
 ``int4:axis=dim``           ``IndexScalarQuantizer(QT_4bit)``: ``c`` in 0..15, ``vdiff = 15 scale``,
                             ``vmin = offset - 0.5 scale``; the same nibble packing
-``pq`` (equal sub-spaces)   ``IndexPQ(d, m, 8)``: the codebooks as faiss's ``[m, 256, d/m]``
-                            centroids (unused centroids zero), the uint8 codes as they are
+``pq`` (equal sub-spaces)   ``IndexPQ(d, m, nbits)``: the codebooks as faiss's
+                            ``[m, 2^nbits, d/m]`` centroids (unused centroids zero), the codes as
+                            they are (4-bit: faiss packs sub-space 0 in the low nibble, as cfprune)
 ``pq`` with OPQ rotation    ``IndexPreTransform(OPQMatrix with A = rotation^T, IndexPQ)``
 row-pruned with fallback    the full table, when the fallback has an exact code in the inner
                             storage (float32 always; fp16 when the fallback is float16-exact)
 ==========================  ======================================================================
 
-What faiss cannot express raises a one-line :class:`ExportError` naming why and the nearest spec
-that exports: per-row int8/int4 scales (faiss's scalar quantiser has one range per dimension),
-PQ sub-spaces of unequal width (faiss splits ``d`` into ``m`` equal parts), pruned items without
-a fallback (faiss has no rows that never match), a CSR (magnitude-pruned) table and two-stage
-re-ranking. faiss is an optional dependency (``pip install cfprune[bench]`` or ``faiss-cpu``).
+Each storage builds its own index (``Table.faiss_index``) or says in one line why it has none
+(:class:`~cfprune.errors.NoFaissForm`); this module adds the nearest spec that exports and raises
+a one-line :class:`ExportError`: per-row int8/int4 scales (faiss's scalar quantiser has one range
+per dimension), 2-bit codes (faiss has no 2-bit scalar quantiser: ``int4:axis=dim``), PQ
+sub-spaces of unequal width (faiss splits ``d`` into ``m`` equal parts), pruned items without a
+fallback (faiss has no rows that never match), a CSR (magnitude-pruned) table, a storage that
+defines no faiss form, and two-stage re-ranking. faiss is an optional dependency (``pip install cfprune[bench]`` or ``faiss-cpu``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .errors import CfpruneError, MissingDependencyError
+from .errors import CfpruneError, MissingDependencyError, NoFaissForm
 from .io import atomic_write
-from .tables import (DenseTable, Float16Table, Int4Table, Int8Table, PQTable, PrunedTable,
-                     SparseTable)
 
 
 class ExportError(CfpruneError, ValueError):
@@ -75,96 +76,15 @@ def _faiss():
 
 
 def _index(faiss, model):
+    """The item table's own faiss form (``Table.faiss_index``), or ExportError saying why it has
+    none and the nearest spec that has one."""
     if model.rerank is not None:
         raise ExportError(_why(model, "the model re-ranks candidates with a second table, which "
                                       "a single faiss index cannot express"))
-    table = model.items
-    if isinstance(table, PrunedTable):
-        table = _unpruned(model, table)
-    d = table.dim
-    ip = faiss.METRIC_INNER_PRODUCT
-    if type(table) is DenseTable:
-        index = faiss.IndexFlatIP(d)
-        index.add(table.data)
-        return index
-    if isinstance(table, Float16Table):
-        index = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, ip)
-        index.add_sa_codes(np.ascontiguousarray(table.data).view(np.uint8))
-        return index
-    if isinstance(table, (Int8Table, Int4Table)):
-        if table.axis != "dim":
-            raise ExportError(_why(model, f"per-row {table.storage} scales have no faiss "
-                                          f"equivalent (its scalar quantiser keeps one range per "
-                                          f"dimension)"))
-        return _scalar_index(faiss, table)
-    if isinstance(table, PQTable):
-        return _pq_index(faiss, model, table)
-    if isinstance(table, SparseTable):
-        raise ExportError(_why(model, "a magnitude-pruned (CSR) table has no faiss index with "
-                                      "the same storage"))
-    raise ExportError(f"a {table.storage!r} item table has no faiss equivalent")
-
-
-def _scalar_index(faiss, table):
-    """IndexScalarQuantizer QT_8bit / QT_4bit with the table's codes and mapped ranges."""
-    d = table.dim
-    scale = table.scale.astype(np.float64)
-    offset = np.zeros(d) if table.offset is None else table.offset.astype(np.float64)
-    if isinstance(table, Int8Table):
-        qtype, levels = faiss.ScalarQuantizer.QT_8bit, 255
-        vmin = offset - 128.5 * scale
-        codes = (table.codes.astype(np.int16) + 128).astype(np.uint8)
-    else:
-        qtype, levels = faiss.ScalarQuantizer.QT_4bit, 15
-        vmin = offset - 0.5 * scale
-        codes = table.codes
-    index = faiss.IndexScalarQuantizer(d, qtype, faiss.METRIC_INNER_PRODUCT)
-    trained = np.concatenate([vmin, levels * scale]).astype(np.float32)
-    faiss.copy_array_to_vector(trained, index.sq.trained)
-    index.is_trained = True
-    index.add_sa_codes(np.ascontiguousarray(codes))
-    return index
-
-
-def _pq_index(faiss, model, table):
-    """IndexPQ (behind an OPQMatrix when the table is rotated) with the table's codes."""
-    d, m = table.dim, table.m
-    widths = np.diff(table.bounds)
-    if np.any(widths != widths[0]):
-        raise ExportError(_why(model, f"pq sub-spaces of unequal width (m={m} does not divide "
-                                      f"dim={d}); faiss splits the dimensions evenly"))
-    dsub = d // m
-    pq = faiss.IndexPQ(d, m, 8, faiss.METRIC_INNER_PRODUCT)
-    centroids = np.zeros((m, 256, dsub), np.float32)
-    for s in range(m):
-        centroids[s, :table.ksub] = table.codebooks[:, s * dsub:(s + 1) * dsub]
-    faiss.copy_array_to_vector(centroids.ravel(), pq.pq.centroids)
-    pq.is_trained = True
-    pq.add_sa_codes(np.ascontiguousarray(table.codes))
-    if table.rotation is None:
-        return pq
-    opq = faiss.OPQMatrix(d, m)
-    faiss.copy_array_to_vector(np.ascontiguousarray(table.rotation.T).ravel(), opq.A)
-    faiss.copy_array_to_vector(np.zeros(d, np.float32), opq.b)
-    opq.is_trained = True
-    index = faiss.IndexPreTransform(opq, pq)
-    index.is_trained = True
-    return index
-
-
-def _unpruned(model, table):
-    """The full table of a row-pruned table whose fallback has an exact code (see module)."""
-    inner, fb = table.inner, table.fallback
-    if fb is None:
-        raise ExportError(_why(model, "pruned items leave the catalogue (prune-rows without a "
-                                      "fallback), which a faiss index cannot mark"))
-    exact = type(inner) is DenseTable or (
-        isinstance(inner, Float16Table) and
-        np.array_equal(fb.astype(np.float16).astype(np.float32), fb))
-    if not exact:
-        raise ExportError(_why(model, f"pruned rows decode to a fallback vector that has no "
-                                      f"code in the {inner.storage} table"))
-    return type(inner)(table.decode().astype(inner.dtype))
+    try:
+        return model.items.faiss_index(faiss)
+    except NoFaissForm as e:
+        raise ExportError(_why(model, str(e))) from None
 
 
 def _why(model, reason):
@@ -175,8 +95,9 @@ def _why(model, reason):
 
 def nearest_exportable(spec, dim):
     """``spec`` rewritten so that its item table exports: int8/int4 per dimension, pq with the
-    largest ``m`` that divides ``dim`` and no re-rank table, fp16 in place of magnitude pruning,
-    and item row pruning with ``fallback=mean`` when the kept rows stay float32 (dropped
+    largest ``m`` that divides ``dim`` and no re-rank table, ``int4:axis=dim`` in place of int2,
+    fp16 in place of magnitude pruning and of any other item storage (one defined outside
+    cfprune), and item row pruning with ``fallback=mean`` when the kept rows stay float32 (dropped
     otherwise: a fallback has no exact code in a quantised table)."""
     from .compression.spec import format_spec, parse_spec, parse_step
     steps = parse_spec(spec)
@@ -187,6 +108,8 @@ def nearest_exportable(spec, dim):
     for step, items in zip(steps, on_items):
         if items and step.name in ("int8", "int4"):
             step.set_params(axis="dim")
+        elif items and step.name == "int2":
+            step = parse_step(f"int4:axis=dim,table={step.table}")
         elif items and step.name == "pq":
             params = {k: v for k, v in step.get_params().items()
                       if k not in ("rerank", "candidates")}
@@ -197,7 +120,7 @@ def nearest_exportable(spec, dim):
             if quantised:
                 continue
             step.set_params(fallback="mean")
-        elif items and step.name == "magnitude":
-            step = parse_step("fp16")
+        elif items and step.name not in ("fp16", "lowrank", "distill"):
+            step = parse_step(f"fp16:table={step.table}")
         out.append(step)
     return format_spec(out) or "(no compression)"

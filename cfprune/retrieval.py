@@ -1,19 +1,20 @@
 """Top-k retrieval straight from a model's (compressed) tables.
 
 :func:`recommend` validates its inputs once, walks the users in batches (memory: the tables plus
-one batch), decodes each batch's user rows with ``model.users.decode(rows)`` and hands them to the
-Numba scorer of the item table's storage (:mod:`cfprune.kernels`, imported on first use), which
-fuses scoring, the seen-item filter and the bounded top-k selection. Tables that decode to float32
-tiles (dense, fp16, int8, int4, int2, sparse, PQ, and those as the inner table of a row-pruned table)
-share one scorer (:mod:`cfprune.kernels.tiled`) that scans the rows by descending decoded norm and
-stops each user exactly by the Cauchy-Schwarz bound; PQ batches of at most 4 users scan the
-codes by lookup tables instead (:mod:`cfprune.kernels.pq`), in the same order with the same stop.
-Two-stage retrieval takes ``candidates`` items per user from ``model.items`` and re-ranks them
-exactly with ``model.rerank`` (or with the decoded item table when the model has no re-rank
-table).
+one batch), decodes each batch's user rows with ``model.users.decode(rows)`` and asks the item
+table how to score them (the Table protocol of :mod:`cfprune.tables.base`; no storage is named
+here): the rows it stores (``table.stored``, a row-pruned table's inner one, with its
+``item_map`` and ``fallback``), their tiles (``item_tiles``, decoded by the one tiled scorer of
+:mod:`cfprune.kernels.tiled`, which scans the rows by descending norm and stops each user exactly
+by the Cauchy-Schwarz bound), the users in the tiles' space (``scan_queries``: a PQ table's
+rotation), the batch scorer (``score_batch``: a PQ table scans batches of at most 4 users by
+lookup tables instead, in the same order with the same stop) and the int8 route
+(``int8_scorer``). Two-stage retrieval takes ``candidates`` items per user from ``model.items``
+and re-ranks them exactly with ``model.rerank`` (or the item table), by ``Table.rerank``.
 
 Serving state. The scan order (int32 per row) and the norm bound (float32 per row) are computed
-once per item table, from its decoded rows in chunks (NumPy), and kept while the table lives:
+once per item table, from ``table.row_norms()`` (decoded rows in chunks, or a PQ table's
+codes), and kept while the table lives:
 8 bytes per row, counted by ``Table.serving_nbytes``. They are reused only while the table's
 arrays are the same objects with the same contents: arrays that are read-only down to their
 memory are trusted as they are; writeable ones are checked by a CRC-32 of their bytes on every
@@ -42,14 +43,6 @@ from cfprune.tables.base import read_only_throughout
 DEFAULT_BATCH_SIZE = 4096
 INT8_ROUTES = ("float", "int8")
 ROW_READINGS = ("auto", "requested", "model")
-_EMPTY_MAP = np.empty(0, dtype=np.int32)
-_EMPTY_F32 = np.empty(0, dtype=np.float32)
-TILED_STORAGES = ("dense", "fp16", "int8", "int4", "int2", "sparse", "pq")
-# PQ batches of at most this many users scan the codes by lookup tables (measured: lookup
-# tables win for 1-4 users, the decoded-tile GEMM from about 16)
-PQ_LOOKUP_MAX_USERS = 4
-# rows decoded at a time when computing the norms of a table
-NORM_CHUNK_ROWS = 8192
 # per item table (weakly held): (fingerprint of its arrays, (order, remaining_norm))
 _SCAN_ORDERS = weakref.WeakKeyDictionary()
 _ANNOUNCED = []
@@ -228,42 +221,25 @@ def _blas_controller():
 
 def _scorer(table, int8_route, n_workers):
     """``scan(queries, seen_indices, seen_start, seen_end, heap_scores, heap_ids)``: offers every
-    item of ``table`` to the heaps (the Numba scorer of its storage, imported on first use)."""
-    item_map, inner = _EMPTY_MAP, table
-    if table.storage == "pruned":
-        item_map, inner = table.kept, table.inner
-    storage = inner.storage
-    if storage in TILED_STORAGES and not (storage == "int8" and int8_route == "int8"):
-        from cfprune.kernels import tiled
-        tiles = _item_tiles(inner)
-        _announce_cold(tiled.scan_worker)
-        order, remaining = _scan_order(inner, tiles)
-        rotation = getattr(inner, "rotation", None)
-
-        def scan(queries, *seen_and_heaps):
-            if rotation is not None:
-                queries = np.ascontiguousarray(queries @ rotation, dtype=np.float32)
-            if storage == "pq" and queries.shape[0] <= PQ_LOOKUP_MAX_USERS:
-                from cfprune.kernels.pq import score_pq
-                score_pq(queries, tiles.bytes2d, inner.codebooks, inner.bounds, order, remaining,
-                         n_workers, item_map, *seen_and_heaps)
-            else:
-                tiled.score_tiles(queries, tiles, order, remaining, n_workers, item_map,
-                                  *seen_and_heaps)
-    elif storage == "int8":
-        from cfprune.kernels.int8 import int8_users, quantise_queries, score_int8_int8
+    item of ``table`` to the heaps. The table says what its stored rows are and how they are
+    scanned (the Table protocol, :mod:`cfprune.tables.base`): ``int8_scorer`` for
+    ``int8_route="int8"`` when it has one, else its tiles scanned by ``score_batch`` in the
+    cached norm order; a row-pruned table adds its fallback rows."""
+    stored, item_map = table.stored, table.item_map()
+    scan = stored.int8_scorer(n_workers, item_map) if int8_route == "int8" else None
+    if scan is not None:
+        from cfprune.kernels.int8 import int8_users
         _announce_cold(int8_users)
-        offset = _EMPTY_F32 if inner.offset is None else inner.offset
-        per_row = inner.axis == "row"
+    else:
+        from cfprune.kernels.tiled import scan_worker
+        tiles = stored.item_tiles()
+        _announce_cold(scan_worker)
+        order, remaining = _scan_order(stored)
 
         def scan(queries, *seen_and_heaps):
-            levels, user_scale, user_sum, user_const = quantise_queries(queries, inner.scale,
-                                                                        offset, per_row)
-            score_int8_int8(levels, user_scale, user_sum, user_const, inner.codes, inner.scale,
-                            offset, per_row, item_map, *seen_and_heaps, n_workers=n_workers)
-    else:
-        raise ShapeError(f"no retrieval kernel for item storage {storage!r}")
-    if table.storage != "pruned" or table.fallback is None:
+            stored.score_batch(stored.scan_queries(queries), tiles, order, remaining, n_workers,
+                               item_map, *seen_and_heaps)
+    if table.fallback is None:
         return scan
     from cfprune.kernels.pruned import push_fallback
 
@@ -272,25 +248,6 @@ def _scorer(table, int8_route, n_workers):
         push_fallback(queries, table.fallback, item_map, table.n_rows, *seen_and_heaps,
                       n_workers=n_workers)
     return scan_with_fallback
-
-
-def _item_tiles(table):
-    """The :class:`~cfprune.kernels.tiled.ItemTiles` of a dense/fp16/int8/int4/int2/sparse/pq
-    table (a PQ table in its rotated space, 4-bit codes unpacked to one byte each)."""
-    from cfprune.kernels import tiled
-    if table.storage == "dense":
-        return tiled.float32_tiles(table.data)
-    if table.storage == "fp16":
-        return tiled.float16_tiles(table.data)
-    if table.storage == "int8":
-        return tiled.int8_tiles(table.codes, table.scale, table.offset, table.axis == "row")
-    if table.storage == "int4":
-        return tiled.int4_tiles(table.codes, table.scale, table.offset, table.axis == "row")
-    if table.storage == "int2":
-        return tiled.int2_tiles(table.codes, table.scale, table.offset, table.axis == "row")
-    if table.storage == "pq":
-        return tiled.pq_tiles(table.unpacked_codes(), table.codebooks, table.bounds)
-    return tiled.csr_tiles(table.indptr, table.indices, table.data)
 
 
 def _announce_cold(dispatcher):
@@ -329,10 +286,10 @@ def _fingerprint(arrays):
     return tuple(marks)
 
 
-def _scan_order(table, tiles):
-    """(order int32, remaining_norm float32) of ``table``'s rows by descending decoded norm (in
-    the scorer's space: a PQ table's rotated rows), kept for as long as the table lives with the
-    same arrays and contents."""
+def _scan_order(table):
+    """(order int32, remaining_norm float32) of ``table``'s rows by descending norm as the scorer
+    sees them (``table.row_norms()``), kept for as long as the table lives with the same arrays
+    and contents."""
     from cfprune.kernels.tiled import norm_order
     arrays = tuple(table.arrays().values())
     mark = _fingerprint(arrays)
@@ -340,22 +297,9 @@ def _scan_order(table, tiles):
     if known is not None and known[0] == mark and all(
             a is b for a, b in zip(known[1], arrays)):
         return known[2]
-    order = norm_order(_row_norms(table))
+    order = norm_order(table.row_norms())
     _SCAN_ORDERS[table] = (mark, arrays, order)
     return order
-
-
-def _row_norms(table):
-    """float64 [n_rows]: the norms of the rows as the scorer sees them (NumPy, in chunks)."""
-    if table.storage == "pq":
-        from cfprune.kernels.pq import row_norms
-        return row_norms(table.unpacked_codes(), table.codebooks, table.bounds)
-    norms = np.empty(table.n_rows, np.float64)
-    for first in range(0, table.n_rows, NORM_CHUNK_ROWS):
-        rows = np.arange(first, min(table.n_rows, first + NORM_CHUNK_ROWS))
-        block = np.asarray(table.decode(rows), dtype=np.float64)
-        norms[rows] = np.sqrt(np.einsum("ij,ij->i", block, block))
-    return norms
 
 
 def _scan(scorer, queries, k, seen):
@@ -378,23 +322,11 @@ def _candidates(scorer, queries, n_candidates, seen):
 
 
 def _rerank(model, queries, cand_ids, k, n_workers):
-    """Sorted heaps of the top-k of ``cand_ids`` int32 [n, k'] (-1: none), scored exactly."""
-    from cfprune.kernels.rerank import rerank_dense, rerank_int8
+    """Sorted heaps of the top-k of ``cand_ids`` int32 [n, k'] (-1: none), scored exactly by the
+    re-rank table (or the item table) itself (``Table.rerank``)."""
     from cfprune.kernels.topk import new_heaps, sort_heaps
     table = model.rerank if model.rerank is not None else model.items
     heap_scores, heap_ids = new_heaps(queries.shape[0], k)
-    if table.storage == "dense":
-        rerank_dense(queries, table.data, cand_ids.astype(np.int64), cand_ids,
-                     heap_scores, heap_ids, n_workers)
-    elif table.storage == "int8":
-        offset = _EMPTY_F32 if table.offset is None else table.offset
-        rerank_int8(queries, table.codes, table.scale, offset, table.axis == "row",
-                    cand_ids.astype(np.int64), cand_ids, heap_scores, heap_ids, n_workers)
-    else:
-        present = cand_ids >= 0
-        rows = np.unique(cand_ids[present])
-        decoded = np.ascontiguousarray(table.decode(rows), dtype=np.float32)
-        cand_rows = np.where(present, np.searchsorted(rows, cand_ids), -1).astype(np.int64)
-        rerank_dense(queries, decoded, cand_rows, cand_ids, heap_scores, heap_ids, n_workers)
+    table.rerank(queries, cand_ids, heap_scores, heap_ids, n_workers)
     sort_heaps(heap_scores, heap_ids)
     return heap_scores, heap_ids

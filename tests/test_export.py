@@ -8,6 +8,7 @@ import cfprune
 from cfprune.cli import main
 from cfprune.export import ExportError
 from cfprune.models import FactorModel
+from cfprune.tables import PQTable
 
 faiss = pytest.importorskip("faiss")
 
@@ -26,19 +27,22 @@ def assert_same_topk(index, model):
     the two decoders may swap), and both equal the brute-force scores of the decoded table."""
     users = model.users.decode()
     dist, found = index.search(users, K)
-    ids, scores = model.recommend(np.arange(model.n_users), None, k=K, filter_seen=False)
-    np.testing.assert_allclose(dist, scores, rtol=1e-5, atol=1e-5)
+    # one more than shown, to see a tie between the last item shown and the first left out
+    ids, scores = model.recommend(np.arange(model.n_users), None, k=K + 1, filter_seen=False)
+    np.testing.assert_allclose(dist, scores[:, :K], rtol=1e-5, atol=1e-5)
     brute = users.astype(np.float64) @ model.items.decode().T.astype(np.float64)
-    np.testing.assert_allclose(np.take_along_axis(brute, found, 1), scores, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.take_along_axis(brute, found, 1), scores[:, :K], rtol=1e-5,
+                               atol=1e-5)
     gaps = np.abs(np.diff(scores, axis=1))
     clear = np.ones_like(found, bool)
-    clear[:, 1:] &= gaps > 1e-5
-    clear[:, :-1] &= gaps > 1e-5
-    np.testing.assert_array_equal(found[clear], ids[clear])
+    clear &= gaps > 1e-5
+    clear[:, 1:] &= gaps[:, :-1] > 1e-5
+    np.testing.assert_array_equal(found[clear], ids[:, :K][clear])
 
 
 @pytest.mark.parametrize("spec", ["", "fp16", "int8:axis=dim", "int8:axis=dim,symmetric=true",
                                   "int4:axis=dim", "pq:m=4", "pq:m=8,rotation=opq,rounds=2",
+                                  "pq:m=8,nbits=4", "pq:m=4,nbits=4,rotation=opq,rounds=2",
                                   "lowrank:rank=8", "prune-rows:keep=0.5,fallback=mean"])
 def test_faiss_search_equals_cfprune(model, spec, tmp_path):
     compressed = cfprune.compress(model, spec)
@@ -50,7 +54,7 @@ def test_faiss_search_equals_cfprune(model, spec, tmp_path):
 
 
 @pytest.mark.parametrize("spec", ["fp16", "int8:axis=dim", "int8:axis=dim,symmetric=true",
-                                  "int4:axis=dim", "pq:m=4"])
+                                  "int4:axis=dim", "pq:m=4", "pq:m=8,nbits=4"])
 def test_same_codes_and_decode(model, spec):
     """The index stores the table's own codes and faiss decodes them to cfprune's values."""
     compressed = cfprune.compress(model, spec)
@@ -72,6 +76,8 @@ def test_same_codes_and_decode(model, spec):
     ("prune-rows:keep=0.5", "leave the catalogue", "prune-rows:keep=0.5,fallback=mean"),
     ("prune-rows:keep=0.5|int8:axis=dim", "leave the catalogue", "int8:axis=dim"),
     ("magnitude", "CSR", "fp16"),
+    ("int2", "no 2-bit codes", "int4:axis=dim"),
+    ("int2:axis=dim,table=both", "no 2-bit codes", "int4:axis=dim,table=both"),
     ("pq:m=4,rerank=int8", "re-ranks", "pq:m=4"),
 ])
 def test_inexpressible_storage_names_the_nearest_spec(model, spec, why, nearest):
@@ -79,6 +85,16 @@ def test_inexpressible_storage_names_the_nearest_spec(model, spec, why, nearest)
         cfprune.export_faiss(cfprune.compress(model, spec))
     assert str(err.value).endswith(f"nearest spec that exports: {nearest!r}")
     assert "\n" not in str(err.value)
+
+
+def test_four_bit_pq_codes_are_faiss_codes(model):
+    """faiss reads packed 4-bit codes as cfprune does: sub-space 2j in the low nibble of byte j
+    (faiss's own unpacking, ``pq.decode``, of a row whose sub-space s holds code s)."""
+    index = cfprune.export_faiss(cfprune.compress(model, "pq:m=8,nbits=4"))
+    assert index.pq.code_size == 4
+    decoded = index.pq.decode(PQTable.pack4(np.arange(8, dtype=np.uint8)[None]))
+    centroids = faiss.vector_to_array(index.pq.centroids).reshape(8, 16, 2)
+    np.testing.assert_array_equal(decoded[0], np.concatenate([centroids[s, s] for s in range(8)]))
 
 
 def test_cli_export(model, tmp_path, capsys):

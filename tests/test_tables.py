@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from cfprune.errors import ShapeError
-from cfprune.tables import (DenseTable, Float16Table, Int4Table, Int8Table, PQTable, PrunedTable,
-                            SparseTable, subspace_bounds, table_from_arrays)
+from cfprune.tables import (DenseTable, Float16Table, Int2Table, Int4Table, Int8Table, PQTable,
+                            PrunedTable, SparseTable, subspace_bounds, table_from_arrays)
 
 
 def roundtrip(table):
@@ -221,3 +221,98 @@ def test_appending_past_65536_rows_widens_the_kept_ids():
     assert grown.kept.tolist() == [0, 7, 65533, 65534, 65535, 65536, 65537]
     np.testing.assert_array_equal(grown.decode([7, 65537, 1]), np.stack([rows[1], new[3],
                                                                            np.zeros(2)]))
+
+
+# the Table protocol: exact bytes before building, take and append -----------------------------
+
+def _orthogonal(rng, d):
+    q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    return q.astype(np.float32)
+
+
+def build_table(storage, n, d, draw, rng):
+    """(a Table of ``storage`` with n x d random rows, the keyword params of its nbytes_for)."""
+    if storage in ("dense", "fp16"):
+        cls = DenseTable if storage == "dense" else Float16Table
+        return cls(rng.normal(size=(n, d)).astype(np.float32)), {}
+    if storage in ("int8", "int4", "int2"):
+        axis, symmetric = draw(st.sampled_from(["row", "dim"])), draw(st.booleans())
+        scale = rng.random(n if axis == "row" else d).astype(np.float32) + 0.1
+        offset = None if symmetric else rng.normal(size=scale.shape).astype(np.float32)
+        if storage == "int8":
+            codes = rng.integers(-128, 128, (n, d)).astype(np.int8)
+            table = Int8Table(codes, scale, offset, axis=axis)
+        else:
+            cls = Int4Table if storage == "int4" else Int2Table
+            levels = rng.integers(0, 2 ** cls.bits, (n, d))
+            table = cls(cls.pack(levels), scale, offset, axis=axis, dim=d)
+        return table, {"axis": axis, "symmetric": symmetric}
+    if storage == "pq":
+        m, nbits = draw(st.integers(1, d)), draw(st.sampled_from([4, 8]))
+        ksub, rotated = draw(st.integers(1, 2 ** nbits)), draw(st.booleans())
+        codes = rng.integers(0, ksub, (n, m)).astype(np.uint8)
+        table = PQTable(PQTable.pack4(codes) if nbits == 4 else codes,
+                        rng.normal(size=(ksub, d)).astype(np.float32), subspace_bounds(d, m),
+                        _orthogonal(rng, d) if rotated else None, nbits=nbits)
+        return table, {"m": m, "nbits": nbits, "ksub": ksub, "rotation": rotated}
+    if storage == "sparse":
+        x = rng.normal(size=(n, d)) * (rng.random((n, d)) < draw(st.floats(0, 1)))
+        table = SparseTable.from_dense(x)
+        return table, {"nnz": table.data.shape[0]}
+    inner_storage = draw(st.sampled_from(["dense", "int8", "pq"]))
+    kept = np.flatnonzero(rng.random(n) < draw(st.floats(0, 1)))
+    inner, inner_params = build_table(inner_storage, kept.size, d, draw, rng)
+    fallback = rng.normal(size=d).astype(np.float32) if draw(st.booleans()) else None
+    table = PrunedTable(inner, kept, n, fallback)
+    return table, {"inner": type(inner).plan(kept.size, d, **inner_params),
+                   "fallback": fallback is not None}
+
+
+ALL_STORAGES = ["dense", "fp16", "int8", "int4", "int2", "pq", "sparse", "pruned"]
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.sampled_from(ALL_STORAGES), st.integers(1, 40), st.sampled_from([1, 2, 3, 7, 16, 300]),
+       st.integers(0, 2 ** 32 - 1), st.data())
+def test_nbytes_for_take_and_append(storage, n, d, seed, data):
+    """``nbytes_for`` equals the built table's bytes; ``take`` and ``append`` equal NumPy's
+    indexing and concatenation of ``decode()``, sharing the fitted arrays."""
+    rng = np.random.default_rng(seed)
+    table, params = build_table(storage, n, d, data.draw, rng)
+    assert type(table).plan(n, d, **params).nbytes == table.nbytes
+    assert table.nbytes == sum(a.nbytes for a in table.arrays().values())
+    full = table.decode()
+    rows = rng.integers(0, n, data.draw(st.integers(0, 2 * n)))
+    taken = table.take(rows)
+    assert type(taken) is type(table) and taken.shape == (rows.size, d)
+    # (a rotated PQ table decodes through a GEMM, whose rounding may depend on the row count)
+    np.testing.assert_allclose(taken.decode(), full[rows], rtol=1e-6, atol=1e-6)
+    fitted = set(table.stored.arrays()) - set(table.stored.row_arrays())
+    for name in fitted:
+        assert taken.stored.arrays()[name] is table.stored.arrays()[name]
+    grown = table.append(taken)
+    assert type(grown) is type(table) and grown.shape == (n + rows.size, d)
+    np.testing.assert_allclose(grown.decode(), np.concatenate([full, full[rows]]), rtol=1e-6,
+                               atol=1e-6)
+    for name in fitted:
+        assert grown.stored.arrays()[name] is table.stored.arrays()[name]
+
+
+def test_append_names_what_differs():
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 4, (5, 2)).astype(np.uint8)
+    a = PQTable(codes, rng.normal(size=(4, 4)).astype(np.float32), subspace_bounds(4, 2))
+    b = PQTable(codes, rng.normal(size=(4, 4)).astype(np.float32), subspace_bounds(4, 2))
+    with pytest.raises(ShapeError, match="their 'codebooks' differs"):
+        a.append(b)
+    scale = np.ones(4, np.float32)
+    dim_scaled = Int8Table(codes.astype(np.int8).repeat(2, axis=1), scale, axis="dim")
+    with pytest.raises(ShapeError, match="their 'scale' differs"):
+        dim_scaled.append(Int8Table(dim_scaled.codes, 2 * scale, axis="dim"))
+    with pytest.raises(ShapeError, match="axis='row' to a 'int8' table with axis='dim'"):
+        dim_scaled.append(Int8Table(dim_scaled.codes, np.ones(5, np.float32), axis="row"))
+    with pytest.raises(ShapeError, match="cannot append 'fp16' rows to a 'dense' table"):
+        DenseTable(np.ones((2, 4))).append(Float16Table(np.ones((2, 4))))
+    pruned = PrunedTable(DenseTable(np.ones((1, 4))), [0], 3, np.zeros(4, np.float32))
+    with pytest.raises(ShapeError, match="fallback differs"):
+        pruned.append(PrunedTable(DenseTable(np.ones((1, 4))), [0], 3, None))

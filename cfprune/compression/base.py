@@ -46,7 +46,6 @@ import scipy.sparse as sp
 from ..errors import DataError, SpecError
 from ..io import jsonable
 from ..models.factors import FactorModel
-from ..tables import PrunedTable
 
 SIDES = ("items", "users")
 TRUE_WORDS = ("true", "yes", "1", "on")
@@ -334,10 +333,10 @@ class TableCompressor(Compressor):
                                "recompress with every item"}, {}
 
     def fitted_state(self, before, after, info, learned):
-        from .fitted import FittedStep, inner
+        from .fitted import FittedStep
         if "items" not in self.sides():
             return None
-        params, arrays = self.item_state(inner(before.items), inner(after.items),
+        params, arrays = self.item_state(before.items.stored, after.items.stored,
                                          info.get("items", {}))
         return FittedStep(self.name, self.spec_string(), params, arrays)
 
@@ -349,16 +348,17 @@ class TableCompressor(Compressor):
         changes, info = {}, {}
         for side in self.sides():
             table = getattr(model, side)
-            if isinstance(table, PrunedTable) and self.through_pruned:
-                ctx = TableContext(side, model, interactions, table.kept.astype(np.int64))
-                inner, side_info = self.compress_table(table.inner, ctx)
-                new = PrunedTable(inner, table.kept, table.n_rows, table.fallback)
+            if self.through_pruned:
+                ctx = TableContext(side, model, interactions,
+                                   table.stored_ids().astype(np.int64))
+                stored, side_info = self.compress_table(table.stored, ctx)
+                new = table.with_stored(stored)
             else:
                 ctx = TableContext(side, model, interactions, np.arange(table.n_rows))
                 new, side_info = self.compress_table(table, ctx)
             side_info = dict(side_info)
-            side_info["storage"] = new.storage if not isinstance(new, PrunedTable) else \
-                f"pruned({new.inner.storage})"
+            side_info["storage"] = new.storage if new.stored is new else \
+                f"{new.storage}({new.stored.storage})"
             side_info["nbytes"] = int(new.nbytes)
             changes[side] = new
             info[side] = side_info

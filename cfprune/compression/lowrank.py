@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import SpecError
-from ..tables import DenseTable, PrunedTable
+from ..tables import DenseTable
 from .base import Compressor, Param
 
 
@@ -54,21 +54,17 @@ def table_truncation(x, rank):
     return p[:, :r] * s[:r], wt[:r].T, s
 
 
-def _parts(table):
-    """(float64 rows, wrapper or None): the stored rows of a table and its PrunedTable, if any."""
-    if isinstance(table, PrunedTable):
-        return table.inner.decode().astype(np.float64), table
-    return table.decode().astype(np.float64), None
+def _stored_rows(table):
+    """float64 [n_stored, d]: the rows a table stores (a row-pruned table's kept rows)."""
+    return table.stored.decode().astype(np.float64)
 
 
-def _rewrap(rows, wrapper, mapping):
-    """A Table of ``rows`` [n, r], in ``wrapper``'s PrunedTable (fallback mapped) if given."""
-    dense = DenseTable(np.ascontiguousarray(rows, dtype=np.float32))
-    if wrapper is None:
-        return dense
-    fallback = None if wrapper.fallback is None else \
-        (wrapper.fallback.astype(np.float64) @ mapping).astype(np.float32)
-    return PrunedTable(dense, wrapper.kept, wrapper.n_rows, fallback)
+def _rewrap(table, rows, mapping):
+    """``table``'s row map (``Table.with_stored``) over dense float32 ``rows`` [n_stored, r], its
+    fallback, if any, mapped by ``mapping`` [d, r]."""
+    fallback = None if table.fallback is None else \
+        (table.fallback.astype(np.float64) @ mapping).astype(np.float32)
+    return table.with_stored(DenseTable(np.ascontiguousarray(rows, dtype=np.float32)), fallback)
 
 
 class LowRank(Compressor):
@@ -87,8 +83,8 @@ class LowRank(Compressor):
         if model.rerank is not None:
             raise SpecError("lowrank: the model has a re-rank table; put pq:...,rerank=... after "
                             "lowrank")
-        u, u_wrap = _parts(model.users)
-        v, v_wrap = _parts(model.items)
+        u = _stored_rows(model.users)
+        v = _stored_rows(model.items)
         d = model.dim
         if self.mode == "joint":
             u2, v2, s, tu, tv = joint_truncation(u, v, self.rank)
@@ -105,8 +101,8 @@ class LowRank(Compressor):
             info = {"singular_values": s[: min(len(s), 2 * self.rank)]}
         info["rank_used"] = int(u2.shape[1])
         info["dim_before"] = int(d)
-        users = _rewrap(u2, u_wrap, tu)
-        items = _rewrap(v2, v_wrap, tv)
+        users = _rewrap(model.users, u2, tu)
+        items = _rewrap(model.items, v2, tv)
         return model.replace(users=users, items=items), info, {"item_map": tv}
 
     def fitted_state(self, before, after, info, learned):

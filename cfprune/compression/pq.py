@@ -51,7 +51,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import SpecError
-from ..tables import DenseTable, PQTable, PrunedTable, subspace_bounds
+from ..tables import DenseTable, PQTable, subspace_bounds
 from .base import Param, TableCompressor
 from .scalar import encode_fp16, encode_int8
 
@@ -338,11 +338,7 @@ class ProductQuantization(TableCompressor):
 
     def _rerank_table(self, items):
         """The item table before quantisation, in the ``rerank`` storage (same row wrapper)."""
-        inner = items.inner if isinstance(items, PrunedTable) else items
-        encoded = _encode_rerank(inner.decode(), self.rerank)
-        if isinstance(items, PrunedTable):
-            return PrunedTable(encoded, items.kept, items.n_rows, items.fallback)
-        return encoded
+        return items.with_stored(_encode_rerank(items.stored.decode(), self.rerank))
 
 
 def _encode_rerank(x, storage):

@@ -40,29 +40,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import SpecError
-from ..tables import (DenseTable, Float16Table, Int2Table, Int4Table, Int8Table, PQTable,
-                      PrunedTable, SparseTable)
+from ..tables import PrunedTable
 from .base import Param, TableCompressor
-
-
-def select_rows(table, rows):
-    """The Table holding rows ``rows`` (int array, in that order) of ``table``, in its storage."""
-    rows = np.asarray(rows, dtype=np.int64)
-    if isinstance(table, (DenseTable, Float16Table)):
-        return type(table)(table.data[rows])
-    if isinstance(table, (Int8Table, Int4Table, Int2Table)):
-        if table.axis == "row":
-            scale = table.scale[rows]
-            offset = None if table.offset is None else table.offset[rows]
-        else:
-            scale, offset = table.scale, table.offset
-        return type(table)(table.codes[rows], scale, offset, axis=table.axis, dim=table.dim)
-    if isinstance(table, PQTable):
-        return PQTable(table.codes[rows], table.codebooks, table.bounds, table.rotation,
-                       nbits=table.nbits)
-    if isinstance(table, SparseTable):
-        return SparseTable.from_dense(table.decode(rows))
-    raise SpecError(f"prune-rows cannot select rows of a {table.storage!r} table")
 
 
 def rank_rows(scores):
@@ -111,10 +90,7 @@ class PruneRows(TableCompressor):
             "popularity" in (self.by, self.order if self.by == "budget" else None)
 
     def compress_table(self, table, ctx):
-        if isinstance(table, PrunedTable):
-            inner, ids = table.inner, table.kept.astype(np.int64)
-        else:
-            inner, ids = table, np.arange(table.n_rows)
+        inner, ids = table.stored, table.stored_ids().astype(np.int64)
         criterion = self.order if self.by == "budget" else self.by
         if criterion == "norm":
             scores = np.linalg.norm(inner.decode().astype(np.float64), axis=1)
@@ -132,7 +108,7 @@ class PruneRows(TableCompressor):
         else:
             n_keep = max(1, int(np.floor(self.keep * inner.n_rows + 0.5)))
         chosen = np.sort(ranked[:n_keep])
-        pruned = PrunedTable(select_rows(inner, chosen), ids[chosen], table.n_rows, fallback)
+        pruned = PrunedTable(inner.take(chosen), ids[chosen], table.n_rows, fallback)
         info = {"rows": int(table.n_rows), "kept": int(n_keep),
                 "kept_fraction": n_keep / max(table.n_rows, 1),
                 "fallback": "none" if fallback is None else self._fallback_rule(ctx.side)}
@@ -173,7 +149,7 @@ class PruneRows(TableCompressor):
         """The largest number of top-ranked rows whose PrunedTable fits ``budget_bytes``."""
         def size(n):
             chosen = np.sort(ranked[:n])
-            return PrunedTable(select_rows(inner, chosen), ids[chosen], n_rows, fallback).nbytes
+            return PrunedTable(inner.take(chosen), ids[chosen], n_rows, fallback).nbytes
 
         if size(1) > self.budget_bytes:
             raise SpecError(f"prune-rows: budget_bytes={self.budget_bytes} cannot hold even one "

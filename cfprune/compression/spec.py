@@ -1,9 +1,10 @@
 """Spec strings: ``"name:key=value,key=value|name2:..."`` <-> compression steps.
 
-The registry below maps each method name to the module and class that implement it; a method is
-added by writing its module (a :class:`~cfprune.compression.base.Compressor` subclass with a
-``schema``) and adding one line here. Modules are imported when first used, so a method whose
-module is missing (``distill`` until its file exists) only fails when it is asked for.
+The registry below maps each built-in method name to the module and class that implement it;
+modules are imported when first used, so a method whose module is missing only fails when it is
+asked for. A method defined anywhere else (a :class:`~cfprune.compression.base.Compressor`
+subclass with a ``name`` and a ``schema``, in a user's module or a test) is found by its name
+once its class is defined: nothing here is edited to add it.
 
 Grammar: steps separated by ``|``, applied left to right; a step is a method name, optionally
 followed by ``:`` and ``key=value`` pairs separated by ``,``. Spaces around tokens are ignored,
@@ -31,12 +32,28 @@ METHODS = {
 }
 
 
+def defined_methods():
+    """dict name -> Compressor class of every named Compressor subclass defined so far that is
+    not a built-in of :data:`METHODS`."""
+    out, todo = {}, list(Compressor.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        name = cls.__dict__.get("name")
+        if name and name not in METHODS:
+            out[name] = cls
+    return out
+
+
 def method_class(name):
     """The Compressor class registered under ``name``; SpecError listing the valid names."""
     key = name.strip().lower()
     if key not in METHODS:
+        defined = defined_methods()
+        if key in defined:
+            return defined[key]
         raise SpecError(f"unknown compression method {name!r}; valid methods: "
-                        f"{', '.join(METHODS)}")
+                        f"{', '.join([*METHODS, *defined])}")
     module_name, class_name = METHODS[key]
     try:
         module = importlib.import_module(module_name)
@@ -59,6 +76,7 @@ def available_methods():
             out[name] = method_class(name)
         except SpecError:
             continue
+    out.update(defined_methods())
     return out
 
 
@@ -111,7 +129,7 @@ def canonical_spec(spec):
 def describe():
     """Text listing every method and its parameters (type, allowed values, default, help)."""
     lines = []
-    for name in METHODS:
+    for name in [*METHODS, *defined_methods()]:
         try:
             cls = method_class(name)
         except SpecError as e:

@@ -4,8 +4,13 @@ rotation (OPQ)."""
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import NoFaissForm, ShapeError
 from .base import Table, check_matrix, hold, row_index
+
+
+# PQ batches of at most this many users scan the codes by lookup tables (measured: lookup
+# tables win for 1-4 users, the decoded-tile GEMM from about 16)
+LOOKUP_MAX_USERS = 4
 
 
 class PQTable(Table):
@@ -123,6 +128,66 @@ class PQTable(Table):
     def from_arrays(cls, arrays, **params):
         return cls(arrays["codes"], arrays["codebooks"], arrays["bounds"], arrays.get("rotation"),
                    **params)
+
+    def row_arrays(self):
+        return ("codes",)
+
+    def item_tiles(self):
+        """PQ tiles in the rotated space, 4-bit codes unpacked to one byte each."""
+        from ..kernels.tiled import pq_tiles
+        return pq_tiles(self.unpacked_codes(), self.codebooks, self.bounds)
+
+    def scan_queries(self, queries):
+        """``queries @ rotation`` (the tiles are the rotated rows), or the queries unrotated."""
+        if self.rotation is None:
+            return queries
+        return np.ascontiguousarray(queries @ self.rotation, dtype=np.float32)
+
+    def row_norms(self):
+        """From the squared norm of each centroid's part (:func:`cfprune.kernels.pq.row_norms`),
+        no decode."""
+        from ..kernels.pq import row_norms
+        return row_norms(self.unpacked_codes(), self.codebooks, self.bounds)
+
+    def score_batch(self, queries, tiles, order, remaining_norm, n_workers, item_map,
+                    *seen_and_heaps):
+        """Batches of at most :data:`LOOKUP_MAX_USERS` users scan the codes by lookup tables
+        (:func:`cfprune.kernels.pq.score_pq`), in the same order with the same stop; larger
+        ones the decoded tiles."""
+        if queries.shape[0] > LOOKUP_MAX_USERS:
+            return super().score_batch(queries, tiles, order, remaining_norm, n_workers,
+                                       item_map, *seen_and_heaps)
+        from ..kernels.pq import score_pq
+        score_pq(queries, tiles.bytes2d, self.codebooks, self.bounds, order, remaining_norm,
+                 n_workers, item_map, *seen_and_heaps)
+
+    def faiss_index(self, faiss):
+        """``IndexPQ(d, m, nbits)`` with the codebooks as faiss's ``[m, 2^nbits, d/m]``
+        centroids (unused centroids zero) and the codes as they are (faiss packs 4-bit codes
+        LSB first, sub-space 0 in the low nibble, as this table does); behind an
+        ``OPQMatrix`` with ``A = rotation^T`` when the table is rotated."""
+        d, m = self.dim, self.m
+        widths = np.diff(self.bounds)
+        if np.any(widths != widths[0]):
+            raise NoFaissForm(f"pq sub-spaces of unequal width (m={m} does not divide dim={d}); "
+                              f"faiss splits the dimensions evenly")
+        dsub = d // m
+        pq = faiss.IndexPQ(d, m, self.nbits, faiss.METRIC_INNER_PRODUCT)
+        centroids = np.zeros((m, 2 ** self.nbits, dsub), np.float32)
+        for s in range(m):
+            centroids[s, :self.ksub] = self.codebooks[:, s * dsub:(s + 1) * dsub]
+        faiss.copy_array_to_vector(centroids.ravel(), pq.pq.centroids)
+        pq.is_trained = True
+        pq.add_sa_codes(np.ascontiguousarray(self.codes))
+        if self.rotation is None:
+            return pq
+        opq = faiss.OPQMatrix(d, m)
+        faiss.copy_array_to_vector(np.ascontiguousarray(self.rotation.T).ravel(), opq.A)
+        faiss.copy_array_to_vector(np.zeros(d, np.float32), opq.b)
+        opq.is_trained = True
+        index = faiss.IndexPreTransform(opq, pq)
+        index.is_trained = True
+        return index
 
 
 def subspace_bounds(dim, m):

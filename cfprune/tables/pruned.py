@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import NoFaissForm, ShapeError
 from .base import Table, check_matrix, hold, row_index, table_from_arrays
 
 
@@ -77,10 +77,54 @@ class PrunedTable(Table):
         return (kept_nbytes(int(n_rows), inner.n_rows) + inner.nbytes +
                 (4 * int(dim) if fallback else 0))
 
-    def with_inner(self, inner):
-        """This table's kept rows and fallback over another inner table of the same rows (the
-        one place a method that works on the stored rows re-wraps them)."""
-        return PrunedTable(inner, self.kept, self.n_rows, self.fallback)
+    def with_inner(self, inner, fallback=None):
+        """This table's kept rows over another inner table of the same rows, with this table's
+        fallback (or ``fallback`` when given: a step that changes the width maps it)."""
+        return PrunedTable(inner, self.kept, self.n_rows,
+                           self.fallback if fallback is None else fallback)
+
+    with_stored = with_inner
+
+    @property
+    def stored(self):
+        return self.inner
+
+    def stored_ids(self):
+        return self.kept
+
+    def item_map(self):
+        return self.kept
+
+    def take(self, rows):
+        """The pruned table of rows ``rows``: the kept ones among them, the same fallback."""
+        where = self.inner_rows(rows)
+        hit = where >= 0
+        return PrunedTable(self.inner.take(where[hit]), np.flatnonzero(hit), where.shape[0],
+                           self.fallback)
+
+    def append(self, other):
+        """The rows of ``other`` follow, the stored ones kept: ``other`` is a table in the inner
+        storage (every new row kept) or a pruned one over it with the same fallback."""
+        if other.stored is not other and not _same_vector(other.fallback, self.fallback):
+            raise ShapeError("cannot append rows: their fallback differs from the table's")
+        kept = np.concatenate([self.kept.astype(np.int64),
+                               self.n_rows + np.asarray(other.stored_ids(), np.int64)])
+        return PrunedTable(self.inner.append(other.stored), kept, self.n_rows + other.n_rows,
+                           self.fallback)
+
+    def faiss_index(self, faiss):
+        """The full table in the inner storage (pruned rows holding the fallback), when the
+        fallback has an exact code there."""
+        if self.fallback is None:
+            raise NoFaissForm("pruned items leave the catalogue (prune-rows without a "
+                              "fallback), which a faiss index cannot mark")
+        fallback = self.inner.exact_rows(self.fallback[None])
+        if fallback is None:
+            raise NoFaissForm(f"pruned rows decode to a fallback vector that has no code in "
+                              f"the {self.inner.storage} table")
+        where = self.inner_rows()
+        where[where < 0] = self.inner.n_rows
+        return self.inner.append(fallback).take(where).faiss_index(faiss)
 
     @property
     def kept(self):
@@ -160,3 +204,7 @@ class PrunedTable(Table):
         else:
             kept = arrays["kept"]
         return cls(inner, kept, n_rows, arrays.get("fallback"))
+
+
+def _same_vector(a, b):
+    return (a is None) == (b is None) and (a is None or np.array_equal(a, b))

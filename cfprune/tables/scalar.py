@@ -8,7 +8,7 @@ value per row (``axis="row"``) or one per dimension (``axis="dim"``). A symmetri
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import NoFaissForm, ShapeError
 from .base import Table, check_matrix, hold, row_index
 
 AXES = ("row", "dim")
@@ -81,6 +81,30 @@ class _AffineTable(Table):
     def from_arrays(cls, arrays, **params):
         return cls(arrays["codes"], arrays["scale"], arrays.get("offset"), **params)
 
+    def row_arrays(self):
+        """The codes, and the scale and offset when they are per row."""
+        return tuple(self.arrays()) if self.axis == "row" else ("codes",)
+
+    def _offset_or_empty(self):
+        return np.empty(0, np.float32) if self.offset is None else self.offset
+
+    def _faiss_scalar_index(self, faiss, qtype, levels, lowest, codes):
+        """``IndexScalarQuantizer(qtype)`` holding ``codes``: faiss decodes a code ``c`` in
+        ``0..levels`` as ``vmin + vdiff (c + 0.5) / levels`` per dimension, which is cfprune's
+        ``scale q + offset`` (``q = c + lowest``) with ``vdiff = levels scale`` and
+        ``vmin = offset + (lowest - 0.5) scale``."""
+        if self.axis != "dim":
+            raise NoFaissForm(f"per-row {self.storage} scales have no faiss equivalent (its "
+                              f"scalar quantiser keeps one range per dimension)")
+        scale = self.scale.astype(np.float64)
+        offset = np.zeros(self.dim) if self.offset is None else self.offset.astype(np.float64)
+        index = faiss.IndexScalarQuantizer(self.dim, qtype, faiss.METRIC_INNER_PRODUCT)
+        trained = np.concatenate([offset + (lowest - 0.5) * scale, levels * scale])
+        faiss.copy_array_to_vector(trained.astype(np.float32), index.sq.trained)
+        index.is_trained = True
+        index.add_sa_codes(np.ascontiguousarray(codes))
+        return index
+
 
 class Int8Table(_AffineTable):
     """int8 codes in [-128, 127]. Arrays: ``codes`` int8 [n, d], ``scale`` and ``offset``
@@ -100,6 +124,34 @@ class Int8Table(_AffineTable):
 
     def levels(self, rows=None):
         return self.codes[row_index(rows, self.n_rows)].astype(np.int16)
+
+    def item_tiles(self):
+        from ..kernels.tiled import int8_tiles
+        return int8_tiles(self.codes, self.scale, self.offset, self.axis == "row")
+
+    def int8_scorer(self, n_workers, item_map):
+        """Users quantised to int8 per user, int32 accumulation against the codes
+        (:mod:`cfprune.kernels.int8`): approximate."""
+        from ..kernels.int8 import quantise_queries, score_int8_int8
+        offset, per_row = self._offset_or_empty(), self.axis == "row"
+
+        def scan(queries, *seen_and_heaps):
+            levels, user_scale, user_sum, user_const = quantise_queries(queries, self.scale,
+                                                                        offset, per_row)
+            score_int8_int8(levels, user_scale, user_sum, user_const, self.codes, self.scale,
+                            offset, per_row, item_map, *seen_and_heaps, n_workers=n_workers)
+        return scan
+
+    def rerank(self, queries, cand_ids, heap_scores, heap_ids, n_workers):
+        from ..kernels.rerank import rerank_int8
+        rerank_int8(queries, self.codes, self.scale, self._offset_or_empty(),
+                    self.axis == "row", cand_ids.astype(np.int64), cand_ids, heap_scores,
+                    heap_ids, n_workers)
+
+    def faiss_index(self, faiss):
+        """``IndexScalarQuantizer(QT_8bit)`` (per-dimension scales only) over the codes + 128."""
+        codes = (self.codes.astype(np.int16) + 128).astype(np.uint8)
+        return self._faiss_scalar_index(faiss, faiss.ScalarQuantizer.QT_8bit, 255, -128, codes)
 
 
 class _PackedTable(_AffineTable):
@@ -156,6 +208,14 @@ class Int4Table(_PackedTable):
     storage = "int4"
     bits = 4
 
+    def item_tiles(self):
+        from ..kernels.tiled import int4_tiles
+        return int4_tiles(self.codes, self.scale, self.offset, self.axis == "row")
+
+    def faiss_index(self, faiss):
+        """``IndexScalarQuantizer(QT_4bit)`` (per-dimension scales only): the same nibbles."""
+        return self._faiss_scalar_index(faiss, faiss.ScalarQuantizer.QT_4bit, 15, 0, self.codes)
+
 
 class Int2Table(_PackedTable):
     """2-bit codes in [0, 3], four per byte: dimension 4j + t in bits 2t..2t+1 of byte j.
@@ -163,6 +223,13 @@ class Int2Table(_PackedTable):
 
     storage = "int2"
     bits = 2
+
+    def item_tiles(self):
+        from ..kernels.tiled import int2_tiles
+        return int2_tiles(self.codes, self.scale, self.offset, self.axis == "row")
+
+    def faiss_index(self, faiss):
+        raise NoFaissForm("faiss's scalar quantiser has no 2-bit codes")
 
 
 def _vector(v, name, n):

@@ -8,8 +8,8 @@ table is no smaller than the dense float32 one.
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import ShapeError
-from .base import Table, check_matrix, hold, row_index
+from ..errors import NoFaissForm, ShapeError
+from .base import Table, check_appendable, check_matrix, hold, row_index
 
 
 def index_dtype(dim):
@@ -84,3 +84,28 @@ class SparseTable(Table):
     @classmethod
     def from_arrays(cls, arrays, **params):
         return cls(arrays["indptr"], arrays["indices"], arrays["data"], **params)
+
+    def take(self, rows):
+        """The rows ``rows`` with their stored entries (explicit zeros included)."""
+        idx = row_index(rows, self.n_rows)
+        rows = np.arange(self.n_rows) if isinstance(idx, slice) else idx
+        starts, stops = self.indptr[rows], self.indptr[rows + 1]
+        lengths = stops - starts
+        indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        # position of every kept entry in the stored arrays, row after row
+        entries = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
+        return SparseTable(indptr, self.indices[entries], self.data[entries], dim=self.dim)
+
+    def append(self, other):
+        check_appendable(self, other)
+        indptr = np.concatenate([self.indptr, self.indptr[-1] + other.indptr[1:]])
+        return SparseTable(indptr, np.concatenate([self.indices, other.indices]),
+                           np.concatenate([self.data, other.data]), dim=self.dim)
+
+    def item_tiles(self):
+        from ..kernels.tiled import csr_tiles
+        return csr_tiles(self.indptr, self.indices, self.data)
+
+    def faiss_index(self, faiss):
+        raise NoFaissForm("a magnitude-pruned (CSR) table has no faiss index with the same "
+                          "storage")
