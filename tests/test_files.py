@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cfprune.datasets import files, load_interactions, load_ml1m_no_timestamps
+from cfprune.datasets import load_interactions, load_ml1m_no_timestamps, sources
 from cfprune.errors import DataError, MissingDependencyError
 from tests.processes import run_cli
 from tests.reference_data import (DATA_HOME, assert_matches_reference, format_lines,
@@ -58,7 +58,7 @@ def test_round_trip_all_formats(tmp_path, string_ids):
 
 def test_separator_split_across_reads(tmp_path, monkeypatch):
     """A '::' cut by the read boundary must still be one separator."""
-    monkeypatch.setattr(files, "_READ_BYTES", 5)
+    monkeypatch.setattr(sources, "READ_BYTES", 5)
     events = synthetic_events(n_events=30, seed=2)
     path = write_text(tmp_path / "r.dat", format_lines(events, ":::"[:2]))
     assert_matches_reference(load_interactions(path, sep="::"), events)
