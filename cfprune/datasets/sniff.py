@@ -8,6 +8,7 @@ the item, the rating and the timestamp (known header names, else fields 0..3 in 
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 from dataclasses import dataclass, field
@@ -53,8 +54,12 @@ class Layout:
     names: list = field(default_factory=list)
 
     def split(self, line):
-        """The fields of one raw line."""
-        return line.split() if self.sep == WHITESPACE else line.split(self.sep)
+        """The fields of one raw line (quote-aware for a one-character separator, as pandas)."""
+        if self.sep == WHITESPACE:
+            return line.split()
+        if len(self.sep) == 1:
+            return next(csv.reader([line], delimiter=self.sep), [])
+        return line.split(self.sep)
 
 
 def _read_sample(source):
@@ -80,7 +85,7 @@ def _guess_sep(lines, label):
         return values[best] >= 1 and freq[best] >= 0.75 * len(counts)
 
     for sep in _SEPARATOR_GUESSES:
-        if steady([ln.count(sep) for ln in lines]):
+        if steady([len(Layout(sep, False, 0, {}).split(ln)) - 1 for ln in lines]):
             return sep
     if steady([len(ln.split()) - 1 for ln in lines]):
         return WHITESPACE
