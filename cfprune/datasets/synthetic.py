@@ -9,8 +9,8 @@ filtering work and that real logs show:
   across topics (topic ``t`` has weight ``t**-zipf``), so a few items take a large share of the
   events;
 - **users drawn to a few topics**: each user draws ``topics_per_user`` topics by topic
-  popularity (a topic drawn twice counts once) with Dirichlet(1) mixture weights; a share ``explore`` of a user's events
-  goes to items drawn from the global popularity instead;
+  popularity (a topic drawn twice counts once) with Dirichlet(1) mixture weights; a share
+  ``explore`` of a user's events goes to items drawn from the global popularity instead;
 - **skewed activity**: the number of distinct items per user is ``min_user_events`` plus a
   log-normal share (``activity_sigma``) of the rest of ``n_interactions``.
 
@@ -134,9 +134,9 @@ def synthetic_log(n_users, n_items, n_interactions, *, n_topics=300, topics_per_
 
 
 def write_synthetic_log(path, n_users, n_items, n_interactions, **options):
-    """Write :func:`synthetic_log` (same arguments) as a CSV file ``user,item[,rating][,timestamp]``
-    with a header line, one pair per line sorted by user then item, atomically (a temporary file
-    renamed into place, see :func:`cfprune.io.atomic_write`).
+    """Write :func:`synthetic_log` (same arguments) as a CSV file
+    ``user,item[,rating][,timestamp]`` with a header line, one pair per line sorted by user then
+    item, atomically (a temporary file renamed into place, see :func:`cfprune.io.atomic_write`).
 
     Returns the :class:`Interactions` written. The file is a synthetic log: name it so.
     """
