@@ -14,8 +14,7 @@ import pandas as pd
 
 from ..errors import DataError, MissingDependencyError
 from .sniff import guess_roles, parse_columns, resolve_columns
-from .text import BadRows
-from .values import check_columns, join
+from .values import BadRows, check_columns, join
 
 
 def read_parquet(path, columns, chunksize, on_bad_lines, id_type="auto"):

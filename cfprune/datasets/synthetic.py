@@ -44,7 +44,7 @@ REFILL_ROUNDS = 8
 STAR_SHARES = (0.06, 0.11, 0.27, 0.35, 0.21)
 _TIME_START = 1_500_000_000  # Unix seconds of the first synthetic event
 _TIME_SPAN = 365 * 24 * 3600
-_CSV_ROWS = 1 << 20
+_CSV_ROWS = 1 << 18
 
 
 def synthetic_log(n_users, n_items, n_interactions, *, n_topics=300, topics_per_user=3,

@@ -16,7 +16,6 @@ line breaks).
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -24,22 +23,7 @@ import pandas as pd
 from ..errors import DataError
 from .sniff import WHITESPACE
 from .sources import ENCODING, REPLACEMENT, ParserInput
-from .values import check_columns, check_id_type, join
-
-_MAX_EXAMPLES = 10
-
-
-@dataclass
-class BadRows:
-    """Bad rows found so far: a count and the first few ``(line or row, reason)`` examples."""
-
-    count: int = 0
-    examples: list = field(default_factory=list)
-
-    def add(self, where, reasons):
-        self.count += len(where)
-        room = _MAX_EXAMPLES - len(self.examples)
-        self.examples.extend(zip(where[:room], reasons[:room]))
+from .values import MAX_EXAMPLES, BadRows, check_columns, check_id_type, join
 
 
 def read_log(source, layout, *, on_bad_lines="error", chunksize=1_000_000, id_type="auto",
@@ -126,7 +110,7 @@ def read_log(source, layout, *, on_bad_lines="error", chunksize=1_000_000, id_ty
         raise DataError(f"{source.label} holds no valid interactions "
                         f"({bad.count} bad lines skipped)")
     stats = {"n_rows": len(columns["user"]), "blank_lines": blank, "skipped_lines": bad.count,
-             "skipped_examples": sorted(bad.examples)[:_MAX_EXAMPLES]}
+             "skipped_examples": sorted(bad.examples)[:MAX_EXAMPLES]}
     return columns, stats
 
 

@@ -7,10 +7,28 @@ malformed value gets a one-line reason (``"missing user id"``, ``"rating is not 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+
+#: How many bad rows a loader's ``skipped_examples`` shows.
+MAX_EXAMPLES = 10
+
+
+@dataclass
+class BadRows:
+    """Bad rows found so far: a count and the first few ``(line or row, reason)`` examples."""
+
+    count: int = 0
+    examples: list = field(default_factory=list)
+
+    def add(self, where, reasons):
+        self.count += len(where)
+        room = MAX_EXAMPLES - len(self.examples)
+        self.examples.extend(zip(where[:room], reasons[:room]))
 
 
 ID_TYPES = ("auto", "int", "str")
