@@ -1,6 +1,6 @@
 """Bad input across loaders, models, model files, kernels, specs, evaluation and the CLI: each gets
-its documented error type, a message with the key words that name the problem, and leaves no
-output file created or changed."""
+its documented error type, a one-line message with the key words that name the problem, and
+leaves no output file created or changed."""
 
 import json
 import zipfile
@@ -330,18 +330,13 @@ def test_bad_input(case, previous, workdir, capsys, monkeypatch):
     message = str(info.value) if case.error is not SystemExit else capsys.readouterr().err
     for word in case.words:
         assert word in message, f"{word!r} not in {message!r}"
-    if case.error is SystemExit:
-        assert len(message.strip().splitlines()) == 1, message
-        assert "Traceback" not in message
+    assert message.strip() and len(message.strip().splitlines()) == 1, message
+    assert "Traceback" not in message
     if previous:
         assert out.read_bytes() == b"the previous output"
     else:
         assert not out.exists()
     assert not list(workdir.glob(".tmp-*"))
-
-
-def test_at_least_thirty_distinct_bad_inputs():
-    assert len({c.name for c in CASES}) >= 30
 
 
 def test_debug_flag_shows_the_traceback(workdir):

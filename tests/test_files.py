@@ -1,13 +1,15 @@
 """load_interactions on a user's own files: formats, guesses, bad lines, zip members."""
 
+import bz2
 import gzip
+import lzma
 import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from cfprune.datasets import files, load_interactions, load_ml1m_no_timestamps
+from cfprune.datasets import load_interactions, load_ml1m_no_timestamps, sources
 from cfprune.errors import DataError, MissingDependencyError
 from tests.processes import run_cli
 from tests.reference_data import (DATA_HOME, assert_matches_reference, format_lines,
@@ -58,7 +60,7 @@ def test_round_trip_all_formats(tmp_path, string_ids):
 
 def test_separator_split_across_reads(tmp_path, monkeypatch):
     """A '::' cut by the read boundary must still be one separator."""
-    monkeypatch.setattr(files, "_READ_BYTES", 5)
+    monkeypatch.setattr(sources, "READ_BYTES", 5)
     events = synthetic_events(n_events=30, seed=2)
     path = write_text(tmp_path / "r.dat", format_lines(events, ":::"[:2]))
     assert_matches_reference(load_interactions(path, sep="::"), events)
@@ -336,3 +338,79 @@ def test_real_ml1m_no_timestamps(monkeypatch):
     guessed = load_ml1m_no_timestamps()
     assert (guessed.matrix != log.matrix).nnz == 0
     assert load_interactions(path).nnz == 1_000_209  # member, separator and columns guessed
+
+
+# spreadsheet exports, compression, typed Parquet ----------------------------------------------
+SPREADSHEET = [
+    # Excel "CSV UTF-8": a byte-order mark and CRLF line ends
+    ("csv", b"\xef\xbb\xbfuserId,movieId,rating\r\n1,31,2.5\r\n1,1029,3\r\n2,31,4\r\n"),
+    ("tsv", b"\xef\xbb\xbfuserId\tmovieId\trating\r\n1\t31\t2.5\r\n1\t1029\t3\r\n2\t31\t4\r\n"),
+    ("quoted", b'\xef\xbb\xbf"userId","movieId","rating"\r\n"1","31","2.5"\r\n"1","1029","3"\r\n'
+               b'"2","31","4"\r\n'),
+    ("no header", b"\xef\xbb\xbf1,31,2.5\r\n1,1029,3\r\n2,31,4\r\n"),
+]
+
+
+@pytest.mark.parametrize("kind, data", SPREADSHEET, ids=[k for k, _ in SPREADSHEET])
+def test_byte_order_mark_and_crlf_load(tmp_path, kind, data):
+    path = tmp_path / f"export.{'tsv' if kind == 'tsv' else 'csv'}"
+    path.write_bytes(data)
+    log = load_interactions(path)
+    assert_matches_reference(log, [(1, 31, 2.5), (1, 1029, 3.0), (2, 31, 4.0)])
+    assert log.user_ids.dtype == np.int64  # the mark is not part of the first id
+    if kind != "no header":
+        assert log.load_info["columns"] == {"user": "userId", "item": "movieId",
+                                            "rating": "rating"}
+
+
+def test_crlf_bad_line_numbers(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(b"\xef\xbb\xbfuser,item,rating\r\n1,2,3\r\n1,3,4,9\r\n2,2,x\r\n2,4,5\r\n")
+    log = load_interactions(path, on_bad_lines="skip")
+    assert log.load_info["skipped_examples"] == [(3, "4 fields, expected 3"),
+                                                 (4, "rating is not a number")]
+    with pytest.raises(DataError, match=r"bad.csv, line 3: 4 fields, expected 3"):
+        load_interactions(path)
+
+
+def test_quoted_separator_is_not_a_bad_line(tmp_path):
+    """A quoted field holding the separator is one field, for the parser and for the pass that
+    numbers the lines the parser drops."""
+    lines = ['user,item,rating', '"a,b",1,5', '"c",2,4', 'd,3,4,extra', '"e,f",4,3']
+    path = write_text(tmp_path / "q.csv", lines[1:], lines[0])
+    log = load_interactions(path, on_bad_lines="skip")
+    assert_matches_reference(log, [("a,b", 1, 5.0), ("c", 2, 4.0), ("e,f", 4, 3.0)])
+    assert log.load_info["skipped_examples"] == [(4, "4 fields, expected 3")]
+
+
+@pytest.mark.parametrize("suffix, opener", [(".gz", gzip.open), (".bz2", bz2.open),
+                                            (".xz", lzma.open)])
+def test_compression_by_suffix(tmp_path, suffix, opener):
+    events = synthetic_events(n_events=30, seed=12)
+    path = tmp_path / f"r.csv{suffix}"
+    with opener(path, "wb") as fh:
+        fh.write(("userId,movieId,rating,timestamp\n" +
+                  "\n".join(format_lines(events, ",")) + "\n").encode())
+    assert_matches_reference(load_interactions(path), events)
+    assert path.read_bytes()[:2] != b"us"  # the file on disk is compressed
+
+
+def test_parquet_typed_columns(tmp_path):
+    """Ids keep their Parquet type: int64 exactly (beyond float64's 2**53), strings as written
+    ("007" stays "007"); a column of another type is refused naming it."""
+    big = 2 ** 60
+    frame = pd.DataFrame({"user": pd.array([big + 1, big + 3, None, big + 1], "Int64"),
+                          "item": ["007", "7", "x", "070"],
+                          "rating": np.array([1.5, 2, 3, 4], np.float32)})
+    path = tmp_path / "typed.parquet"
+    frame.to_parquet(path, index=False)
+    log = load_interactions(path, on_bad_lines="skip")
+    assert log.user_ids.dtype == np.int64 and log.user_ids.tolist() == [big + 1, big + 3]
+    assert log.item_ids.tolist() == ["007", "070", "7"]
+    assert_matches_reference(log, [(big + 1, "007", 1.5), (big + 3, "7", 2.0),
+                                   (big + 1, "070", 4.0)])
+    assert log.load_info["skipped_examples"] == [(3, "missing user id")]
+    flags = pd.DataFrame({"user": [1, 2], "item": [True, False]})
+    flags.to_parquet(tmp_path / "flags.parquet", index=False)
+    with pytest.raises(DataError, match=r"column 'item' \(item\) has Parquet type bool"):
+        load_interactions(tmp_path / "flags.parquet")

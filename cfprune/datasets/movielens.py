@@ -18,13 +18,25 @@ from typing import NamedTuple
 from ..errors import DataError
 from ..interactions import Interactions
 from . import home
-from .files import ML1M_NO_TIMESTAMPS, Layout, Source, finish, read_log
+from .files import load_interactions
+from .kcore import select_feedback
+from .sniff import Layout
+from .sources import Source
+from .text import read_log
 
 #: The threshold ``implicit=True`` uses: ratings of 4 stars and up are positives.
 DEFAULT_THRESHOLD = 4.0
 
 _BASE_URL = "https://files.grouplens.org/datasets/movielens/"
 _FIELDS = ("user", "item", "rating", "timestamp")
+
+#: How the derived ML-1M archive without timestamps is read (see ``datasets/README.md``).
+ML1M_NO_TIMESTAMPS = {
+    "archive": "ml-1m-no-timestamps.zip",
+    "member": "ml-1m-no-timestamps/ratings.dat",
+    "sep": "::",
+    "columns": "user,item,rating",
+}
 
 
 @dataclass(frozen=True)
@@ -53,7 +65,7 @@ class MovieLensSpec:
     n_items: int
 
     def layout(self):
-        """The :class:`~cfprune.datasets.files.Layout` of the ratings member."""
+        """The :class:`~cfprune.datasets.sniff.Layout` of the ratings member."""
         sep, header = {"tab": ("\t", False), "colons": ("::", False), "csv": (",", True)}[
             self.parser]
         return Layout(sep, header, 4, {f: j for j, f in enumerate(_FIELDS)}, list(_FIELDS))
@@ -118,7 +130,7 @@ def get_spec(name):
         return DATASETS[name]
     if name == "ml-1m-no-timestamps":
         raise DataError("ml-1m-no-timestamps is a derived archive, not a MovieLens release: read "
-                        "it with cfprune.datasets.files.load_ml1m_no_timestamps()")
+                        "it with cfprune.datasets.load_ml1m_no_timestamps()")
     raise DataError(f"unknown dataset {name!r}; the MovieLens datasets are "
                     f"{', '.join(DATASETS)}")
 
@@ -185,4 +197,26 @@ def load_movielens(name, *, implicit=False, threshold=None, min_user_interaction
                         f"{spec.n_users:,} users on {spec.n_items:,} items. {hint}")
     if threshold is None and implicit:
         threshold = DEFAULT_THRESHOLD
-    return finish(log, implicit, threshold, min_user_interactions, min_item_interactions)
+    return select_feedback(log, implicit, threshold, min_user_interactions, min_item_interactions)
+
+
+def load_ml1m_no_timestamps(*, implicit=False, threshold=None, min_user_interactions=0,
+                            min_item_interactions=0):
+    """MovieLens 1M without timestamps, from ``ml-1m-no-timestamps.zip`` in the data home.
+
+    A derived archive, not the official ``ml-1m.zip``: 1,000,209 ratings of 6,040 users on
+    3,706 movies, fine for random and strong-generalisation splits, not for temporal ones.
+    See ``datasets/README.md``.
+    """
+    path = home.data_home() / ML1M_NO_TIMESTAMPS["archive"]
+    if not path.is_file():
+        raise DataError(f"{ML1M_NO_TIMESTAMPS['archive']} is not in the data home: put it at "
+                        f"{path} (set $CFPRUNE_DATA to use another directory); it is not "
+                        f"downloadable from GroupLens, see datasets/README.md")
+    return load_interactions(path, member=ML1M_NO_TIMESTAMPS["member"],
+                             sep=ML1M_NO_TIMESTAMPS["sep"],
+                             columns=ML1M_NO_TIMESTAMPS["columns"], header=False,
+                             implicit=implicit, threshold=threshold,
+                             min_user_interactions=min_user_interactions,
+                             min_item_interactions=min_item_interactions,
+                             name="ml-1m-no-timestamps")
