@@ -560,7 +560,8 @@ def cmd_recommend(args):
 
 
 def cmd_compress(args):
-    from .compression import compress, describe
+    from .compression import describe
+    from .facade import compress
     if args.help_methods:
         print(describe())
         return 0

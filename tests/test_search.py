@@ -9,9 +9,9 @@ import pytest
 import scipy.sparse as sp
 
 from cfprune import cli
-from cfprune.compression import compress
 from cfprune.compression.search import (TargetNotMet, parse_targets, search, serving_bytes)
 from cfprune.errors import DataError, SpecError
+from cfprune.facade import compress
 from cfprune.interactions import Interactions
 from cfprune.models import FactorModel, train_als
 from cfprune.splits import random_split

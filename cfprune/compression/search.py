@@ -63,7 +63,7 @@ from ..errors import CfpruneError, DataError, SpecError
 from ..interactions import Interactions, as_csr
 from ..tables.pruned import kept_nbytes
 from ..uncertainty import paired_standard_error, paired_users
-from .pipeline import compress
+from .pipeline import Pipeline
 
 METRICS = ("recall", "ndcg", "coverage", "tail_recall", "overlap", "truncated_recall",
            "precision", "map", "hit_rate", "mrr", "auc", "pooled_precision", "pooled_recall")
@@ -481,7 +481,7 @@ def search(model, interactions, target="recall@20>=0.97", budget_bytes=None, *, 
                            + ("" if budget_bytes is None else f" within {budget_bytes:,} bytes")
                            + " on the validation part; keep the uncompressed model", result)
     if refit:   # the validated spec, applied to the model given, with all its interactions
-        result.model = compress(original, pick.spec, data)
+        result.model = Pipeline(pick.spec).fit(original, data)
     info = dict(result.model.info)
     info["search"] = {k: v for k, v in result.as_dict().items() if k != "candidates"}
     result.model = result.model.replace(info=info)
@@ -542,7 +542,7 @@ def _better(cand, best, first_key, budget_bytes):
 
 
 def _fit_cached(model, spec, interactions, fitted):
-    """``compress(model, spec)`` reusing the longest prefix of steps already fitted."""
+    """``Pipeline(spec).fit(model)`` reusing the longest prefix of steps already fitted."""
     steps = spec.split("|")
     for cut in range(len(steps) - 1, 0, -1):
         prefix = "|".join(steps[:cut])
@@ -552,7 +552,7 @@ def _fit_cached(model, spec, interactions, fitted):
     else:
         base, rest, cut = model, steps, 0
     for i, step in enumerate(rest):
-        base = compress(base, step, interactions)
+        base = Pipeline(step).fit(base, interactions)
         key = "|".join(steps[:cut + i + 1])
         if i < len(rest) - 1:
             fitted[key] = base
