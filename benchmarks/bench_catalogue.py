@@ -19,9 +19,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from cfprune import add_items
-from cfprune.compression import compress
 from cfprune.datasets import load_ml1m_no_timestamps
 from cfprune.evaluation import evaluate
+from cfprune.facade import compress
 from cfprune.models import FactorModel, train_als
 from cfprune.splits import random_split
 

@@ -37,10 +37,10 @@ import numba  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cfprune.compression import compress  # noqa: E402
 from cfprune.datasets import load_ml1m_no_timestamps, load_movielens  # noqa: E402
 from cfprune.errors import DataError  # noqa: E402
 from cfprune.evaluation import evaluate  # noqa: E402
+from cfprune.facade import compress  # noqa: E402
 from cfprune.models import train_als  # noqa: E402
 from cfprune.splits import random_split  # noqa: E402
 

@@ -24,11 +24,11 @@ import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from cfprune.compression import compress
 from cfprune.compression.search import TargetNotMet, search, serving_bytes
 from cfprune.datasets import load_ml1m_no_timestamps, load_movielens
 from cfprune.errors import DataError
 from cfprune.evaluation import evaluate
+from cfprune.facade import compress
 from cfprune.models import train_als
 from cfprune.splits import random_split
 

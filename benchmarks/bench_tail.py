@@ -17,10 +17,10 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from cfprune.compression import compress
 from cfprune.datasets import load_ml1m_no_timestamps, load_movielens
 from cfprune.errors import DataError
 from cfprune.evaluation import evaluate
+from cfprune.facade import compress
 from cfprune.models import train_als, train_bpr
 from cfprune.splits import random_split
 from cfprune.uncertainty import paired_difference

@@ -38,7 +38,7 @@ _LAZY = {
     "from_implicit": "cfprune.models",
     "load_implicit_file": "cfprune.models",
     "load_npy_pair": "cfprune.models",
-    "compress": "cfprune.compression",
+    "compress": "cfprune.facade",
     "describe_methods": ("cfprune.compression", "describe"),
     "add_items": "cfprune.compression.encode",
     "recommend": "cfprune.retrieval",

@@ -11,7 +11,8 @@ asked, the ranked lists), and :func:`summarise` combines any set of block states
 planned users. :func:`evaluate` loops over the blocks here;
 :func:`cfprune.distributed.evaluate_distributed` maps them over Dask workers.
 
-Metric names (``k`` in ``ks``), each the mean over the evaluated users unless said otherwise:
+Metric names (``k`` in ``ks``; the list is :data:`cfprune.metric_names.METRICS`), each the mean
+over the evaluated users unless said otherwise:
 
 =========================  ===================================================================
 ``recall@k``               hits / |relevant|
@@ -50,6 +51,7 @@ from .errors import DataError, ShapeError
 from .interactions import as_csr
 from .kernels import metrics as mk
 from .kernels.pool import thread_count
+from .metric_names import METRICS
 
 DEFAULT_BATCH_SIZE = 2048
 _NO_BASELINE = np.zeros((0, 0), dtype=np.int32)
@@ -394,14 +396,18 @@ def _result(values, n_relevant, n_tail_relevant, first_position, plan, ranked):
             if name == "overlap" and not with_overlap:
                 continue
             per_user[f"{name}@{k}"] = values[row, j]
-        for name in ("recall", "truncated_recall", "precision", "ndcg", "map", "hit_rate", "mrr",
-                     "auc", "tail_recall") + (("overlap",) if with_overlap else ()):
-            metrics[f"{name}@{k}"] = _mean_defined(per_user[f"{name}@{k}"])
         hits = values[mk.HITS, j].sum()
-        metrics[f"pooled_precision@{k}"] = _ratio(hits, np.minimum(n_relevant, k).sum())
-        metrics[f"pooled_recall@{k}"] = _ratio(hits, n_relevant.sum())
-        metrics[f"coverage@{k}"] = float(np.count_nonzero(first_position < k)) / n_items \
-            if n_items else float("nan")
+        for name in METRICS:
+            key = f"{name}@{k}"
+            if name == "coverage":
+                metrics[key] = float(np.count_nonzero(first_position < k)) / n_items \
+                    if n_items else float("nan")
+            elif name == "pooled_precision":
+                metrics[key] = _ratio(hits, np.minimum(n_relevant, k).sum())
+            elif name == "pooled_recall":
+                metrics[key] = _ratio(hits, n_relevant.sum())
+            elif key in per_user:       # overlap only with a baseline
+                metrics[key] = _mean_defined(per_user[key])
     info = {"n_tail_items": int(plan.tail.sum()),
             "n_tail_users": int(np.count_nonzero(n_tail_relevant))}
     return EvaluationResult(metrics=metrics, per_user=per_user, users=plan.users,

@@ -12,12 +12,12 @@ import pytest
 import scipy.sparse as sp
 
 from cfprune import cli
-from cfprune.compression import compress
 from cfprune.datasets import load_interactions, load_movielens
 from cfprune.distributed import read_candidates, recommend_to_files
 from cfprune.errors import (DataError, MissingDependencyError, ModelFileError, ShapeError,
                             SpecError)
 from cfprune.evaluation import evaluate
+from cfprune.facade import compress
 from cfprune.interactions import Interactions
 from cfprune.models import FactorModel, train_als
 from cfprune.splits import random_split, temporal_split

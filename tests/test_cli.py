@@ -234,10 +234,21 @@ def test_recommend_unknown_raw_id_is_one_line_naming_it(movielens):
     assert code == 0 and out.splitlines()[1].startswith("1: ")
 
 
-def test_train_help_states_the_python_defaults():
+def test_train_help_states_the_python_defaults(capsys):
+    """`cfprune train --help` shows the keyword defaults train_als and train_bpr really use."""
     import inspect
 
     from cfprune.models import train_als, train_bpr
-    for shown, function in ((cli.ALS_DEFAULTS, train_als), (cli.BPR_DEFAULTS, train_bpr)):
-        params = inspect.signature(function).parameters
-        assert shown == {name: params[name].default for name in shown}
+    als = inspect.signature(train_als).parameters
+    bpr = inspect.signature(train_bpr).parameters
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"--factors FACTORS default {als['factors'].default}" in text
+    assert bpr["factors"].default == als["factors"].default
+    assert (f"default: ALS {als['regularization'].default:g}, BPR "
+            f"{bpr['regularization'].default:g}") in text
+    assert f"1 + alpha), default {als['alpha'].default:g}" in text
+    assert f"BPR step size, default {bpr['learning_rate'].default:g}" in text
+    assert (f"default: ALS {als['iterations'].default}, BPR "
+            f"{bpr['iterations'].default}") in text

@@ -7,10 +7,11 @@ import scipy.sparse as sp
 from hypothesis import given, settings, strategies as st
 
 from cfprune.compression import (Int2, Int4, Int8, LowRank, Magnitude, Pipeline,
-                                 ProductQuantization, PruneRows, compress)
+                                 ProductQuantization, PruneRows)
 from cfprune.compression.pq import assign_anisotropic, train_pq, update_codebooks_anisotropic
 from cfprune.compression.spec import parse_spec
 from cfprune.errors import DataError, SpecError
+from cfprune.facade import compress
 from cfprune.models.factors import FactorModel
 from cfprune.tables import (DenseTable, Float16Table, Int2Table, Int4Table, Int8Table, PQTable,
                             PrunedTable, SparseTable)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from cfprune.compression import compress
+from cfprune.facade import compress
 from cfprune.models import train_als, train_bpr
 
 

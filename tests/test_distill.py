@@ -8,9 +8,9 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cfprune.compression import compress
 from cfprune.compression.distill import Distill, distill, rank_weights
 from cfprune.errors import SpecError
+from cfprune.facade import compress
 from cfprune.kernels.distill import distill_epoch
 from cfprune.models.factors import FactorModel
 from cfprune.tables import PrunedTable

@@ -6,8 +6,8 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from cfprune.compression import compress
 from cfprune.errors import ShapeError, SpecError
+from cfprune.facade import compress
 from cfprune.models import FactorModel
 from tests.reference_kernels import assert_topk_matches
 

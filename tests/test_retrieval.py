@@ -237,7 +237,7 @@ def test_one_signature_per_kernel_across_k_users_storages_and_threads():
     storages and read-only tables, every kernel keeps exactly one compiled signature; Numba's
     own thread count is left alone."""
     from cfprune import evaluate
-    from cfprune.compression import compress
+    from cfprune.facade import compress
     rng = np.random.default_rng(5)
     model = FactorModel(rng.standard_normal((30, 5)).astype(np.float32),
                         rng.standard_normal((70, 5)).astype(np.float32))
@@ -317,7 +317,7 @@ def test_serving_nbytes_counts_the_early_stop_state(spec):
     """``serving_nbytes`` = ``nbytes`` + the scan order and norm bound retrieval keeps (8 bytes
     per scanned row), measured on the arrays retrieval actually holds."""
     from cfprune import retrieval
-    from cfprune.compression import compress
+    from cfprune.facade import compress
     rng = np.random.default_rng(3)
     model = FactorModel(rng.standard_normal((6, 4)).astype(np.float32),
                         rng.standard_normal((50, 4)).astype(np.float32))

@@ -293,6 +293,13 @@ class Compressor:
                          if v != self.schema[k].default)
         return f"{type(self).__name__}({args})"
 
+    def plan_table(self, plan):
+        """The :class:`~cfprune.tables.TablePlan` of the item table after this step, from
+        ``plan``, the item table's plan before it: the exact bytes before fitting (the target
+        search's byte model). SpecError for a step whose bytes are known only once fitted."""
+        raise SpecError(f"{self.spec_string()}: its bytes are known only after fitting (no "
+                        f"table plan)")
+
 
 @dataclass
 class TableContext:
@@ -363,6 +370,22 @@ class TableCompressor(Compressor):
             changes[side] = new
             info[side] = side_info
         return model.replace(**changes), info, {}
+
+    def plan_table(self, plan):
+        """The item table's plan after this step (see :meth:`Compressor.plan_table`): the item
+        table unchanged unless the step compresses it; a row-pruned plan keeps its wrapper and
+        the step plans its kept rows (:meth:`plan_rows`)."""
+        if "items" not in self.sides():
+            return plan
+        if plan.storage is PrunedTable and self.through_pruned:
+            inner = self.plan_rows(plan.params["inner"])
+            return plan.replace(dim=inner.dim, params={**plan.params, "inner": inner})
+        return self.plan_rows(plan)
+
+    def plan_rows(self, plan):
+        """The plan of the table this step makes of a table planned by ``plan`` (not a pruned
+        wrapper)."""
+        return Compressor.plan_table(self, plan)
 
 
 def interaction_matrix(interactions, model, method):

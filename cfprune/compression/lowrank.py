@@ -119,3 +119,21 @@ class LowRank(Compressor):
             raise SpecError(f"lowrank: new rows have {x.shape[1]} dimensions, the fitted map "
                             f"takes {arrays['map'].shape[0]}")
         return DenseTable((x @ arrays["map"]).astype(np.float32))
+
+    def plan_table(self, plan, n_users=None):
+        """The item table's plan (see :meth:`Compressor.plan_table`): dense float32 of the rank
+        used, which the singular values bound: at most the stored item rows (modes joint and
+        items) and the ``n_users`` user rows (joint and users; None: not limiting). A
+        row-pruned plan keeps its wrapper."""
+        if self.rank > plan.dim:
+            raise SpecError(f"lowrank: rank={self.rank} exceeds the model dimension {plan.dim}")
+        rows = plan.params["inner"] if plan.storage is PrunedTable else plan
+        rank = self.rank
+        if self.mode in ("joint", "items"):
+            rank = min(rank, rows.n_rows)
+        if self.mode in ("joint", "users") and n_users is not None:
+            rank = min(rank, int(n_users))
+        dense = DenseTable.plan(rows.n_rows, rank)
+        if plan.storage is PrunedTable:
+            return plan.replace(dim=rank, params={**plan.params, "inner": dense})
+        return dense

@@ -340,6 +340,20 @@ class ProductQuantization(TableCompressor):
         """The item table before quantisation, in the ``rerank`` storage (same row wrapper)."""
         return items.with_stored(_encode_rerank(items.stored.decode(), self.rerank))
 
+    def plan_rows(self, plan):
+        """As :func:`train_pq` builds it: ``ksub`` at most the training rows, the rotation with
+        ``rotation=opq``. A re-rank table (``rerank=``) is a second table: no plan."""
+        if not 1 <= self.m <= plan.dim:
+            raise SpecError(f"pq: m={self.m} sub-spaces cannot split dim={plan.dim}; need "
+                            f"1 <= m <= {plan.dim}")
+        if self.rerank != "none":
+            raise SpecError(f"{self.spec_string()}: the re-rank table is a second table; no "
+                            f"plan of the item side")
+        ksub = 2 ** self.nbits if self.ksub is None else self.ksub
+        ksub_used = min(ksub, min(plan.n_rows, self.train_rows))
+        return PQTable.plan(plan.n_rows, plan.dim, m=self.m, nbits=self.nbits, ksub=ksub_used,
+                            rotation=self.rotation == "opq")
+
 
 def _encode_rerank(x, storage):
     """The re-rank Table of rows ``x`` float32 [n, d] in ``storage`` (int8|fp16|fp32)."""

@@ -163,6 +163,21 @@ class PruneRows(TableCompressor):
                 hi = mid - 1
         return lo
 
+    def plan_table(self, plan, kept=None):
+        """The pruned item table's plan (see :meth:`Compressor.plan_table`): the kept rows in
+        the storage they had. ``kept``: how many rows by=reach keeps (what the caller measured
+        with :func:`reach_counts`; by=norm|popularity derive it from ``keep``)."""
+        if "items" not in self.sides():
+            return plan
+        rows = plan.params["inner"] if plan.storage is PrunedTable else plan
+        if self.by in ("norm", "popularity"):
+            kept = max(1, int(np.floor(self.keep * rows.n_rows + 0.5)))
+        elif self.by == "budget" or kept is None:
+            raise SpecError(f"{self.spec_string()}: how many rows it keeps is known only when "
+                            f"fitted (by=reach: pass kept=)")
+        return PrunedTable.plan(plan.n_rows, plan.dim, inner=rows.replace(n_rows=int(kept)),
+                                fallback=self._fallback_rule("items") != "none")
+
 
 def reach_counts(model, interactions, k):
     """int64 [n_items]: in how many top-``k`` lists of ``model`` each item appears, over the

@@ -258,6 +258,9 @@ class Float16(TableCompressor):
         """New rows in float16 (state-free)."""
         return encode_fp16(table.decode())
 
+    def plan_rows(self, plan):
+        return Float16Table.plan(plan.n_rows, plan.dim)
+
 
 class Int8(_ScalarMethod):
     """8-bit codes with a float32 scale (and offset) per row or per dimension."""
@@ -281,6 +284,10 @@ class Int8(_ScalarMethod):
     @staticmethod
     def _encode_with(x, scale, offset):
         return Int8Table(quantize_fitted(x, 8, scale, offset), scale, offset, axis="dim")
+
+    def plan_rows(self, plan):
+        return Int8Table.plan(plan.n_rows, plan.dim, axis=_planned_axis(self),
+                              symmetric=self.symmetric)
 
 
 class _PackedMethod(_ScalarMethod):
@@ -310,6 +317,9 @@ class _PackedMethod(_ScalarMethod):
         return cls.table_class(cls.table_class.pack(levels), scale, offset, axis="dim",
                                dim=x.shape[1])
 
+    def plan_rows(self, plan):
+        return self.table_class.plan(plan.n_rows, plan.dim, axis=_planned_axis(self))
+
 
 class Int4(_PackedMethod):
     """4-bit levels 0..15 packed two per byte, affine scale and offset per row or dimension."""
@@ -323,3 +333,12 @@ class Int2(_PackedMethod):
 
     name = "int2"
     bits, table_class, encoder = 2, Int2Table, staticmethod(encode_int2)
+
+
+def _planned_axis(method):
+    """The axis of a scalar method's table before fitting; SpecError for ``axis=auto``, which
+    chooses by a measurement."""
+    if method.axis == "auto":
+        raise SpecError(f"{method.spec_string()}: axis=auto chooses row or dim when fitted; "
+                        f"give axis=row or axis=dim for a byte count before fitting")
+    return method.axis

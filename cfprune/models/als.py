@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from .factors import FactorModel
-from .training import fit_implicit, new_implicit_model, ids_of, progress_default, training_matrix
+from .training import (TRAINING_DEFAULTS, fit_implicit, ids_of, new_implicit_model,
+                       progress_default, training_matrix)
+
+ALS = TRAINING_DEFAULTS["als"]
 
 
-def train_als(train, factors=64, regularization=30.0, alpha=10.0, iterations=15, num_threads=0,
-              seed=0, show_progress=None):
+def train_als(train, factors=ALS["factors"], regularization=ALS["regularization"],
+              alpha=ALS["alpha"], iterations=ALS["iterations"], num_threads=0, seed=0,
+              show_progress=None):
     """Train ALS on a users x items matrix and return a float32 :class:`FactorModel`.
 
     The defaults are a point of the report's tuning grid that comes within a few percent of the

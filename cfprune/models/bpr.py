@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from .factors import FactorModel
-from .training import fit_implicit, new_implicit_model, ids_of, progress_default, training_matrix
+from .training import (TRAINING_DEFAULTS, fit_implicit, ids_of, new_implicit_model,
+                       progress_default, training_matrix)
+
+BPR = TRAINING_DEFAULTS["bpr"]
 
 
-def train_bpr(train, factors=64, learning_rate=0.01, regularization=0.01, iterations=50,
-              num_threads=0, seed=0, show_progress=None):
+def train_bpr(train, factors=BPR["factors"], learning_rate=BPR["learning_rate"],
+              regularization=BPR["regularization"], iterations=BPR["iterations"], num_threads=0,
+              seed=0, show_progress=None):
     """Train BPR on a users x items matrix and return a float32 :class:`FactorModel`.
 
     The defaults are a point of the report's tuning grid (learning rate 0.05 overfits the

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import sys
+from types import MappingProxyType
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..errors import DataError, TrainingError
 from ..interactions import Interactions, as_csr
+
+# the training defaults, one record: the keyword defaults of train_als and train_bpr, the values
+# `cfprune train --help` shows, the report's fixed settings and the parameters the target search
+# retrains a recorded model with (a model's ``info`` holds these keys and ``seed``)
+TRAINING_DEFAULTS = MappingProxyType({
+    "als": MappingProxyType({"factors": 64, "regularization": 30.0, "alpha": 10.0,
+                             "iterations": 15}),
+    "bpr": MappingProxyType({"factors": 64, "learning_rate": 0.01, "regularization": 0.01,
+                             "iterations": 50}),
+})
 
 
 def training_matrix(train):

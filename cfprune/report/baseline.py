@@ -25,6 +25,7 @@ from ..errors import DataError
 from ..evaluation import evaluate
 from ..io import atomic_write, ensure_dir
 from ..models import train_als, train_bpr
+from ..models.training import TRAINING_DEFAULTS
 
 TUNING_METRIC = "recall@20"
 CACHE_FORMAT = "cfprune-tuning"
@@ -44,11 +45,11 @@ class Grid:
 
     factors: tuple = (32, 64, 128)
     regularization: tuple = (10.0, 30.0, 100.0, 300.0)
-    alpha: float = 10.0
-    iterations: int = 15
+    alpha: float = TRAINING_DEFAULTS["als"]["alpha"]
+    iterations: int = TRAINING_DEFAULTS["als"]["iterations"]
     bpr_learning_rate: tuple = (0.005, 0.01)
     bpr_iterations: tuple = (50, 100)
-    bpr_regularization: float = 0.01
+    bpr_regularization: float = TRAINING_DEFAULTS["bpr"]["regularization"]
     valid_fraction: float = 0.1
 
     def als_points(self):

@@ -8,10 +8,10 @@ import time
 import numba
 
 from .. import __version__
-from ..compression import compress
 from ..compression.search import TargetNotMet, search, serving_bytes
 from ..errors import DataError
 from ..evaluation import evaluate
+from ..facade import compress
 from ..interactions import Interactions
 from ..io import ensure_dir, write_json
 from ..splits import random_split, temporal_split

@@ -22,9 +22,10 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..compression import compress, parse_spec
+from ..compression import parse_spec
 from ..errors import CfpruneError
 from ..evaluation import evaluate
+from ..facade import compress
 from ..uncertainty import paired_difference, paired_standard_error, paired_users
 
 DELTA_METRICS = ("recall@20", "ndcg@20")

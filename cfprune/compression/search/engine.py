@@ -1,0 +1,400 @@
+"""Target search: the smallest pipeline of the existing methods that keeps every target.
+
+``cfprune.compress(model, target="recall@20>=0.97,coverage@20>=0.90", interactions=train)``
+(CLI: ``cfprune compress MODEL --train TRAIN --target ...``) runs :func:`search`, which runs a
+:class:`TargetSearch`:
+
+1. a seeded validation part (``valid_fraction`` of every user's interactions) is carved out of
+   the training interactions; the compressions are fitted with the rest (``fit``: popularity
+   counts, reach lists) and every candidate is evaluated on the validation part with the ``fit``
+   items filtered, as :func:`cfprune.evaluate` does. The user's test data never enters. The
+   model was trained on the validation items too, and a model scores what it memorised highly:
+   measured so, low rank and coarse codes look far worse than they are on held-out data (on
+   ML-1M, ``lowrank:rank=48`` keeps 90% of validation recall but 99% of test recall). So a model
+   whose ``model.info`` records its training (``train_als``/``train_bpr``) is retrained on
+   ``fit`` with the same parameters (:func:`~cfprune.compression.search.validation.held_out_model`), the search runs on that model, and
+   the pick's spec is then applied to the model given, with all the interactions. (``valid=``
+   gives a validation part the model never saw instead, as the report does.);
+2. a target ``metric@k>=x`` holds when the candidate's validation figure is at least ``x`` times
+   the uncompressed model's on the same users (any metric :func:`cfprune.evaluate` computes:
+   recall, ndcg, coverage, tail_recall, overlap, ...). A PQ tail (k-means) that passes is fitted
+   and evaluated again at the seeds :data:`~cfprune.compression.search.space.RESEEDS` and passes only if it passes there too: the
+   model returned is another k-means fit, and one seed's pass can be luck (on ml-100k,
+   ``prune-rows:by=reach,k=50|lowrank:rank=24|pq:m=12,nbits=4`` kept 100.9% of the validation
+   recall@20 at seed 0 and 94-98% at seeds 1-3);
+3. the candidates are pipelines ``[row pruning] | [lowrank] | quantiser`` of compressor objects
+   (:mod:`~cfprune.compression.search.space`): row pruning by popularity (keep 0.7 ... 0.05) or
+   by reach (``k`` = 5, 2.5, 1.5 and 1 times the largest target cut-off), joint low rank at 7/8,
+   13/16, 3/4 ... 1/4 of the dimension, and the quantisers int8, int4, int2 (per dimension), PQ
+   with 8- and 4-bit codes at several ``m``, and OPQ / the anisotropic loss on the 4-bit PQ. A
+   *tail* (low rank, quantiser) is tried along each pruning chain;
+4. pruning of the search: the serving bytes of a candidate are computed before it is fitted
+   (:func:`~cfprune.compression.search.bytes.planned_item_bytes`: the steps' table plans
+   chained, the storages' own byte counts), both for the model validated and for
+   the one returned (with reach pruning, the retrained model's reach lists on ``fit`` keep other
+   rows than the given model's on all the interactions: on ML-1M 996 against 1065 for ``k=20``);
+   the bytes of the model returned are the objective, so nothing at least as large as the best
+   model found is fitted or evaluated; along a pruning chain a candidate that keeps fewer rows is
+   assumed no better, so the chain is dropped when its largest level still smaller than the best
+   fails, and otherwise the smallest passing level is found by bisection. The cheap tails (scalar
+   quantisers) run first, so that the expensive ones (PQ k-means) are only fitted where they can
+   still win. Fitted prefixes (pruned, pruned then low-rank models) are cached and shared by
+   every tail that starts with them.
+
+With ``budget_bytes`` instead, the candidates must fit in that many serving bytes and meet the
+targets that have a threshold, and the pick maximises the first target's metric (along a chain,
+the level that keeps most rows within the budget).
+
+The result (:class:`~cfprune.compression.search.results.SearchResult`) lists every candidate
+evaluated with its serving bytes and validation figures; ``result.model`` is the pick (the
+validated model itself when the users were not re-solved).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ...errors import DataError, SpecError
+from ...interactions import Interactions, as_csr
+from ..pipeline import Pipeline
+from ..rows import PruneRows, reach_counts
+from ..spec import format_spec
+from .bytes import planned_item_bytes, serving_bytes
+from .results import Candidate, SearchResult, TargetNotMet
+from .space import (RESEEDS, low_ranks, popularity_pruners, quantisers, reach_cutoffs,
+                    reseeded)
+from .targets import parse_targets
+from .validation import held_out_model, lower_bound
+
+
+@dataclass(frozen=True)
+class Level:
+    """One level of a pruning chain: the pruning step (None: no pruning) and the item rows it
+    keeps in the model validated and in the model returned (they differ for by=reach when the
+    model was retrained for validation)."""
+
+    step: object
+    kept: int
+    kept_returned: int
+
+
+class TargetSearch:
+    """The search of the module docstring, one method per stage.
+
+    Parameters
+    ----------
+    targets : str or list of str
+        See :func:`search` (``target``).
+    budget_bytes, confidence, seed, num_threads, show_progress, log
+        See :func:`search`.
+
+    :meth:`run` sets the state every stage works on: ``model`` (the model validated),
+    ``original`` (the model given), ``refit`` (whether ``model`` was retrained without the
+    validation part), ``data``/``fit``/``valid`` (the interactions, the part the compressions are
+    fitted with, the validation part), ``base_result``/``base_metrics``/``baseline_bytes`` (the
+    uncompressed model on the validation part), ``candidates`` (every Candidate in the order
+    evaluated), ``best``/``best_steps``/``best_model`` (the pick so far) and ``n_skipped``.
+    """
+
+    def __init__(self, targets, budget_bytes=None, *, confidence=0.95, seed=0, num_threads=None,
+                 show_progress=None, log=None):
+        self.targets = parse_targets(targets)
+        if budget_bytes is None and any(t.threshold is None for t in self.targets):
+            raise SpecError("every target needs a share (metric@k>=share) unless a byte budget "
+                            "is given")
+        if budget_bytes is not None and (isinstance(budget_bytes, bool) or
+                                         int(budget_bytes) < 1):
+            raise SpecError(f"budget_bytes must be a positive number of bytes, got "
+                            f"{budget_bytes!r}")
+        self.budget_bytes = None if budget_bytes is None else int(budget_bytes)
+        self.z = NormalDist().inv_cdf(confidence) if confidence else 0.0
+        self.seed = seed
+        self.num_threads = num_threads
+        self.show_progress = show_progress
+        self.log = log
+        self.ks = tuple(sorted({t.k for t in self.targets}))
+        self.with_overlap = any(t.metric == "overlap" for t in self.targets)
+
+    # the validation part ------------------------------------------------------------------------
+    def prepare(self, model, interactions, valid=None, valid_fraction=0.1):
+        """Carve the validation part (or take ``valid``) and retrain the model without it."""
+        from ...splits import random_split
+        if interactions is None:
+            raise DataError("a target search needs the training interactions (interactions=, "
+                            "CLI --train) to carve its validation part from")
+        data = interactions if isinstance(interactions, Interactions) else \
+            Interactions(as_csr(interactions, "interactions"))
+        if data.shape != (model.n_users, model.n_items):
+            raise DataError(f"the interactions are {data.shape[0]} users x {data.shape[1]} "
+                            f"items but the model has {model.n_users} users x {model.n_items} "
+                            f"items")
+        self.original, self.refit, self.data = model, False, data
+        if valid is None:
+            fit, valid = random_split(data, test_fraction=valid_fraction, seed=self.seed)
+            model, self.refit = held_out_model(model, fit, self.num_threads)
+        else:
+            fit = data
+            valid = valid if isinstance(valid, Interactions) else \
+                Interactions(as_csr(valid, "valid"))
+        if valid.nnz == 0:
+            raise DataError("the validation part is empty: the interactions are too few to "
+                            f"carve {valid_fraction:.0%} of each user's out")
+        self.model, self.fit, self.valid = model, fit, valid
+        self.split = {"valid_fraction": None if fit is data else valid_fraction,
+                      "seed": self.seed, "retrained_on_fit": self.refit, "n_fit": fit.nnz,
+                      "n_valid": valid.nnz}
+
+    def evaluate_model(self, model, baseline=None):
+        """EvaluationResult of ``model`` on the validation part at the targets' cut-offs."""
+        from ...evaluation import evaluate
+        return evaluate(model, self.fit.matrix, self.valid.matrix, self.ks,
+                        num_threads=self.num_threads, show_progress=False, baseline=baseline,
+                        keep_ranked=baseline is None and self.with_overlap)
+
+    def baseline(self):
+        """Evaluate the uncompressed model: the figures every share is relative to."""
+        self.base_result = self.evaluate_model(self.model)
+        self.base_lists = self.base_result if self.with_overlap else None
+        self.base_metrics = {t.key: float(self.base_result.metrics[t.key])
+                             if t.metric != "overlap" else 1.0 for t in self.targets}
+        self.baseline_bytes = serving_bytes(self.model)
+        self.split["n_valid_users"] = self.base_result.n_users
+
+    # the candidates -----------------------------------------------------------------------------
+    def pruning_chains(self):
+        """[popularity chain, reach chain]: lists of :class:`Level`, most rows kept first."""
+        n_items = self.model.n_items
+        popularity = []
+        for step in popularity_pruners():
+            kept = max(1, int(np.floor(step.keep * n_items + 0.5)))
+            popularity.append(Level(step, kept, kept))
+        reach = []
+        for k in reach_cutoffs(max(self.ks)):
+            kept = max(1, int(np.count_nonzero(reach_counts(self.model, self.fit.matrix, k))))
+            returned = kept if not self.refit else max(1, int(np.count_nonzero(
+                reach_counts(self.original, self.data.matrix, k))))
+            reach.append(Level(PruneRows(by="reach", k=k), kept, returned))
+        return [popularity, sorted(reach, key=lambda level: -level.kept)]
+
+    def tails(self):
+        """[(LowRank or None, quantiser)]: every cheap tail, then every expensive one."""
+        cheap_tails, expensive_tails = [], []
+        for lowrank in low_ranks(self.model.dim):
+            cheap, expensive = quantisers(self.model.dim if lowrank is None else lowrank.rank)
+            cheap_tails += [(lowrank, q) for q in cheap]
+            expensive_tails += [(lowrank, q) for q in expensive]
+        return cheap_tails + expensive_tails
+
+    def candidates(self, level, lowrank, quantiser):
+        """(steps, bytes of the model validated, bytes of the model returned) of the pipeline
+        ``level.step | lowrank | quantiser``, the bytes from the byte model."""
+        steps = [s for s in (level.step, lowrank, quantiser) if s is not None]
+        n_items, dim, n_users = self.model.n_items, self.model.dim, self.model.n_users
+        return (steps, planned_item_bytes(steps, n_items, dim, n_users, level.kept),
+                planned_item_bytes(steps, n_items, dim, n_users, level.kept_returned))
+
+    # one candidate --------------------------------------------------------------------------------
+    def fitted(self, steps):
+        """The model validated compressed by ``steps``, reusing the longest fitted prefix."""
+        keys = [s.spec_string() for s in steps]
+        for cut in range(len(steps) - 1, 0, -1):
+            if tuple(keys[:cut]) in self.prefixes:
+                base = self.prefixes[tuple(keys[:cut])]
+                break
+        else:
+            base, cut = self.model, 0
+        for i in range(cut, len(steps)):
+            base = Pipeline([steps[i]]).fit(base, self.fit.matrix)
+            if i < len(steps) - 1:
+                self.prefixes[tuple(keys[:i + 1])] = base
+        return base
+
+    def measure(self, steps, estimate, returned):
+        """(Candidate with its own pass/fail, compressed model): ``steps`` fitted and
+        evaluated."""
+        t0 = time.perf_counter()
+        compressed = self.fitted(steps)
+        t1 = time.perf_counter()
+        result = self.evaluate_model(compressed, self.base_lists)
+        t2 = time.perf_counter()
+        metrics, relative, lower = {}, {}, {}
+        for t in self.targets:
+            value = float(result.metrics[t.key])
+            metrics[t.key] = value
+            base = self.base_metrics[t.key]
+            relative[t.key] = value / base if base > 0 else (math.inf if value > 0 else 1.0)
+            lower[t.key] = lower_bound(result, self.base_result, t, self.z)
+        passed = all(t.threshold is None or
+                     lower[t.key] >= t.threshold * self.base_metrics[t.key] - 1e-12
+                     for t in self.targets)
+        if self.budget_bytes is not None and returned > self.budget_bytes:
+            passed = False
+        spec = format_spec(steps)
+        cand = Candidate(spec, serving_bytes(compressed), estimate, returned,
+                         int(compressed.nbytes), metrics, relative, lower, passed, t1 - t0,
+                         t2 - t1)
+        self.candidates_evaluated.append(cand)
+        self.bar.update(1)
+        if self.log is not None:
+            figures = "  ".join(f"{k} {relative[k]:.3f}" for k in relative)
+            self.log(f"{'pass' if passed else 'fail'}  {self.baseline_bytes / returned:6.1f}x  "
+                     f"{returned:>9,} B  {figures}  {spec}")
+        return cand, compressed
+
+    def evaluate(self, steps, estimate, returned):
+        """The Candidate of ``steps`` (evaluated once; a passing k-means tail again at
+        :data:`RESEEDS`), the pick updated."""
+        spec = format_spec(steps)
+        if spec in self.cache:
+            return self.cache[spec]
+        cand, compressed = self.measure(steps, estimate, returned)
+        if cand.passed and any(s.name == "pq" for s in steps):
+            # k-means: the model returned is another fit, so the tail must pass at other seeds
+            cand.reseeded = [seed for seed in RESEEDS
+                             if self.measure(reseeded(steps, seed), estimate, returned)[0].passed]
+            cand.passed = len(cand.reseeded) == len(RESEEDS)
+        self.cache[spec] = cand
+        if cand.passed and self.better(cand, self.best):
+            self.best, self.best_steps, self.best_model = cand, steps, compressed
+        self.bar.set_postfix_str("best: none" if self.best is None else
+                                 f"{self.baseline_bytes / self.best.returned_bytes:.1f}x "
+                                 f"{self.best.spec}")
+        return cand
+
+    def better(self, cand, best):
+        """Whether ``cand`` beats ``best``: fewer returned bytes (then the first metric), or
+        within a budget the first metric (then fewer bytes)."""
+        if best is None:
+            return True
+        first = self.targets[0].key
+        if self.budget_bytes is not None:
+            return ((cand.metrics[first], -cand.returned_bytes)
+                    > (best.metrics[first], -best.returned_bytes))
+        return ((cand.returned_bytes, -cand.metrics[first])
+                < (best.returned_bytes, -best.metrics[first]))
+
+    # one tail along the pruning chains ------------------------------------------------------------
+    def search_tail(self, lowrank, quantiser, chains):
+        """Try ``lowrank | quantiser`` along every pruning chain: within a budget the level that
+        keeps most rows and fits; else skip what cannot beat the best, drop a chain whose
+        largest open level fails, and bisect for its last passing level."""
+        unpruned = Level(None, self.model.n_items, self.model.n_items)
+        for levels in chains:
+            full = [self.candidates(level, lowrank, quantiser) for level in [unpruned] + levels]
+            sizes = [returned for _, _, returned in full]
+
+            def run(i):
+                return self.evaluate(*full[i])
+            if self.budget_bytes is not None:
+                fitting = [i for i, size in enumerate(sizes) if size <= self.budget_bytes]
+                if fitting:
+                    run(fitting[0])
+                else:
+                    self.n_skipped += len(full)
+                continue
+            limit = math.inf if self.best is None else self.best.returned_bytes
+            open_levels = [i for i, size in enumerate(sizes) if size < limit]
+            self.n_skipped += len(full) - len(open_levels)
+            if not open_levels:
+                continue
+            lo, hi = open_levels[0], open_levels[-1]
+            # the level keeping most rows first: when it fails, no level of the chain passes
+            if not run(lo).passed:
+                continue
+            lo += 1
+            while lo <= hi:                               # bisect for the last passing level
+                mid = (lo + hi) // 2
+                if self.best is not None and sizes[mid] >= self.best.returned_bytes:
+                    lo = mid + 1      # the best moved on while bisecting
+                    continue
+                if run(mid).passed:
+                    lo = mid + 1
+                else:
+                    hi = mid - 1
+
+    # the whole search -----------------------------------------------------------------------------
+    def run(self, model, interactions, valid=None, valid_fraction=0.1):
+        """SearchResult of the search on ``model`` (see :func:`search`); raises TargetNotMet
+        (with ``.result``) when no candidate passes."""
+        start = time.perf_counter()
+        self.prepare(model, interactions, valid, valid_fraction)
+        self.baseline()
+        self.candidates_evaluated, self.prefixes, self.cache = [], {}, {}
+        self.best = self.best_steps = self.best_model = None
+        self.n_skipped = 0
+        self.bar = tqdm(desc="search", unit="cand", disable=self.show_progress is False or
+                        (self.show_progress is None and not sys.stderr.isatty()))
+        try:
+            chains = self.pruning_chains()
+            for lowrank, quantiser in self.tails():
+                self.search_tail(lowrank, quantiser, chains)
+        finally:
+            self.bar.close()
+        result = SearchResult(self.targets, self.budget_bytes, self.base_metrics,
+                              self.baseline_bytes, self.candidates_evaluated, self.best,
+                              self.best_model, self.split, time.perf_counter() - start,
+                              self.n_skipped)
+        if self.best is None:
+            raise TargetNotMet(
+                f"no pipeline of the {len(self.candidates_evaluated)} evaluated meets "
+                f"{', '.join(str(t) for t in self.targets)}"
+                + ("" if self.budget_bytes is None else f" within {self.budget_bytes:,} bytes")
+                + " on the validation part; keep the uncompressed model", result)
+        if self.refit:   # the validated steps, applied to the model given, with all its data
+            result.model = Pipeline(self.best_steps).fit(self.original, self.data)
+        info = dict(result.model.info)
+        info["search"] = {k: v for k, v in result.as_dict().items() if k != "candidates"}
+        result.model = result.model.replace(info=info)
+        return result
+
+
+def search(model, interactions, target="recall@20>=0.97", budget_bytes=None, *, valid=None,
+           valid_fraction=0.1, confidence=0.95, seed=0, num_threads=None, show_progress=None,
+           log=None):
+    """Search compression pipelines for the smallest model that keeps every target.
+
+    Parameters
+    ----------
+    model : FactorModel
+        The uncompressed model (any storage; the search compresses its item table).
+    interactions : Interactions or scipy CSR [n_users, n_items]
+        The training interactions the model was trained on (never the test data).
+    target : str or list of str
+        ``"metric@k>=share,..."``: every share is relative to ``model`` on the validation part.
+        With ``budget_bytes`` a target may omit ``>=share``; the first is maximised.
+    budget_bytes : int or None
+        Serving bytes (see :func:`serving_bytes`) the pick may take; None: minimise the bytes.
+    valid : Interactions or scipy CSR, optional
+        A validation part held out of ``interactions`` already (``model`` trained without it):
+        then ``interactions`` are used whole to fit the compressions and filter the seen items.
+    valid_fraction : float
+        Otherwise, the share of every user's interactions carved out for validation (seeded by
+        ``seed``).
+    confidence : float or None
+        A per-user metric (all but coverage) meets its target when its one-sided ``confidence``
+        lower bound does: the candidate's mean less ``z`` standard errors of the paired per-user
+        change against the model (``z = 1.645`` at 0.95). Without it, the smallest candidate
+        that passes by luck of the validation sample would be picked (winner's curse); None or
+        0 compares the means.
+    num_threads : int or None
+        Threads for retrieval and evaluation.
+    show_progress : bool or None
+        tqdm bar of the candidates (None: on a terminal only).
+    log : callable(str) or None
+        Receives one line per candidate evaluated.
+
+    Returns
+    -------
+    SearchResult
+        Raises :class:`TargetNotMet` (with ``.result``) when no candidate passes.
+    """
+    return TargetSearch(target, budget_bytes, confidence=confidence, seed=seed,
+                        num_threads=num_threads, show_progress=show_progress,
+                        log=log).run(model, interactions, valid, valid_fraction)
