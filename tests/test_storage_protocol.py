@@ -8,6 +8,8 @@ import scipy.sparse as sp
 
 import cfprune
 from cfprune.compression.base import TableCompressor
+from cfprune.compression.search.bytes import planned_item_bytes
+from cfprune.compression.spec import parse_spec
 from cfprune.models import FactorModel
 from cfprune.tables import Table
 from cfprune.tables.base import check_matrix, hold, row_index
@@ -71,6 +73,9 @@ class BFloat16(TableCompressor):
     def encode_rows(cls, table, params, arrays):
         return BFloat16Table.encode(table.decode())
 
+    def plan_rows(self, plan):
+        return BFloat16Table.plan(plan.n_rows, plan.dim)
+
 
 def bf16_reference(x):
     """float64 [n, d]: float32 ``x`` rounded to 8 mantissa bits (nearest, ties to even), by
@@ -124,6 +129,17 @@ def test_evaluate_save_load_and_plan(data, tmp_path):
     users = np.arange(model.n_users)
     np.testing.assert_array_equal(loaded.recommend(users, train)[0], c.recommend(users, train)[0])
     assert BFloat16Table.plan(*c.items.shape).nbytes == c.items.nbytes == 2 * 300 * 12
+
+
+def test_the_search_byte_model_asks_the_new_storage(data):
+    """The target search's estimate, before fitting, of pipelines ending in the new storage
+    equals the bytes of the fitted tables (2 bytes a weight, plus the pruned row map)."""
+    model, train, _ = data
+    for spec in (NAME, f"prune-rows:keep=0.5,by=popularity|{NAME}"):
+        steps = parse_spec(spec)
+        built = cfprune.compress(model, spec, train).items.nbytes
+        assert planned_item_bytes(steps, model.n_items, model.dim, model.n_users) == built
+    assert built == 2 * 150 * 12 + 300 // 8 + 1   # the kept rows as a 300-bit map
 
 
 def add_items(model, vectors):

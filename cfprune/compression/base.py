@@ -377,9 +377,8 @@ class TableCompressor(Compressor):
         the step plans its kept rows (:meth:`plan_rows`)."""
         if "items" not in self.sides():
             return plan
-        if plan.storage is PrunedTable and self.through_pruned:
-            inner = self.plan_rows(plan.params["inner"])
-            return plan.replace(dim=inner.dim, params={**plan.params, "inner": inner})
+        if self.through_pruned:
+            return plan.with_stored(self.plan_rows(plan.stored))
         return self.plan_rows(plan)
 
     def plan_rows(self, plan):

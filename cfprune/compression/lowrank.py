@@ -127,13 +127,10 @@ class LowRank(Compressor):
         row-pruned plan keeps its wrapper."""
         if self.rank > plan.dim:
             raise SpecError(f"lowrank: rank={self.rank} exceeds the model dimension {plan.dim}")
-        rows = plan.params["inner"] if plan.storage is PrunedTable else plan
+        rows = plan.stored
         rank = self.rank
         if self.mode in ("joint", "items"):
             rank = min(rank, rows.n_rows)
         if self.mode in ("joint", "users") and n_users is not None:
             rank = min(rank, int(n_users))
-        dense = DenseTable.plan(rows.n_rows, rank)
-        if plan.storage is PrunedTable:
-            return plan.replace(dim=rank, params={**plan.params, "inner": dense})
-        return dense
+        return plan.with_stored(DenseTable.plan(rows.n_rows, rank))

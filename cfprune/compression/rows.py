@@ -169,7 +169,7 @@ class PruneRows(TableCompressor):
         with :func:`reach_counts`; by=norm|popularity derive it from ``keep``)."""
         if "items" not in self.sides():
             return plan
-        rows = plan.params["inner"] if plan.storage is PrunedTable else plan
+        rows = plan.stored
         if self.by in ("norm", "popularity"):
             kept = max(1, int(np.floor(self.keep * rows.n_rows + 0.5)))
         elif self.by == "budget" or kept is None:

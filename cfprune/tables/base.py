@@ -49,6 +49,19 @@ class TablePlan:
         """Exact bytes the built table will hold (``Table.nbytes``)."""
         return int(self.storage.nbytes_for(self.n_rows, self.dim, **self.params))
 
+    @property
+    def stored(self):
+        """The plan of the rows the table stores (a row-pruned plan's inner plan), as
+        :attr:`Table.stored`."""
+        return self.params.get("inner", self)
+
+    def with_stored(self, stored):
+        """This plan's row map over another plan of its stored rows, as
+        :meth:`Table.with_stored`: ``stored`` itself when this plan maps no rows."""
+        if "inner" not in self.params:
+            return stored
+        return self.replace(dim=stored.dim, params={**self.params, "inner": stored})
+
     def replace(self, **changes):
         """A copy with some fields changed."""
         fields = {"storage": self.storage, "n_rows": self.n_rows, "dim": self.dim,
