@@ -98,16 +98,16 @@ def test_written_csv_loads_to_the_same_matrix(tmp_path):
     assert (back.matrix != implicit.matrix).nnz == 0 and not back.has_ratings
 
 
-def test_module_entry_point_writes_the_csv(tmp_path):
+def test_cli_generate_writes_the_csv(tmp_path):
     out = tmp_path / "cli.csv"
-    result = subprocess.run([sys.executable, "-m", "cfprune.datasets.synthetic", "--users", "200",
+    result = subprocess.run([sys.executable, "-m", "cfprune.cli", "generate", "--users", "200",
                              "--items", "300", "--interactions", "4000", "--topics", "10",
                              "--seed", "2", "--out", str(out)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "synthetic" in result.stdout
     expected = synthetic_log(200, 300, 4000, n_topics=10, seed=2)
     assert (load_interactions(out).matrix != expected.matrix).nnz == 0
-    bad = subprocess.run([sys.executable, "-m", "cfprune.datasets.synthetic", "--users", "10",
+    bad = subprocess.run([sys.executable, "-m", "cfprune.cli", "generate", "--users", "10",
                           "--items", "5", "--interactions", "100", "--out", str(out)],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "n_topics=300 is more than n_items=5" in bad.stderr

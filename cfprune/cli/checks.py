@@ -170,6 +170,6 @@ def check_export(args):
     check_out_dir(args.out)
 
 
-COMMAND_CHECKS = {"train": check_train, "evaluate": check_evaluate, "recommend": check_recommend,
-                  "compress": check_compress, "export": check_export, "import": check_import,
+COMMAND_CHECKS = {"generate": lambda args: check_out_dir(args.out), "train": check_train,
+                  "evaluate": check_evaluate, "recommend": check_recommend, "compress": check_compress, "export": check_export, "import": check_import,
                   "report": check_report}

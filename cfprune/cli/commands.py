@@ -40,6 +40,17 @@ def cmd_datasets(args):
     return 0
 
 
+def cmd_generate(args):
+    from ..datasets import write_synthetic_log
+    log = write_synthetic_log(args.out, args.users, args.items, args.interactions,
+                              n_topics=args.topics, topics_per_user=args.topics_per_user,
+                              zipf=args.zipf, ratings=args.ratings, timestamps=args.timestamps,
+                              seed=args.seed)
+    print(f"wrote {log.nnz:,} synthetic interactions of {log.n_users:,} users on "
+          f"{log.n_items:,} items to {args.out}")
+    return 0
+
+
 def cmd_train(args):
     from ..evaluation import evaluate
     from ..models import train_als, train_bpr

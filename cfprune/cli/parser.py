@@ -58,6 +58,21 @@ def add_threads(p, scheduler=False, extra=""):
                    help=f"threads: 0 (the default) uses every core, N > 0 uses N{extra}")
 
 
+def add_generate_arguments(p):
+    """The arguments of ``cfprune generate`` (:func:`cfprune.datasets.write_synthetic_log`)."""
+    p.add_argument("--users", type=int, required=True)
+    p.add_argument("--items", type=int, required=True)
+    p.add_argument("--interactions", type=int, required=True,
+                   help="interactions to draw (repeated pairs merged: slightly fewer are written)")
+    p.add_argument("--topics", type=int, default=300)
+    p.add_argument("--topics-per-user", type=int, default=3)
+    p.add_argument("--zipf", type=float, default=1.1, help="Zipf exponent of item popularity")
+    p.add_argument("--ratings", action="store_true", help="add 1..5 star ratings")
+    p.add_argument("--timestamps", action="store_true", help="add Unix times")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, metavar="CSV", help="the CSV file to write")
+
+
 def build_parser():
     """The argparse parser of every subcommand (each sets ``func``, its command)."""
     parser = argparse.ArgumentParser(prog="cfprune", description=DESCRIPTION)
@@ -66,6 +81,13 @@ def build_parser():
 
     p = sub.add_parser("datasets", help="list the MovieLens datasets and whether they are present")
     p.set_defaults(func=c.cmd_datasets)
+
+    p = sub.add_parser("generate", help="write a SYNTHETIC interaction log (CSV) for scale tests",
+                       description="Write a SYNTHETIC implicit-feedback log (topics, Zipf "
+                                   "popularity, skewed activity; made-up data, never a real "
+                                   "dataset) as CSV user,item[,rating][,timestamp].")
+    add_generate_arguments(p)
+    p.set_defaults(func=c.cmd_generate)
 
     p = sub.add_parser("train", help="train ALS or BPR and print its test metrics")
     add_data_args(p, required=True)

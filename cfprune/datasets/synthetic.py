@@ -26,9 +26,6 @@ log.csv`` to write one as a CSV file.
 
 from __future__ import annotations
 
-import argparse
-import sys
-
 import numpy as np
 import scipy.sparse as sp
 
@@ -254,38 +251,3 @@ def _block(rng, demand, topic_weight, topics_per_user, cdf, raw_item, n_items, e
         keys = keys[np.r_[True, keys[1:] != keys[:-1]]]
         want = demand - np.bincount(keys // n_items, minlength=n)
     return (keys // n_items).astype(np.int32), (keys % n_items).astype(np.int32)
-
-
-# command line -------------------------------------------------------------------------------
-def main(argv=None):
-    """``python -m cfprune.datasets.synthetic``: write a synthetic log as CSV."""
-    parser = argparse.ArgumentParser(
-        prog="python -m cfprune.datasets.synthetic",
-        description="Write a SYNTHETIC implicit-feedback log (topics, Zipf popularity, skewed "
-                    "activity; made-up data for scale tests) as CSV user,item[,rating].")
-    parser.add_argument("--users", type=int, required=True)
-    parser.add_argument("--items", type=int, required=True)
-    parser.add_argument("--interactions", type=int, required=True)
-    parser.add_argument("--topics", type=int, default=300)
-    parser.add_argument("--topics-per-user", type=int, default=3)
-    parser.add_argument("--zipf", type=float, default=1.1)
-    parser.add_argument("--ratings", action="store_true", help="add 1..5 star ratings")
-    parser.add_argument("--timestamps", action="store_true", help="add Unix times")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", required=True, help="the CSV file to write")
-    args = parser.parse_args(argv)
-    try:
-        log = write_synthetic_log(args.out, args.users, args.items, args.interactions,
-                                  n_topics=args.topics, topics_per_user=args.topics_per_user,
-                                  zipf=args.zipf, ratings=args.ratings,
-                                  timestamps=args.timestamps, seed=args.seed)
-    except (DataError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {log.nnz:,} synthetic interactions of {log.n_users:,} users on "
-          f"{log.n_items:,} items to {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
