@@ -8,7 +8,8 @@ import pytest
 import scipy.sparse as sp
 from sklearn.base import clone
 
-from cfprune.compression import Int8, LowRank, Pipeline, PruneRows, compress
+from cfprune.compression import Int8, LowRank, Pipeline, PruneRows
+from cfprune.facade import compress
 from cfprune.compression.spec import METHODS, method_class
 from cfprune.errors import SpecError
 from cfprune.models.factors import FactorModel

@@ -171,5 +171,6 @@ def check_export(args):
 
 
 COMMAND_CHECKS = {"generate": lambda args: check_out_dir(args.out), "train": check_train,
-                  "evaluate": check_evaluate, "recommend": check_recommend, "compress": check_compress, "export": check_export, "import": check_import,
+                  "evaluate": check_evaluate, "recommend": check_recommend,
+                  "compress": check_compress, "export": check_export, "import": check_import,
                   "report": check_report}
