@@ -5,20 +5,24 @@ exact minimiser of the implicit-ALS loss with the item table ``V`` fixed (Hu, Ko
 2008) solves ``(G + V_I^T diag(c - 1) V_I) x = V_I^T c`` with ``G = V^T V + reg I`` (the Gram
 matrix of the whole item table, shared by every user).
 
-NumPy over arrays, not Numba: the per-user corrections ``V_I^T diag(c - 1) V_I`` are stacked
-float32 matrix products (BLAS) over users grouped by their number of items (rounded up to four
-lengths per octave, the padding weighted 0), and the ``d x d`` systems are solved in float64 by one
-stacked ``np.linalg.solve`` per group. Measured at d=64 on ML-1M-like histories (about 90 items per
-user), this is several times faster than a loop of per-user solves and than a Numba kernel that
-accumulates and factors each system itself (``benchmarks/bench_whole_model.py`` prints the
-serving cost per user).
+The per-user corrections ``V_I^T diag(c - 1) V_I`` are stacked float32 matrix products (BLAS)
+over users grouped by their number of items (rounded up to four lengths per octave, the padding
+weighted 0); one Numba kernel (:func:`cholesky_solve`) then adds ``G`` in float64, factors each
+``d x d`` system by LAPACK's Cholesky and solves the two triangles. Measured at d=64 on ML-1M
+(about 70 items per user), the matrix products take about half the time and the factorisations
+the other half; a loop of per-user NumPy solves is about three times slower, a stacked
+``np.linalg.solve`` (LU) a third slower, and a Numba kernel that accumulates and factors each
+system in its own loops slower still (``benchmarks/bench_whole_model.py`` prints the serving
+cost per user).
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from ..errors import ShapeError
+from .pool import frozen
 
 # bytes of the stacked float32 item rows of one group of users, and of its float64 systems
 BLOCK_BYTES = 1 << 24
@@ -91,12 +95,42 @@ def _solve_group(gram, rows, indptr, indices, confidence, users, length):
     x = rows[indices[entry]]                                 # float32 [b, length, d]
     c = np.where(present, confidence[entry], 0.0).astype(np.float32)
     weight = np.where(present, c - 1.0, 0.0).astype(np.float32)
-    corrections = np.matmul(x.transpose(0, 2, 1) * weight[:, None, :], x)
-    systems = corrections.astype(np.float64) + gram
-    rhs = np.matmul(c[:, None, :], x)[:, 0, :].astype(np.float64)
+    corrections = np.matmul((x * weight[:, :, None]).transpose(0, 2, 1), x)
+    rhs = np.matmul(c[:, None, :], x)[:, 0, :]
+    out = np.empty((users.shape[0], gram.shape[0]), np.float32)
     try:
-        return np.linalg.solve(systems, rhs[:, :, None])[:, :, 0].astype(np.float32)
+        cholesky_solve(frozen(corrections, np.float32), frozen(gram, np.float64),
+                       frozen(rhs, np.float32), out)
     except np.linalg.LinAlgError:
-        raise ShapeError("fold-in: a user's normal equations are singular (regularization 0 "
-                         "and fewer items than dimensions?); use a positive "
-                         "regularization") from None
+        raise ShapeError("fold-in: a user's normal equations are not positive definite "
+                         "(regularization 0, or confidences alpha * r below 1?); use a positive "
+                         "regularization and alpha * r >= 1") from None
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def cholesky_solve(corrections, gram, rhs, out):
+    """``out[u] = (gram + corrections[u])^-1 rhs[u]`` for every u: float32 [b, d, d] and
+    float64 [d, d] systems, float32 [b, d] right-hand sides, float32 [b, d] out; each system is
+    formed in float64 and factored by LAPACK's Cholesky (``np.linalg.cholesky``, which raises
+    LinAlgError when one is not positive definite)."""
+    d = gram.shape[0]
+    a = np.empty((d, d), np.float64)
+    y = np.empty(d, np.float64)
+    for u in range(corrections.shape[0]):
+        for i in range(d):
+            for j in range(d):
+                a[i, j] = gram[i, j] + corrections[u, i, j]
+        lower = np.linalg.cholesky(a)
+        for i in range(d):
+            s = np.float64(rhs[u, i])
+            for j in range(i):
+                s -= lower[i, j] * y[j]
+            y[i] = s / lower[i, i]
+        for i in range(d - 1, -1, -1):
+            s = y[i]
+            for j in range(i + 1, d):
+                s -= lower[j, i] * y[j]
+            y[i] = s / lower[i, i]
+        for i in range(d):
+            out[u, i] = y[i]
