@@ -201,3 +201,13 @@ def test_errors_are_one_line(data):
     with pytest.raises(SpecError, match="alpha") as e:
         parse_spec("fold-users:alpha=0")
     one_line(e)
+
+
+def test_one_compiled_signature(data):
+    from cfprune.kernels.foldin import cholesky_solve
+    train, model = data
+    folded = cfprune.compress(model, "fold-users|int4:axis=dim", train)
+    folded.recommend(np.arange(20), train.astype(np.float64), k=3)
+    folded.users.query_vectors(np.arange(3), train[:3], folded.items)
+    cfprune.models.fold_in_users(model.item_factors, train[:4], 1.0, 2.0)
+    assert len(cholesky_solve.signatures) == 1
