@@ -211,3 +211,13 @@ def test_one_compiled_signature(data):
     folded.users.query_vectors(np.arange(3), train[:3], folded.items)
     cfprune.models.fold_in_users(model.item_factors, train[:4], 1.0, 2.0)
     assert len(cholesky_solve.signatures) == 1
+
+
+def test_as_implicit_recommends_as_the_model(data):
+    train, model = data
+    folded = cfprune.compress(model, "fold-users|int4:axis=dim", train)
+    users = np.array([3, 8, 50])
+    ids, scores = cfprune.as_implicit(folded).recommend(users, train[users], N=6)
+    ref_ids, ref_scores = folded.recommend(users, train[users], k=6)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_allclose(scores, ref_scores, rtol=1e-6)
