@@ -85,11 +85,11 @@ class FoldedUsers(Table):
 
     def take(self, rows):
         rows = row_index(rows, self.n_rows)
-        n = self.n_rows if isinstance(rows, slice) else rows.shape[0]
+        n = len(range(self.n_rows)[rows]) if isinstance(rows, slice) else rows.shape[0]
         return FoldedUsers(n, self.dim, self.regularization, self.alpha)
 
     def append(self, other):
-        if not isinstance(other, FoldedUsers) or other.params()["dim"] != self.dim or \
+        if not isinstance(other, FoldedUsers) or other.dim != self.dim or \
                 (other.regularization, other.alpha) != (self.regularization, self.alpha):
             raise ShapeError(f"cannot append {other!r} to {self!r}: both must be folded users "
                              f"of the same width, regularization and alpha")
@@ -104,6 +104,9 @@ class FoldedUsers(Table):
             raise DataError("the users are folded in from their interactions (fold-users): "
                             "pass user_items to recommend/evaluate")
         n = np.atleast_1d(np.asarray(rows)).shape[0]
+        if getattr(user_items, "format", None) != "csr":
+            raise ShapeError(f"user_items must be a scipy CSR matrix, got "
+                             f"{type(user_items).__name__}")
         if user_items.shape != (n, items.n_rows):
             raise ShapeError(f"user_items rows for {n} users over {items.n_rows} items expected, "
                              f"got shape {user_items.shape}")
