@@ -8,10 +8,14 @@ iterations) is tuned over regularisation on the validation part (the report's gr
 pipeline is *chosen* on (as ``compression.search.held_out_model`` does), and the same parameters
 retrained on the whole training part give the model whose pipelines are *reported* on test.
 
-Every candidate is a pipeline spec applied to both models, or "users folded in" (``fold:`` in
-the label): the item side is compressed by the spec and nothing of the user table is shipped;
-serving folds each user in from their interactions against the compressed items (the
-closed-form ALS step, :meth:`FactorModel.fold_in_users`), so the bytes are the item side alone.
+Every candidate is a pipeline spec applied to both models; the ones starting with
+``fold-users`` ship no user table (``FoldedUsers``): serving folds each user in from their
+interactions against the compressed items (the closed-form ALS step, batched), inside
+``recommend``/``evaluate``, so the bytes are the item side alone, and steps after
+``fold-users`` that rank with the users (reach pruning) fold the training users in too. For
+those the serving cost of the fold-in is printed: per user in one batch of every user, and for
+one user alone (median of 200 calls), wall and CPU time, the item Gram matrix (computed once
+per item table) already cached.
 Bytes are ``model.nbytes`` (users + items + re-rank table) and the ratio is the float32 whole
 model's bytes over them. Shares are of the float32 model's recall@20 and coverage@20 on the same
 part. The choice: the smallest candidate on validation whose recall@20 share meets ``--recall``
@@ -31,7 +35,7 @@ import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from cfprune.compression import compress
+from cfprune.facade import compress
 from cfprune.datasets import load_ml1m_no_timestamps
 from cfprune.evaluation import evaluate
 from cfprune.models import FactorModel, train_als
@@ -77,24 +81,30 @@ INT4_USERS = [
     "lowrank:rank=24|int4:axis=row,table=users|prune-rows:by=reach,k=20|int4:axis=dim",
 ]
 FOLD_ITEM_STEPS = [
-    "int4:axis=dim", "int2:axis=dim", "pq:m=16,nbits=4", "pq:m=8",
-    "prune-rows:by=reach,k=20|int4:axis=dim", "prune-rows:by=reach,k=50|int4:axis=dim",
-    "prune-rows:by=reach,k=20|int2:axis=dim", "lowrank:rank=32|int4:axis=dim",
+    "fold-users|int4:axis=dim", "fold-users|int2:axis=dim", "fold-users|pq:m=16,nbits=4",
+    "fold-users|pq:m=8", "fold-users|prune-rows:by=reach,k=20|int4:axis=dim",
+    "fold-users|prune-rows:by=reach,k=50|int4:axis=dim",
+    "fold-users|prune-rows:by=reach,k=20|int2:axis=dim", "lowrank:rank=32|fold-users|int4:axis=dim",
 ]
-QUICK_FOLD_ITEM_STEPS = ["int4:axis=dim", "prune-rows:by=reach,k=20|int4:axis=dim"]
+QUICK_FOLD_ITEM_STEPS = ["fold-users|int4:axis=dim",
+                         "fold-users|prune-rows:by=reach,k=20|int4:axis=dim",
+                         "fold-users|prune-rows:by=reach,k=50|int4:axis=dim"]
+ONE_USER_CALLS = 200
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """``spec`` compresses the model; ``fold``: the users are folded in at serving time (only
-    the item side ships)."""
+    """``spec`` compresses the model (a spec with ``fold-users`` ships no user table)."""
 
     spec: str
-    fold: bool = False
 
     @property
     def label(self):
-        return f"fold:{self.spec}" if self.fold else self.spec
+        return self.spec
+
+    @property
+    def fold(self):
+        return "fold-users" in self.spec
 
 
 def candidates(quick):
@@ -105,8 +115,7 @@ def candidates(quick):
     out += [Candidate("|".join(p for p in (rank, "int2:axis=row,table=users", item) if p))
             for rank in ranks for item in items]
     out += [Candidate(s) for s in (QUICK_PQ_USERS if quick else PQ_USERS + INT4_USERS)]
-    out += [Candidate(s, fold=True)
-            for s in (QUICK_FOLD_ITEM_STEPS if quick else FOLD_ITEM_STEPS)]
+    out += [Candidate(s) for s in (QUICK_FOLD_ITEM_STEPS if quick else FOLD_ITEM_STEPS)]
     return out
 
 
@@ -127,16 +136,33 @@ def score(model, part, threads):
 
 
 def build(candidate, part, threads):
-    """(compressed model as served, bytes shipped, seconds to fold in the users or None)."""
+    """(compressed model as served, bytes shipped, fold-in seconds per user (in one batch, one
+    user alone) or None)."""
     small = compress(part.model, candidate.spec, part.seen)
     if not candidate.fold:
         return small, small.nbytes, None
-    t0 = time.perf_counter()
-    users = small.fold_in_users(part.seen.matrix)
-    seconds = time.perf_counter() - t0
-    served = FactorModel(users, small.items, rerank=small.rerank, info=small.info)
-    shipped = small.items.nbytes + (0 if small.rerank is None else small.rerank.nbytes)
-    return served, shipped, seconds
+    return small, small.nbytes, fold_in_seconds(small, part.seen.matrix)
+
+
+def fold_in_seconds(model, history):
+    """(wall seconds per user folding every user in one call, CPU seconds of the same, median
+    wall seconds of one user alone, median CPU seconds of one user): the serving cost of
+    ``FoldedUsers.query_vectors``, its item Gram matrix already cached. CPU time is the
+    process's (``time.process_time``): on a machine shared with other work the wall time also
+    counts the waits for a core."""
+    users = np.arange(model.n_users)
+    model.users.query_vectors(users[:1], history[:1], model.items)     # the Gram, once
+    t0, c0 = time.perf_counter(), time.process_time()
+    model.users.query_vectors(users, history, model.items)
+    batch = ((time.perf_counter() - t0) / users.size, (time.process_time() - c0) / users.size)
+    wall, cpu = [], []
+    for u in np.random.default_rng(0).choice(users, ONE_USER_CALLS):
+        rows, row_history = users[u:u + 1], history[u:u + 1]
+        t0, c0 = time.perf_counter(), time.process_time()
+        model.users.query_vectors(rows, row_history, model.items)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return batch + (float(np.median(wall)), float(np.median(cpu)))
 
 
 def shares(result, base):
@@ -218,17 +244,17 @@ def main():
                 row[name] = shares(score(model, part, args.threads), part.base)
                 if name == "test":
                     row["bytes"] = nbytes
-                    row["users"] = 0 if cand.fold else model.users.nbytes
+                    row["users"] = model.users.nbytes
                     row["items"] = nbytes - row["users"]
                     row["fold_us"] = None if fold_seconds is None else \
-                        1e6 * fold_seconds / model.n_users
+                        tuple(1e6 * t for t in fold_seconds)
             row["seconds"] = time.perf_counter() - t0
             rows.append(row)
             log(f"  {cand.label}: {base_bytes / row['bytes']:.1f}x, valid "
                 f"{fmt_shares(row['valid'])}, test {fmt_shares(row['test'])} "
                 f"({row['seconds']:.1f} s)")
         pick = choose(rows, args.recall, args.coverage, "valid")
-        shipped = [i for i, r in enumerate(rows) if not r["label"].startswith("fold:")]
+        shipped = [i for i, r in enumerate(rows) if "fold-users" not in r["label"]]
         pick_shipped = choose([rows[i] for i in shipped], args.recall, args.coverage, "valid")
         pick_shipped = None if pick_shipped is None else shipped[pick_shipped]
         print()
@@ -238,7 +264,9 @@ def main():
             mark = " <- choice" if i == pick else (" <- choice shipping users"
                                                    if i == pick_shipped else "")
             if r["fold_us"] is not None:
-                mark += f"  (fold-in {r['fold_us']:.0f} us/user)"
+                mark += (f"  (fold-in per user: {r['fold_us'][0]:.0f} us wall, "
+                         f"{r['fold_us'][1]:.0f} us CPU in a batch of all; "
+                         f"{r['fold_us'][2]:.0f} us wall, {r['fold_us'][3]:.0f} us CPU alone)")
             print(f"{r['label']:<86} {r['bytes']:>9,} {base_bytes / r['bytes']:5.1f}x "
                   f"{r['items']:>8,} {r['users']:>8,}  {fmt_shares(r['valid'])}  "
                   f"{fmt_shares(r['test'])}{mark}")

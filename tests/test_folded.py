@@ -136,7 +136,7 @@ def test_the_gram_is_computed_once_per_item_table(data, monkeypatch):
     fresh = model.replace(items=DenseTable(model.item_factors.copy()))
     folded = cfprune.compress(fresh, "fold-users", train)
     calls = []
-    import cfprune.tables.folded as module
+    import cfprune.kernels.foldin as module
     real = module.item_gram
     monkeypatch.setattr(module, "item_gram", lambda *a: calls.append(1) or real(*a))
     folded.recommend(np.arange(10), train, k=3, batch_size=3)

@@ -6,7 +6,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ShapeError
-from ..kernels.foldin import item_gram, solve_users
 
 
 def fold_in_users(item_factors, user_items, regularization, alpha=1.0):
@@ -30,6 +29,7 @@ def fold_in_users(item_factors, user_items, regularization, alpha=1.0):
     -------
     float32 [n_users, dim]
     """
+    from ..kernels.foldin import item_gram, solve_users
     V = np.ascontiguousarray(item_factors, dtype=np.float32)
     m = sp.csr_matrix(user_items, dtype=np.float32)
     if m.shape[1] != V.shape[0]:

@@ -22,7 +22,6 @@ import zlib
 import numpy as np
 
 from ..errors import DataError, ShapeError
-from ..kernels.foldin import item_gram, solve_users
 from .base import NORM_CHUNK_ROWS, Table, read_only_throughout, row_index
 
 # item table (weakly held) -> (fingerprint of its arrays, its arrays, {regularization: G})
@@ -115,6 +114,7 @@ class FoldedUsers(Table):
     def fold_in(self, user_items, items):
         """float32 [n, dim]: the ALS user step of each row of ``user_items`` (scipy CSR [n,
         n_items]) against the item Table ``items``."""
+        from ..kernels.foldin import solve_users
         if items.dim != self.dim:
             raise ShapeError(f"the item table has {items.dim} dimensions, the folded users "
                              f"{self.dim}")
@@ -127,6 +127,7 @@ class FoldedUsers(Table):
     def gram(self, items):
         """float64 [dim, dim]: ``V^T V + regularization * I`` of ``items`` as decoded, cached
         while the item table lives with the same arrays and contents."""
+        from ..kernels.foldin import item_gram
         arrays = tuple(items.arrays().values())
         mark = _fingerprint(arrays)
         known = _GRAMS.get(items)
