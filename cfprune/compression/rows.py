@@ -182,7 +182,8 @@ class PruneRows(TableCompressor):
 def reach_counts(model, interactions, k):
     """int64 [n_items]: in how many top-``k`` lists of ``model`` each item appears, over the
     users with at least one interaction in ``interactions`` (CSR [n_users, n_items], their seen
-    items filtered)."""
+    items filtered). The users are those the model serves: a folded user table
+    (``fold-users``) folds them in from ``interactions`` against the current item table."""
     users = np.flatnonzero(np.diff(interactions.indptr) > 0)
     ids, _ = model.recommend(users, interactions, k=k, filter_seen=True)
     ids = ids[ids >= 0]
