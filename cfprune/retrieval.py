@@ -30,7 +30,6 @@ from __future__ import annotations
 import numbers
 import sys
 import weakref
-import zlib
 from importlib import import_module
 
 import numpy as np
@@ -38,7 +37,7 @@ import numpy as np
 from cfprune.errors import ShapeError
 from cfprune.interactions import as_csr
 from cfprune.kernels.pool import thread_count
-from cfprune.tables.base import read_only_throughout
+from cfprune.arrays import fingerprint
 
 DEFAULT_BATCH_SIZE = 4096
 INT8_ROUTES = ("float", "int8")
@@ -294,15 +293,6 @@ def is_cold(dispatcher):
         return True
 
 
-def _fingerprint(arrays):
-    """What the scan order of a table's arrays is valid for: their identities, and for every
-    array not read-only down to its memory, a CRC-32 of its bytes."""
-    marks = []
-    for array in arrays:
-        marks.append(id(array))
-        if not read_only_throughout(array):
-            marks.append(zlib.crc32(memoryview(np.ascontiguousarray(array)).cast("B")))
-    return tuple(marks)
 
 
 def _scan_order(table):
@@ -311,7 +301,7 @@ def _scan_order(table):
     and contents."""
     from cfprune.kernels.tiled import norm_order
     arrays = tuple(table.arrays().values())
-    mark = _fingerprint(arrays)
+    mark = fingerprint(arrays)
     known = _SCAN_ORDERS.get(table)
     if known is not None and known[0] == mark and all(
             a is b for a, b in zip(known[1], arrays)):

@@ -17,12 +17,12 @@ of ``G``.
 from __future__ import annotations
 
 import weakref
-import zlib
 
 import numpy as np
 
 from ..errors import DataError, ShapeError
-from .base import NORM_CHUNK_ROWS, Table, read_only_throughout, row_index
+from ..arrays import fingerprint
+from .base import NORM_CHUNK_ROWS, Table, row_index
 
 # item table (weakly held) -> (fingerprint of its arrays, its arrays, {regularization: G})
 _GRAMS = weakref.WeakKeyDictionary()
@@ -129,7 +129,7 @@ class FoldedUsers(Table):
         while the item table lives with the same arrays and contents."""
         from ..kernels.foldin import item_gram
         arrays = tuple(items.arrays().values())
-        mark = _fingerprint(arrays)
+        mark = fingerprint(arrays)
         known = _GRAMS.get(items)
         if known is None or known[0] != mark or not all(a is b for a, b in
                                                        zip(known[1], arrays)):
@@ -151,15 +151,6 @@ def _chunks(table):
         yield table.decode(np.arange(first, min(table.n_rows, first + NORM_CHUNK_ROWS)))
 
 
-def _fingerprint(arrays):
-    """Identities of ``arrays`` and, for each not read-only down to its memory, a CRC-32 of its
-    bytes (the test retrieval's scan-order cache applies)."""
-    marks = []
-    for array in arrays:
-        marks.append(id(array))
-        if not read_only_throughout(array):
-            marks.append(zlib.crc32(memoryview(np.ascontiguousarray(array)).cast("B")))
-    return tuple(marks)
 
 
 def _count(value, name):
