@@ -10,7 +10,7 @@ popularity, skewed activity; never a real dataset), then every step as a subproc
                model the same way, for the shares)
     report     cfprune report --ratings LOG (--quick at 1m; --skip-report leaves it out)
 
-with its wall time and peak memory (the child's maximum resident set, from ``os.wait4``), then
+with its wall time, CPU time and peak memory (the child's, from ``os.wait4``), then
 a table and the pick with its test recall@20 and coverage@20 as shares of the float32 model's.
 
 Sizes: ``200k`` = 200,000 users x 35,425 items, ~6.4M interactions (the full report); ``1m`` =
@@ -41,8 +41,10 @@ SHARES = ("recall@20", "coverage@20")
 
 
 def run_step(name, argv, log_path):
-    """(wall seconds, peak RSS in bytes, return code) of ``argv`` as a child process, its
-    stdout and stderr appended to ``log_path``."""
+    """(wall seconds, CPU seconds, peak RSS in bytes, return code) of ``argv`` as a child
+    process, its stdout and stderr appended to ``log_path``. The CPU seconds (user + system)
+    are what the step costs however loaded the machine is: on a quiet machine of ``c`` cores the
+    wall time is at least CPU / c."""
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"\n$ {' '.join(map(str, argv))}\n")
         log.flush()
@@ -53,9 +55,10 @@ def run_step(name, argv, log_path):
         child.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - start
     peak = usage.ru_maxrss * 1024   # kilobytes on Linux
-    print(f"  {name:<18} {seconds:8.1f} s  {peak / 2**30:6.2f} GB  exit {child.returncode}",
-          flush=True)
-    return seconds, peak, child.returncode
+    cpu = usage.ru_utime + usage.ru_stime
+    print(f"  {name:<18} {seconds:8.1f} s wall {cpu:8.1f} s CPU  {peak / 2**30:6.2f} GB  "
+          f"exit {child.returncode}", flush=True)
+    return seconds, cpu, peak, child.returncode
 
 
 _TAKES_SCHEDULER = {}
@@ -93,9 +96,9 @@ def bench_size(label, size, work, seed, skip_report, scheduler, threads):
           flush=True)
 
     def step(name, argv):
-        seconds, peak, code = run_step(name, argv, log_path)
-        rows.append({"size": label, "step": name, "seconds": seconds, "peak_bytes": peak,
-                     "exit": code})
+        seconds, cpu, peak, code = run_step(name, argv, log_path)
+        rows.append({"size": label, "step": name, "seconds": seconds, "cpu_seconds": cpu,
+                     "peak_bytes": peak, "exit": code})
         if code != 0:
             raise SystemExit(f"{label} {name} failed (exit {code}); see {log_path}")
 
@@ -141,10 +144,10 @@ def model_bytes(path):
 
 def print_table(rows, picks):
     print()
-    print("| size | step | wall (s) | peak memory (GB) |")
-    print("|---|---|---:|---:|")
+    print("| size | step | wall (s) | CPU (s) | peak memory (GB) |")
+    print("|---|---|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['size']} | `{r['step']}` | {r['seconds']:.0f} | "
+        print(f"| {r['size']} | `{r['step']}` | {r['seconds']:.0f} | {r['cpu_seconds']:.0f} | "
               f"{r['peak_bytes'] / 2**30:.2f} |")
     print()
     for p in picks:
