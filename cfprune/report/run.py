@@ -105,8 +105,7 @@ def run_report(data, out_dir, methods=None, seed=0, num_threads=None, ks=REPORT_
 
     test_users = sampled_users(test, scale, seed, "test")
     valid_users = sampled_users(valid, scale, seed, "valid")
-    timed = None if not scale.applies(data.n_users) else \
-        throughput_users(data.n_users, scale, seed)
+    timed = throughput_users(data.n_users, scale, seed)
     with Progress("report: evaluating the baselines", 2, unit="model") as progress:
         base_result, base = evaluate_baseline(als, train, test, ks=ks, num_threads=num_threads,
                                               repeats=repeats, users=test_users,

@@ -11,7 +11,10 @@ The rule (:class:`ScaleRule`; report.json ``scale``, stated in report.md):
   search) over a seeded sample of as many users with a validation item, and the paired
   intervals, p-values and lower bounds are taken over those users: a bootstrap over a simple
   random sample of users is the interval of the mean over all users, so the sampling noise is in
-  them. Throughput is timed on ``throughput_users`` users (a rate per user);
+  them. ``coverage@k`` is not a mean over users: it counts the items in the sampled users'
+  lists, is lower than over every user, and is compared only within one sample (compressed
+  against float32 on the same users). Throughput is timed on ``throughput_users`` users (a rate
+  per user);
 - beyond, the tuning grid runs by successive halving: every point is trained on the interactions
   of a seeded sample of users and scored on (at most ``eval_users`` of) their validation items,
   the best ``1/halving_eta`` of the points go on to a sample ``halving_eta`` times larger, and
@@ -51,7 +54,9 @@ class ScaleRule:
         return (f"With {n_users:,} users (more than {self.sample_beyond_users:,}), the test and "
                 f"validation figures are means over seeded samples of {self.eval_users:,} users "
                 f"with a test (validation) item, and every interval and p-value is over those "
-                f"users, so it counts the sampling noise; throughput is timed on "
+                f"users, so it counts the sampling noise (coverage@k counts the items in the "
+                f"sampled users' lists, so it is lower than over every user and is compared "
+                f"only within one sample); throughput is timed on "
                 f"{self.throughput_users:,} users; the tuning grid runs by successive halving "
                 f"(each point trained on a seeded sample of users, the best 1/{self.halving_eta} "
                 f"carried to a sample {self.halving_eta} times larger, every user last) and BPR "
@@ -85,9 +90,11 @@ def sampled_users(part, rule, seed, purpose):
 
 
 def throughput_users(n_users, rule, seed):
-    """int64 [m] ascending: the users whose recommendations are timed (all when the rule does
-    not apply or there are fewer)."""
-    if not rule.applies(n_users) or n_users <= rule.throughput_users:
+    """int64 [m] ascending, or None: a seeded sample of ``rule.throughput_users`` users whose
+    recommendations are timed when ``rule`` applies, else None (every user is timed)."""
+    if not rule.applies(n_users):
+        return None
+    if n_users <= rule.throughput_users:
         return np.arange(n_users, dtype=np.int64)
     chosen = sample_rng(seed, "throughput").choice(n_users, size=rule.throughput_users,
                                                    replace=False)
