@@ -321,10 +321,12 @@ def test_halving_schedule():
     rule = ScaleRule()
     assert halving_rungs(12, 6_040, rule) == [(6_040, 12)]            # MovieLens: one rung
     assert halving_rungs(12, 200_000, rule) == [(22_223, 12), (66_667, 4), (200_000, 2)]
-    assert halving_rungs(4, 200_000, rule, single_last=False) == [(66_667, 4), (200_000, 2)]
+    assert halving_rungs(4, 200_000, rule) == [(22_223, 4), (66_667, 2), (200_000, 1)]
+    assert halving_rungs(4, 200_000, rule, single_last=False) == [(22_223, 4), (66_667, 2)]
     assert halving_rungs(2, 1_000_000, rule) == [(333_334, 2), (1_000_000, 1)]
-    assert halving_rungs(1, 1_000_000, rule, single_last=False) == [(1_000_000, 1)]
-    assert halving_rungs(2, 1_000_000, rule, single_last=False) == [(1_000_000, 2)]
+    assert halving_rungs(2, 1_000_000, rule, single_last=False) == [(333_334, 2)]
+    assert halving_rungs(1, 1_000_000, rule, single_last=False) == []
+    assert halving_rungs(1, 6_040, rule, single_last=False) == [(6_040, 1)]    # MovieLens
 
 
 def test_user_samples_are_seeded_subsets_of_the_users_with_items(data):
@@ -367,8 +369,11 @@ def test_report_at_scale_samples_users_and_halves_the_grid(tmp_path, data):
     assert (results[-1]["factors"], results[-1]["regularization"]) == \
         (best["factors"], best["regularization"])
     bpr = report["bpr_baseline"]
-    assert [r["rung"] for r in bpr["tuning"]["results"]] == [0]   # one point: one rung
+    assert bpr["tuning"]["results"] == []       # one point: nothing to choose, no rung trained
+    assert (bpr["params"]["learning_rate"], bpr["params"]["iterations"]) == (0.01, 20)
     assert bpr["params"]["threads"] == 2           # BPR on every thread given (not one)
     text = (tmp_path / "report.md").read_text()
     assert "Scale: With 240 users (more than 100)" in text and "users trained on" in text
+    assert f"BPR ({bpr['params']['factors']} factors): one grid point (learning_rate 0.01, " \
+        f"iterations 20)" in text
     assert report["summary"]["search"]["n_candidates"] >= 1

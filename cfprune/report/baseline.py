@@ -155,7 +155,8 @@ def tune_baselines(train, valid, grid, *, seed=0, num_threads=None, cache_dir=No
         "seconds_train"}], "best": {"factors", "learning_rate", "iterations"}}}``; each best
         point has the highest validation recall@20 of the last rung (ties: the earlier point).
         Where the rule applies, every result also has ``"rung"`` and ``"n_users"`` (users
-        trained on) and the dict has ``"rungs"``: ``{"als": [[users, points], ...], "bpr"}``.
+        trained on) and the dict has ``"rungs"``: ``{"als": [[users, points], ...], "bpr"}``
+        (BPR's last rung of one point is not trained: a one-point BPR grid has no results).
     model : FactorModel or None
         The best ALS point trained on all of ``train`` (None when read from the cache).
     """
@@ -194,7 +195,9 @@ def tune_baselines(train, valid, grid, *, seed=0, num_threads=None, cache_dir=No
     als_results = _halving("ALS", als_point, grid.als_points(), als_rungs, kept=kept, **common)
     als_best = _best(als_results)
     bpr_results = _halving("BPR", bpr_point, grid.bpr_points(), bpr_rungs, kept=None, **common)
-    bpr_best = _best(bpr_results)
+    # a one-point BPR grid at scale trains no rung: that point is the choice
+    bpr_best = _best(bpr_results) if bpr_results else \
+        dict(zip(("learning_rate", "iterations"), grid.bpr_points()[0]))
     out = {"grid": grid.as_dict(), "cache_key": key,
            "als": {"results": als_results,
                    "best": {"factors": als_best["factors"],

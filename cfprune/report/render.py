@@ -151,6 +151,10 @@ def grid_edges(tuning, names):
 def _tuning_table(tuning, names, label):
     """The grid's results; at scale (results with ``n_users``) a column of the users each point
     was trained on, one row per point and rung, the chosen point bold in its last rung."""
+    if not tuning["results"]:
+        return (f"{label}: one grid point ("
+                + ", ".join(f"{n} {tuning['best'][n]:g}" for n in names)
+                + "), nothing to choose: not tuned at this scale.")
     rows = []
     halving = any("n_users" in r for r in tuning["results"])
     last = max((r.get("rung", 0) for r in tuning["results"]), default=0)

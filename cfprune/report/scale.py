@@ -19,7 +19,8 @@ The rule (:class:`ScaleRule`; report.json ``scale``, stated in report.md):
   of a seeded sample of users and scored on (at most ``eval_users`` of) their validation items,
   the best ``1/halving_eta`` of the points go on to a sample ``halving_eta`` times larger, and
   the last rung trains its points on every user; the first rung holds at least
-  ``min_rung_users`` users. BPR then trains on every thread.
+  ``min_rung_users`` users (BPR leaves out a last rung of one point: it would decide nothing).
+  BPR then trains on every thread.
 """
 
 from __future__ import annotations
@@ -59,8 +60,9 @@ class ScaleRule:
                 f"only within one sample); throughput is timed on "
                 f"{self.throughput_users:,} users; the tuning grid runs by successive halving "
                 f"(each point trained on a seeded sample of users, the best 1/{self.halving_eta} "
-                f"carried to a sample {self.halving_eta} times larger, every user last) and BPR "
-                f"trains on every thread.")
+                f"carried to a sample {self.halving_eta} times larger, every user last; BPR, "
+                f"whose tuned model is only compared, leaves out a last rung of one point) and "
+                f"BPR trains on every thread.")
 
     def as_dict(self, n_users):
         return {**asdict(self), "sampled": self.applies(n_users), "n_users": int(n_users)}
@@ -116,8 +118,9 @@ def halving_rungs(n_points, n_users, rule, single_last=True):
     user: one rung of every point when ``rule`` does not apply. Rung ``r + 1`` keeps
     ``ceil(points / halving_eta)`` points on ``halving_eta`` times the users, as many rungs as
     both the points (down to one) and the users (the first rung at least ``min_rung_users``)
-    allow. ``single_last=False`` drops a last rung of one point (it would decide nothing; ALS
-    keeps it, as its model is the one the report's decisions are made with)."""
+    allow. ``single_last=False`` leaves out a last rung of one point, which decides nothing (BPR,
+    whose tuned model is not used later; ALS keeps it: that model is the one the report's
+    decisions are made with); a grid of one point then has no rung at all."""
     n_points, n_users = int(n_points), int(n_users)
     if not rule.applies(n_users):
         return [(n_users, n_points)]
@@ -125,11 +128,12 @@ def halving_rungs(n_points, n_users, rule, single_last=True):
     counts = [n_points]
     while counts[-1] > 1 and n_users / eta ** len(counts) >= rule.min_rung_users:
         counts.append(math.ceil(counts[-1] / eta))
-    if len(counts) > 1 and counts[-1] == 1 and not single_last:
-        counts.pop()
     n_rungs = len(counts)
-    return [(n_users if r == n_rungs - 1 else int(math.ceil(n_users / eta ** (n_rungs - 1 - r))),
-             counts[r]) for r in range(n_rungs)]
+    rungs = [(n_users if r == n_rungs - 1 else int(math.ceil(n_users / eta ** (n_rungs - 1 - r))),
+              counts[r]) for r in range(n_rungs)]
+    if counts[-1] == 1 and not single_last:
+        rungs.pop()
+    return rungs
 
 
 def rung_order(n_users, seed):
