@@ -45,13 +45,19 @@ ROW_READINGS = ("auto", "requested", "model")
 _EMPTY_MAP = np.empty(0, dtype=np.int32)
 _EMPTY_F32 = np.empty(0, dtype=np.float32)
 TILED_STORAGES = ("dense", "fp16", "int8", "int4", "int2", "sparse", "pq")
-# PQ batches of at most this many users scan the codes by lookup tables (measured: lookup
-# tables win for 1-4 users, the decoded-tile GEMM from about 16)
-PQ_LOOKUP_MAX_USERS = 4
+# calls of at most this many users (after batching) take the few-users route (a scan over the
+# stored codes split by item range) instead of the tiled GEMM
+FEW_USERS_MAX = 4
+# the few-users route keeps the norm order (and its early stop) when the norm bound at position
+# n // SKEW_POSITION is below SKEW_RATIO times the largest norm, else scans rows in plain order
+SKEW_POSITION = 4
+SKEW_RATIO = 0.5
 # rows decoded at a time when computing the norms of a table
 NORM_CHUNK_ROWS = 8192
 # per item table (weakly held): (fingerprint of its arrays, (order, remaining_norm))
 _SCAN_ORDERS = weakref.WeakKeyDictionary()
+# per 4-bit PQ table (weakly held): (fingerprint, arrays, codes in blocks of 32 items)
+_BLOCKED_CODES = weakref.WeakKeyDictionary()
 _ANNOUNCED = []
 # the compile time the cold-cache notice announces (retrieval + metric kernels, 2 cores)
 COLD_COMPILE_SECONDS = 15
@@ -235,20 +241,28 @@ def _scorer(table, int8_route, n_workers):
     storage = inner.storage
     if storage in TILED_STORAGES and not (storage == "int8" and int8_route == "int8"):
         from cfprune.kernels import tiled
-        tiles = _item_tiles(inner)
         _announce_cold(tiled.scan_worker)
-        order, remaining = _scan_order(inner, tiles)
+        order, remaining = _scan_order(inner)
         rotation = getattr(inner, "rotation", None)
+        made = {}
+
+        def tiles():  # made on first use (a 4-bit PQ table unpacks its codes for them)
+            if "tiles" not in made:
+                made["tiles"] = _item_tiles(inner)
+            return made["tiles"]
+
+        def few_users(*args):
+            if "few" not in made:
+                made["few"] = _few_users_scorer(inner, (order, remaining), n_workers, item_map)
+            made["few"](*args)
 
         def scan(queries, *seen_and_heaps):
             if rotation is not None:
                 queries = np.ascontiguousarray(queries @ rotation, dtype=np.float32)
-            if storage == "pq" and queries.shape[0] <= PQ_LOOKUP_MAX_USERS:
-                from cfprune.kernels.pq import score_pq
-                score_pq(queries, tiles.bytes2d, inner.codebooks, inner.bounds, order, remaining,
-                         n_workers, item_map, *seen_and_heaps)
+            if queries.shape[0] <= FEW_USERS_MAX:
+                few_users(queries, *seen_and_heaps)
             else:
-                tiled.score_tiles(queries, tiles, order, remaining, n_workers, item_map,
+                tiled.score_tiles(queries, tiles(), order, remaining, n_workers, item_map,
                                   *seen_and_heaps)
     elif storage == "int8":
         from cfprune.kernels.int8 import int8_users, quantise_queries, score_int8_int8
@@ -272,6 +286,48 @@ def _scorer(table, int8_route, n_workers):
         push_fallback(queries, table.fallback, item_map, table.n_rows, *seen_and_heaps,
                       n_workers=n_workers)
     return scan_with_fallback
+
+
+def _few_users_scorer(table, norm_order, n_workers, item_map):
+    """``scan(queries, *seen_and_heaps)`` of the few-users route for ``table`` (the inner table
+    of a pruned one; queries already rotated): a scan over the stored codes split by item
+    range (:mod:`cfprune.kernels.scan`; 4-bit PQ: :mod:`cfprune.kernels.fastscan`), in the
+    norm order ``norm_order`` (order, remaining_norm) when the norms are skewed enough for its
+    early stop to pay for the gathers, else in plain row order."""
+    from cfprune.kernels import tiled
+    order, remaining = norm_order
+    if order.shape[0] and not remaining[order.shape[0] // SKEW_POSITION] < \
+            SKEW_RATIO * remaining[0]:
+        order, remaining = tiled.table_order(order.shape[0])
+    if table.storage == "pq" and table.nbits == 4:
+        from cfprune.kernels.fastscan import score_fastscan
+        blocked = _blocked_codes(table, order)
+
+        def scan(queries, *seen_and_heaps):
+            score_fastscan(queries, blocked, table.codebooks, table.bounds, order, remaining,
+                           n_workers, item_map, *seen_and_heaps)
+        return scan
+    from cfprune.kernels.scan import score_few
+    tiles = _item_tiles(table)
+
+    def scan(queries, *seen_and_heaps):
+        score_few(queries, tiles, order, remaining, n_workers, item_map, *seen_and_heaps)
+    return scan
+
+
+def _blocked_codes(table, order):
+    """A 4-bit PQ table's packed codes in blocks of 32 items along ``order``
+    (:func:`cfprune.kernels.fastscan.block_layout`), kept while the table lives with the same
+    arrays and contents."""
+    from cfprune.kernels.fastscan import block_layout
+    arrays = tuple(table.arrays().values())
+    mark = (_fingerprint(arrays), order.shape[0], int(order[:1].sum()), int(order[-1:].sum()))
+    known = _BLOCKED_CODES.get(table)
+    if known is not None and known[0] == mark and all(a is b for a, b in zip(known[1], arrays)):
+        return known[2]
+    blocked = block_layout(table.codes, order)
+    _BLOCKED_CODES[table] = (mark, arrays, blocked)
+    return blocked
 
 
 def _item_tiles(table):
@@ -329,7 +385,7 @@ def _fingerprint(arrays):
     return tuple(marks)
 
 
-def _scan_order(table, tiles):
+def _scan_order(table):
     """(order int32, remaining_norm float32) of ``table``'s rows by descending decoded norm (in
     the scorer's space: a PQ table's rotated rows), kept for as long as the table lives with the
     same arrays and contents."""
