@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 
 from cfprune.kernels.dense import ITEMS_PER_TILE
 from cfprune.kernels.int8 import quantise_queries, score_int8_int8
-from cfprune.kernels.fastscan import block_layout, score_fastscan
+from cfprune.kernels.fastscan import HAS_SHUFFLE, block_layout, score_fastscan
 from cfprune.kernels.pq import row_norms as pq_row_norms
 from cfprune.kernels.pruned import push_fallback
 from cfprune.kernels.rerank import rerank_dense, rerank_int8
@@ -216,11 +216,13 @@ def test_pq(p, m_wanted, ksub, rotate, uneven, by_norm):
     check(p, q, decoded, ids, scores, rtol=rtol)
     if ksub <= 16:
         packed = pack_int4(codes)
-        heap_scores, heap_ids = new_heaps(q.shape[0], p["k"])
-        score_fastscan(rotated, block_layout(packed, order[0]), codebooks, bounds, *order, 2,
-                       EMPTY_MAP, *seen_arrays(p["seen"]), heap_scores, heap_ids)
-        sort_heaps(heap_scores, heap_ids)
-        check(p, q, decoded, heap_ids, heap_scores, rtol=rtol)
+        for shuffle in sorted({False, HAS_SHUFFLE}):  # the pair tables; in-register shuffles
+            heap_scores, heap_ids = new_heaps(q.shape[0], p["k"])
+            score_fastscan(rotated, block_layout(packed, order[0]), codebooks, bounds, *order, 2,
+                           EMPTY_MAP, *seen_arrays(p["seen"]), heap_scores, heap_ids,
+                           shuffle=shuffle)
+            sort_heaps(heap_scores, heap_ids)
+            check(p, q, decoded, heap_ids, heap_scores, rtol=rtol)
 
 
 @SETTINGS

@@ -10,7 +10,7 @@ from threadpoolctl import threadpool_limits
 from cfprune.errors import ShapeError
 from cfprune.kernels.dense import ITEMS_PER_TILE
 from cfprune.kernels.metrics import metrics_users
-from cfprune.kernels.fastscan import fastscan_worker
+from cfprune.kernels.fastscan import HAS_SHUFFLE, fastscan_worker, shuffle_worker
 from cfprune.kernels.scan import scan_few_worker
 from cfprune.kernels.tiled import scan_worker
 from cfprune.models.factors import FactorModel
@@ -257,7 +257,8 @@ def test_one_signature_per_kernel_across_k_users_storages_and_threads():
                             batch_size=4)
                 m.recommend(np.arange(30), seen, k=k, num_threads=num_threads)
         evaluate(m, seen, random_seen(rng, 30, 70), ks=(1, 3), num_threads=2)
-    for kernel in (scan_worker, scan_few_worker, fastscan_worker, metrics_users):
+    fastscan = shuffle_worker if HAS_SHUFFLE else fastscan_worker
+    for kernel in (scan_worker, scan_few_worker, fastscan, metrics_users):
         assert len(kernel.signatures) == 1, kernel
     assert numba.get_num_threads() == threads
 
