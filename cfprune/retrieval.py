@@ -6,8 +6,10 @@ Numba scorer of the item table's storage (:mod:`cfprune.kernels`, imported on fi
 fuses scoring, the seen-item filter and the bounded top-k selection. Tables that decode to float32
 tiles (dense, fp16, int8, int4, int2, sparse, PQ, and those as the inner table of a row-pruned table)
 share one scorer (:mod:`cfprune.kernels.tiled`) that scans the rows by descending decoded norm and
-stops each user exactly by the Cauchy-Schwarz bound; PQ batches of at most 4 users scan the
-codes by lookup tables instead (:mod:`cfprune.kernels.pq`), in the same order with the same stop.
+stops each user exactly by the Cauchy-Schwarz bound. Calls of at most ``FEW_USERS_MAX`` users
+scan the stored codes instead, split by item range over the threads (:mod:`cfprune.kernels.scan`;
+4-bit PQ in blocks of 32 items, :mod:`cfprune.kernels.fastscan`), with the same stop when the
+norms are skewed and in plain row order when they are not (:func:`_few_users_scorer`).
 Two-stage retrieval takes ``candidates`` items per user from ``model.items`` and re-ranks them
 exactly with ``model.rerank`` (or with the decoded item table when the model has no re-rank
 table).
@@ -296,12 +298,13 @@ def _few_users_scorer(table, norm_order, n_workers, item_map):
     early stop to pay for the gathers, else in plain row order."""
     from cfprune.kernels import tiled
     order, remaining = norm_order
-    if order.shape[0] and not remaining[order.shape[0] // SKEW_POSITION] < \
-            SKEW_RATIO * remaining[0]:
+    skewed = order.shape[0] > 0 and \
+        remaining[order.shape[0] // SKEW_POSITION] < SKEW_RATIO * remaining[0]
+    if not skewed:
         order, remaining = tiled.table_order(order.shape[0])
     if table.storage == "pq" and table.nbits == 4:
         from cfprune.kernels.fastscan import score_fastscan
-        blocked = _blocked_codes(table, order)
+        blocked = _blocked_codes(table, order, skewed)
 
         def scan(queries, *seen_and_heaps):
             score_fastscan(queries, blocked, table.codebooks, table.bounds, order, remaining,
@@ -315,13 +318,13 @@ def _few_users_scorer(table, norm_order, n_workers, item_map):
     return scan
 
 
-def _blocked_codes(table, order):
-    """A 4-bit PQ table's packed codes in blocks of 32 items along ``order``
-    (:func:`cfprune.kernels.fastscan.block_layout`), kept while the table lives with the same
-    arrays and contents."""
+def _blocked_codes(table, order, by_norm):
+    """A 4-bit PQ table's packed codes in blocks of 32 items along ``order`` (its norm order
+    when ``by_norm``, else its rows ascending; :func:`cfprune.kernels.fastscan.block_layout`),
+    kept while the table lives with the same arrays and contents."""
     from cfprune.kernels.fastscan import block_layout
     arrays = tuple(table.arrays().values())
-    mark = (_fingerprint(arrays), order.shape[0], int(order[:1].sum()), int(order[-1:].sum()))
+    mark = (_fingerprint(arrays), bool(by_norm))
     known = _BLOCKED_CODES.get(table)
     if known is not None and known[0] == mark and all(a is b for a, b in zip(known[1], arrays)):
         return known[2]

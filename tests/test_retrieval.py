@@ -21,7 +21,7 @@ from tests.reference_kernels import assert_topk_matches, topk_reference
 
 SETTINGS = settings(max_examples=20, deadline=None)
 STORAGES = ["dense", "fp16", "int8-row", "int8-dim", "int4-row", "int4-dim", "pq", "pq-rot",
-            "sparse", "pruned", "pruned-fallback", "pruned-int8"]
+            "pq4", "sparse", "pruned", "pruned-fallback", "pruned-int8"]
 
 
 def make_table(storage, factors, rng):
@@ -53,6 +53,8 @@ def make_table(storage, factors, rng):
         rotation = None
         if storage == "pq-rot":
             rotation = np.linalg.qr(rng.standard_normal((d, d)))[0].astype(np.float32)
+        if storage == "pq4":
+            return PQTable(PQTable.pack4(codes), codebooks, bounds, nbits=4)
         return PQTable(codes, codebooks, bounds, rotation)
     if storage == "sparse":
         sparse = factors.copy()
