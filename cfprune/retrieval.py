@@ -7,7 +7,7 @@ fuses scoring, the seen-item filter and the bounded top-k selection. Tables that
 tiles (dense, fp16, int8, int4, int2, sparse, PQ, and those as the inner table of a row-pruned table)
 share one scorer (:mod:`cfprune.kernels.tiled`) that scans the rows by descending decoded norm and
 stops each user exactly by the Cauchy-Schwarz bound. Calls of at most ``FEW_USERS_MAX`` users
-scan the stored codes instead, split by item range over the threads (:mod:`cfprune.kernels.scan`;
+(and every call on a 4-bit PQ table) scan the stored codes instead, split by item range over the threads (:mod:`cfprune.kernels.scan`;
 4-bit PQ in blocks of 32 items, :mod:`cfprune.kernels.fastscan`), with the same stop when the
 norms are skewed and in plain row order when they are not (:func:`_few_users_scorer`).
 Two-stage retrieval takes ``candidates`` items per user from ``model.items`` and re-ranks them
@@ -246,6 +246,9 @@ def _scorer(table, int8_route, n_workers):
         _announce_cold(tiled.scan_worker)
         order, remaining = _scan_order(inner)
         rotation = getattr(inner, "rotation", None)
+        # 4-bit PQ: the fast scan beats decoded tiles for batches too (measured: 200 users x
+        # 200k flat items, 2 threads, 0.23 s against 0.68 s)
+        fast_scan = storage == "pq" and inner.nbits == 4
         made = {}
 
         def tiles():  # made on first use (a 4-bit PQ table unpacks its codes for them)
@@ -261,7 +264,7 @@ def _scorer(table, int8_route, n_workers):
         def scan(queries, *seen_and_heaps):
             if rotation is not None:
                 queries = np.ascontiguousarray(queries @ rotation, dtype=np.float32)
-            if queries.shape[0] <= FEW_USERS_MAX:
+            if queries.shape[0] <= FEW_USERS_MAX or fast_scan:
                 few_users(queries, *seen_and_heaps)
             else:
                 tiled.score_tiles(queries, tiles(), order, remaining, n_workers, item_map,
