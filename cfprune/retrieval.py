@@ -50,6 +50,8 @@ TILED_STORAGES = ("dense", "fp16", "int8", "int4", "int2", "sparse", "pq")
 # calls of at most this many users (after batching) take the few-users route (a scan over the
 # stored codes split by item range) instead of the tiled GEMM
 FEW_USERS_MAX = 4
+# the storages the few-users route scores (int2 and sparse keep the tiled scorer)
+FEW_USERS_STORAGES = ("dense", "fp16", "int8", "int4", "pq")
 # the few-users route keeps the norm order (and its early stop) when the norm bound at position
 # n // SKEW_POSITION is below SKEW_RATIO times the largest norm, else scans rows in plain order
 SKEW_POSITION = 4
@@ -264,7 +266,8 @@ def _scorer(table, int8_route, n_workers):
         def scan(queries, *seen_and_heaps):
             if rotation is not None:
                 queries = np.ascontiguousarray(queries @ rotation, dtype=np.float32)
-            if queries.shape[0] <= FEW_USERS_MAX or fast_scan:
+            if fast_scan or (queries.shape[0] <= FEW_USERS_MAX and
+                             storage in FEW_USERS_STORAGES):
                 few_users(queries, *seen_and_heaps)
             else:
                 tiled.score_tiles(queries, tiles(), order, remaining, n_workers, item_map,

@@ -1,15 +1,17 @@
 """Every scorer's top-k equals the brute force over the independently decoded table."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
+from cfprune.errors import ShapeError
 from cfprune.kernels.dense import ITEMS_PER_TILE
 from cfprune.kernels.int8 import quantise_queries, score_int8_int8
 from cfprune.kernels.fastscan import HAS_SHUFFLE, block_layout, score_fastscan
 from cfprune.kernels.pq import row_norms as pq_row_norms
 from cfprune.kernels.pruned import push_fallback
 from cfprune.kernels.rerank import rerank_dense, rerank_int8
-from cfprune.kernels.scan import score_few
+from cfprune.kernels.scan import SCAN_KINDS, score_few
 from cfprune.kernels.tiled import (csr_tiles, float16_tiles, float32_tiles, int4_tiles,
                                    int8_tiles, norm_order, pq_tiles, scan_worker, score_tiles,
                                    table_order)
@@ -78,7 +80,7 @@ def run(tiles, queries, p, by_norm, item_map=EMPTY_MAP, heaps=None, order=None, 
     if order is None:
         order = norm_order(reference_norms(decoded)) if by_norm else table_order(n_rows)
     heap_scores, heap_ids = new_heaps(queries.shape[0], p["k"]) if heaps is None else heaps
-    scorer = score_few if p.get("route") == "few" else score_tiles
+    scorer = score_few if p.get("route") == "few" and tiles.kind in SCAN_KINDS else score_tiles
     scorer(queries, tiles, *order, n_workers, item_map, *seen_arrays(p["seen"]), heap_scores,
            heap_ids)
     sort_heaps(heap_scores, heap_ids)
@@ -240,6 +242,14 @@ def test_sparse(p, density, index_dtype, by_norm):
     decoded = decode_csr(indptr, indices, data, p["dim"])
     ids, scores = run(csr_tiles(indptr, indices, data), q, p, by_norm, decoded=decoded)
     check(p, q, decoded, ids, scores)
+
+
+def test_few_users_scan_refuses_a_tile_kind_it_has_no_scorer_for():
+    tiles = csr_tiles(np.zeros(2, np.int64), np.empty(0, np.int32), np.empty(0, np.float32))
+    heaps = new_heaps(1, 1)
+    with pytest.raises(ShapeError, match="no scorer for tile kind"):
+        score_few(np.ones((1, 2), np.float32), tiles, *table_order(1), 1, EMPTY_MAP,
+                  *seen_arrays([set()]), *heaps)
 
 
 @SETTINGS

@@ -11,11 +11,11 @@ route instead scores the stored rows directly, one row at a time, for every user
   ``u * scale`` and the constant ``u . offset``; per row, ``scale[r] * (u . q_r) +
   offset[r] * sum(u)``; ``int4`` the same after unpacking the nibbles in registers;
 - ``pq`` (8-bit codes, unpacked): a lookup table ``lut[s, c] = u_s . centroid_c`` per user, one
-  addition per code;
-- every other kind (int2, sparse): the tile decoder of :mod:`.tiled` into a small scratch, then
-  dot products.
+  addition per code.
 
-No float32 copy of the table is made: the scratch is one item tile. The positions
+The other kinds (int2, sparse) keep the tiled scorer (:data:`SCAN_KINDS`): compiling their
+decoders into this kernel too would cost more start-up than their rare single-user calls win.
+No float32 copy of the table is made: the scratch is four rows. The positions
 ``order[0:n_rows]`` are cut into tiles of :data:`SCAN_TILE` rows dealt round-robin to the
 workers (tile ``t`` to worker ``t % n_workers``); each worker keeps its own heaps (the caller's
 heaps are merged with them at the end, :func:`merge_heaps`). Early stop as in :mod:`.tiled`, at
@@ -28,13 +28,15 @@ forward through memory.
 import numpy as np
 from numba import njit
 
+from cfprune.errors import ShapeError
 from cfprune.kernels.pool import frozen, run_workers
-from cfprune.kernels.tiled import (KIND_FLOAT16, KIND_FLOAT32, KIND_INT4, KIND_INT8, KIND_PQ,
-                                   decode_tile)
+from cfprune.kernels.tiled import KIND_FLOAT16, KIND_FLOAT32, KIND_INT4, KIND_INT8, KIND_PQ
 from cfprune.kernels.topk import EMPTY_ID, beats_root, is_worse, reach, replace_root, \
     sorted_contains
 
 SCAN_TILE = 1024
+# the tile kinds this route scores (others raise in score_few)
+SCAN_KINDS = (KIND_FLOAT32, KIND_FLOAT16, KIND_INT8, KIND_INT4, KIND_PQ)
 FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
@@ -164,8 +166,7 @@ def prepare_users(tiles, queries, folded, user_sum, user_const, luts):
 
 
 @njit(cache=True, nogil=True)
-def score_rows(tiles, rows, user, folded, user_sum, user_const, luts, scores, decoded,
-               scratch, raw):
+def score_rows(tiles, rows, user, folded, user_sum, user_const, luts, scores, scratch, raw):
     """``scores[j]`` float32: user ``user``'s score of the table rows ``rows[j]``."""
     kind = tiles.kind
     query = folded[user]
@@ -175,30 +176,21 @@ def score_rows(tiles, rows, user, folded, user_sum, user_const, luts, scores, de
         for j in range(n_rows):
             scores[j] = _lookup_pq(tiles.bytes2d, rows[j], lut)
         return
-    if kind == KIND_FLOAT32 or kind == KIND_FLOAT16 or kind == KIND_INT8 or kind == KIND_INT4:
-        for j in range(0, n_rows, 4):
-            count = min(4, n_rows - j)
-            if kind == KIND_FLOAT32 and count == 4:
-                _dot4(tiles.float32, rows[j], rows[j + 1], rows[j + 2], rows[j + 3], query,
-                      scores, j)
-            elif kind == KIND_INT8 and count == 4:
-                _dot4(tiles.codes8, rows[j], rows[j + 1], rows[j + 2], rows[j + 3], query,
-                      scores, j)
-            elif kind == KIND_INT4 and count == 4:
-                _dot4_int4(tiles.bytes2d, rows[j], rows[j + 1], rows[j + 2], rows[j + 3], query,
-                           scores, j)
-            else:
-                _widen_rows(tiles, rows, j, count, scratch, raw)
-                # scores has room for 4 past j (SCAN_TILE is a multiple of 4)
-                _dot4(scratch, 0, 1, 2, 3, query, scores, j)
-    else:
-        decode_tile(tiles, rows, decoded)
-        for j in range(n_rows):
-            acc = np.float32(0.0)
-            for t in range(query.shape[0]):
-                acc += decoded[j, t] * query[t]
-            scores[j] = acc
-        return
+    for j in range(0, n_rows, 4):
+        count = min(4, n_rows - j)
+        if kind == KIND_FLOAT32 and count == 4:
+            _dot4(tiles.float32, rows[j], rows[j + 1], rows[j + 2], rows[j + 3], query,
+                  scores, j)
+        elif kind == KIND_INT8 and count == 4:
+            _dot4(tiles.codes8, rows[j], rows[j + 1], rows[j + 2], rows[j + 3], query,
+                  scores, j)
+        elif kind == KIND_INT4 and count == 4:
+            _dot4_int4(tiles.bytes2d, rows[j], rows[j + 1], rows[j + 2], rows[j + 3], query,
+                       scores, j)
+        else:
+            _widen_rows(tiles, rows, j, count, scratch, raw)
+            # scores has room for 4 past j (SCAN_TILE is a multiple of 4)
+            _dot4(scratch, 0, 1, 2, 3, query, scores, j)
     if kind == KIND_INT8 or kind == KIND_INT4:
         has_offset = tiles.offset.shape[0] > 0
         for j in range(n_rows):
@@ -231,7 +223,6 @@ def scan_few_worker(queries, worker, n_workers, tiles, order, remaining_norm, it
     for u in range(n_users):
         user_reach[u] = reach(queries[u])
     scores = np.empty(SCAN_TILE, np.float32)
-    decoded = np.zeros((SCAN_TILE, dim), np.float32)
     scratch = np.empty((4, dim), np.float32)
     raw = np.empty(dim, np.uint32)
     mapped = item_map.shape[0] > 0
@@ -250,8 +241,7 @@ def scan_few_worker(queries, worker, n_workers, tiles, order, remaining_norm, it
         for u in range(n_users):
             if not active[u]:
                 continue
-            score_rows(tiles, rows, u, folded, user_sum, user_const, luts, scores, decoded,
-                       scratch, raw)
+            score_rows(tiles, rows, u, folded, user_sum, user_const, luts, scores, scratch, raw)
             hs, hi = heap_scores[u], heap_ids[u]
             start, end = seen_start[u], seen_end[u]
             for j in range(rows.shape[0]):
@@ -283,8 +273,10 @@ def score_few(queries, tiles, order, remaining_norm, n_workers, item_map, seen_i
     """Top-k of a handful of float32 ``queries`` [n, d] over ``tiles`` (a
     :class:`.tiled.ItemTiles`) with ``n_workers`` threads splitting the rows; arguments as in
     :func:`.tiled.score_tiles` (``order``/``remaining_norm`` from :func:`.tiled.norm_order` or
-    :func:`.tiled.table_order`). Memory: one item tile of scratch per worker, the heaps, and
-    for PQ one lookup table per user."""
+    :func:`.tiled.table_order`). Memory: one item tile of scores per worker, the heaps, and
+    for PQ one lookup table per user. ShapeError for a tile kind not in :data:`SCAN_KINDS`."""
+    if tiles.kind not in SCAN_KINDS:
+        raise ShapeError(f"the few-users scan has no scorer for tile kind {tiles.kind}")
     n_queries, n_rows = queries.shape[0], order.shape[0]
     if n_queries == 0 or n_rows == 0:
         return
