@@ -7,9 +7,12 @@ here): the rows it stores (``table.stored``, a row-pruned table's inner one, wit
 ``item_map`` and ``fallback``), their tiles (``item_tiles``, decoded by the one tiled scorer of
 :mod:`cfprune.kernels.tiled`, which scans the rows by descending norm and stops each user exactly
 by the Cauchy-Schwarz bound), the users in the tiles' space (``scan_queries``: a PQ table's
-rotation), the batch scorer (``score_batch``: a PQ table scans batches of at most 4 users by
-lookup tables instead, in the same order with the same stop) and the int8 route
-(``int8_scorer``). Two-stage retrieval takes ``candidates`` items per user from ``model.items``
+rotation), the batch scorer (``score_batch``, the tiled GEMM) and, for calls of at most
+:data:`FEW_USERS_MAX` users (and for every call on a table that ``scans_codes_in_batches``, 4-bit
+PQ), the scan over its stored codes split by item range over the threads (``score_few``:
+:mod:`cfprune.kernels.scan`; 4-bit PQ in blocks of 32 items, :mod:`cfprune.kernels.fastscan`),
+in the norm order with the same stop when the norms are skewed and in row order when they are
+not (:func:`_code_scan_order`), and the int8 route (``int8_scorer``). Two-stage retrieval takes ``candidates`` items per user from ``model.items``
 and re-ranks them exactly with ``model.rerank`` (or the item table), by ``Table.rerank``.
 
 Serving state. The scan order (int32 per row) and the norm bound (float32 per row) are computed
@@ -42,8 +45,17 @@ from cfprune.arrays import fingerprint
 DEFAULT_BATCH_SIZE = 4096
 INT8_ROUTES = ("float", "int8")
 ROW_READINGS = ("auto", "requested", "model")
+# calls of at most this many users (after batching) take the few-users route (``Table.score_few``:
+# a scan over the stored codes split by item range) instead of the tiled GEMM
+FEW_USERS_MAX = 4
+# the few-users route keeps the norm order (and its early stop) when the norm bound at position
+# n // SKEW_POSITION is below SKEW_RATIO times the largest norm, else scans rows in plain order
+SKEW_POSITION = 4
+SKEW_RATIO = 0.5
 # per item table (weakly held): (fingerprint of its arrays, (order, remaining_norm))
 _SCAN_ORDERS = weakref.WeakKeyDictionary()
+# per item table (weakly held): (its norm order, the order a scan over its codes takes)
+_CODE_ORDERS = weakref.WeakKeyDictionary()
 _ANNOUNCED = []
 # the compile time the cold-cache notice announces (retrieval + metric kernels, 2 cores)
 COLD_COMPILE_SECONDS = 15
@@ -250,13 +262,24 @@ def _scorer(table, int8_route, n_workers):
         _announce_cold(int8_users)
     else:
         from cfprune.kernels.tiled import scan_worker
-        tiles = stored.item_tiles()
         _announce_cold(scan_worker)
-        order, remaining = _scan_order(stored)
+        norm_order = _scan_order(stored)
+        code_order = _code_scan_order(stored, norm_order)
+        made = []
+
+        def tiles():   # made on first use (a 4-bit PQ table's fast scan never unpacks its codes)
+            if not made:
+                made.append(stored.item_tiles())
+            return made[0]
 
         def scan(queries, *seen_and_heaps):
-            stored.score_batch(stored.scan_queries(queries), tiles, order, remaining, n_workers,
-                               item_map, *seen_and_heaps)
+            queries = stored.scan_queries(queries)
+            if queries.shape[0] <= FEW_USERS_MAX or stored.scans_codes_in_batches:
+                stored.score_few(queries, tiles, *code_order, n_workers, item_map,
+                                 *seen_and_heaps)
+            else:
+                stored.score_batch(queries, tiles, *norm_order, n_workers, item_map,
+                                   *seen_and_heaps)
     if table.fallback is None:
         return scan
     from cfprune.kernels.pruned import push_fallback
@@ -266,6 +289,22 @@ def _scorer(table, int8_route, n_workers):
         push_fallback(queries, table.fallback, item_map, table.n_rows, *seen_and_heaps,
                       n_workers=n_workers)
     return scan_with_fallback
+
+
+def _code_scan_order(table, norm_order):
+    """The (order, remaining_norm) a scan over ``table``'s stored codes takes: its norm order
+    ``norm_order`` when the norms are skewed enough for the early stop to pay for the gathers,
+    else the rows in order (no stop), kept with the norm order it was derived from."""
+    known = _CODE_ORDERS.get(table)
+    if known is not None and known[0] is norm_order:
+        return known[1]
+    from cfprune.kernels.tiled import table_order
+    order, remaining = norm_order
+    skewed = order.shape[0] > 0 and \
+        remaining[order.shape[0] // SKEW_POSITION] < SKEW_RATIO * remaining[0]
+    chosen = norm_order if skewed else table_order(order.shape[0])
+    _CODE_ORDERS[table] = (norm_order, chosen)
+    return chosen
 
 
 def _announce_cold(dispatcher):

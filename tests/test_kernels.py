@@ -1,13 +1,17 @@
 """Every scorer's top-k equals the brute force over the independently decoded table."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
+from cfprune.errors import ShapeError
 from cfprune.kernels.dense import ITEMS_PER_TILE
 from cfprune.kernels.int8 import quantise_queries, score_int8_int8
-from cfprune.kernels.pq import row_norms as pq_row_norms, score_pq
+from cfprune.kernels.fastscan import HAS_SHUFFLE, block_layout, score_fastscan
+from cfprune.kernels.pq import row_norms as pq_row_norms
 from cfprune.kernels.pruned import push_fallback
 from cfprune.kernels.rerank import rerank_dense, rerank_int8
+from cfprune.kernels.scan import SCAN_KINDS, score_few
 from cfprune.kernels.tiled import (csr_tiles, float16_tiles, float32_tiles, int4_tiles,
                                    int8_tiles, norm_order, pq_tiles, scan_worker, score_tiles,
                                    table_order)
@@ -22,7 +26,8 @@ EMPTY_MAP = np.empty(0, dtype=np.int32)
 @st.composite
 def problems(draw, max_items=300, max_dim=12):
     """A random retrieval problem: users, sizes, k (possibly beyond the catalogue), seen rows
-    (some empty, some full), and whether values are small integers (to force ties)."""
+    (some empty, some full), whether values are small integers (to force ties), and the route
+    (the tiled GEMM scorer or the few-users scan)."""
     n_users = draw(st.integers(1, 20))
     n_items = draw(st.integers(1, max_items))
     dim = draw(st.integers(1, max_dim))
@@ -40,7 +45,9 @@ def problems(draw, max_items=300, max_dim=12):
         else:
             size = int(rng.integers(0, n_items + 1))
             seen.append(set(rng.choice(n_items, size=size, replace=False).tolist()))
-    return dict(n_users=n_users, n_items=n_items, dim=dim, k=k, ties=ties, rng=rng, seen=seen)
+    route = draw(st.sampled_from(["tiled", "few"]))
+    return dict(n_users=n_users, n_items=n_items, dim=dim, k=k, ties=ties, rng=rng, seen=seen,
+                route=route)
 
 
 def values(p, shape):
@@ -66,15 +73,16 @@ def reference_norms(decoded):
 
 def run(tiles, queries, p, by_norm, item_map=EMPTY_MAP, heaps=None, order=None, n_workers=3,
         decoded=None):
-    """The shared tiled scorer over ``tiles`` (table rows ascending, or by descending norm of
-    ``decoded`` (the reference decode) with early stop, or the given ``(order,
-    remaining_norm)``); sorted heaps (ids, scores)."""
+    """The problem's route (the shared tiled scorer or the few-users scan) over ``tiles`` (table
+    rows ascending, or by descending norm of ``decoded`` (the reference decode) with early stop,
+    or the given ``(order, remaining_norm)``); sorted heaps (ids, scores)."""
     n_rows = len(item_map) if len(item_map) else p["n_items"]
     if order is None:
         order = norm_order(reference_norms(decoded)) if by_norm else table_order(n_rows)
     heap_scores, heap_ids = new_heaps(queries.shape[0], p["k"]) if heaps is None else heaps
-    score_tiles(queries, tiles, *order, n_workers, item_map, *seen_arrays(p["seen"]),
-                heap_scores, heap_ids)
+    scorer = score_few if p.get("route") == "few" and tiles.kind in SCAN_KINDS else score_tiles
+    scorer(queries, tiles, *order, n_workers, item_map, *seen_arrays(p["seen"]), heap_scores,
+           heap_ids)
     sort_heaps(heap_scores, heap_ids)
     return heap_ids, heap_scores
 
@@ -181,11 +189,12 @@ def test_int4(p, per_row, symmetric, by_norm):
 
 
 @SETTINGS
-@given(problems(), st.integers(1, 4), st.sampled_from([1, 4, 16, 256]), st.booleans(),
-       st.booleans(), st.booleans(), st.booleans())
-def test_pq(p, m_wanted, ksub, rotate, uneven, by_norm, lookup):
-    """Both PQ routes (lookup tables, decoded tiles), with and without rotation, even or uneven
-    sub-spaces, any ksub <= 256, by norm with early stop or in row order."""
+@given(problems(), st.integers(1, 5), st.sampled_from([1, 4, 16, 256]), st.booleans(),
+       st.booleans(), st.booleans())
+def test_pq(p, m_wanted, ksub, rotate, uneven, by_norm):
+    """PQ over decoded tiles (tiled) or lookup tables (few users), with and without rotation,
+    even or uneven sub-spaces, any ksub <= 256, by norm with early stop or in row order; codes
+    of at most 16 centroids also by the 4-bit fast scan (pair tables over blocks of 32 items)."""
     rng = p["rng"]
     m = min(m_wanted, p["dim"])
     bounds = np.linspace(0, p["dim"], m + 1).round().astype(np.int32)
@@ -205,15 +214,17 @@ def test_pq(p, m_wanted, ksub, rotate, uneven, by_norm, lookup):
     order = norm_order(reference_norms(rotated_rows)) if by_norm else table_order(p["n_items"])
     decoded = decode_pq(codes, codebooks, bounds, rotation)
     rtol = 1e-4 if rotation is None else 1e-3
-    if lookup:
-        heap_scores, heap_ids = new_heaps(q.shape[0], p["k"])
-        score_pq(rotated, codes, codebooks, bounds, *order, 2, EMPTY_MAP, *seen_arrays(p["seen"]),
-                 heap_scores, heap_ids)
-        sort_heaps(heap_scores, heap_ids)
-        ids, scores = heap_ids, heap_scores
-    else:
-        ids, scores = run(pq_tiles(codes, codebooks, bounds), rotated, p, None, order=order)
+    ids, scores = run(pq_tiles(codes, codebooks, bounds), rotated, p, None, order=order)
     check(p, q, decoded, ids, scores, rtol=rtol)
+    if ksub <= 16:
+        packed = pack_int4(codes)
+        for shuffle in sorted({False, HAS_SHUFFLE}):  # the pair tables; in-register shuffles
+            heap_scores, heap_ids = new_heaps(q.shape[0], p["k"])
+            score_fastscan(rotated, block_layout(packed, order[0]), codebooks, bounds, *order, 2,
+                           EMPTY_MAP, *seen_arrays(p["seen"]), heap_scores, heap_ids,
+                           shuffle=shuffle)
+            sort_heaps(heap_scores, heap_ids)
+            check(p, q, decoded, heap_ids, heap_scores, rtol=rtol)
 
 
 @SETTINGS
@@ -231,6 +242,14 @@ def test_sparse(p, density, index_dtype, by_norm):
     decoded = decode_csr(indptr, indices, data, p["dim"])
     ids, scores = run(csr_tiles(indptr, indices, data), q, p, by_norm, decoded=decoded)
     check(p, q, decoded, ids, scores)
+
+
+def test_few_users_scan_refuses_a_tile_kind_it_has_no_scorer_for():
+    tiles = csr_tiles(np.zeros(2, np.int64), np.empty(0, np.int32), np.empty(0, np.float32))
+    heaps = new_heaps(1, 1)
+    with pytest.raises(ShapeError, match="no scorer for tile kind"):
+        score_few(np.ones((1, 2), np.float32), tiles, *table_order(1), 1, EMPTY_MAP,
+                  *seen_arrays([set()]), *heaps)
 
 
 @SETTINGS

@@ -10,7 +10,8 @@ from threadpoolctl import threadpool_limits
 from cfprune.errors import ShapeError
 from cfprune.kernels.dense import ITEMS_PER_TILE
 from cfprune.kernels.metrics import metrics_users
-from cfprune.kernels.pq import lookup_worker
+from cfprune.kernels.fastscan import HAS_SHUFFLE, fastscan_worker, shuffle_worker
+from cfprune.kernels.scan import scan_few_worker
 from cfprune.kernels.tiled import scan_worker
 from cfprune.models.factors import FactorModel
 from cfprune.retrieval import recommend
@@ -20,7 +21,7 @@ from tests.reference_kernels import assert_topk_matches, topk_reference
 
 SETTINGS = settings(max_examples=20, deadline=None)
 STORAGES = ["dense", "fp16", "int8-row", "int8-dim", "int4-row", "int4-dim", "pq", "pq-rot",
-            "sparse", "pruned", "pruned-fallback", "pruned-int8"]
+            "pq4", "sparse", "pruned", "pruned-fallback", "pruned-int8"]
 
 
 def make_table(storage, factors, rng):
@@ -52,6 +53,8 @@ def make_table(storage, factors, rng):
         rotation = None
         if storage == "pq-rot":
             rotation = np.linalg.qr(rng.standard_normal((d, d)))[0].astype(np.float32)
+        if storage == "pq4":
+            return PQTable(PQTable.pack4(codes), codebooks, bounds, nbits=4)
         return PQTable(codes, codebooks, bounds, rotation)
     if storage == "sparse":
         sparse = factors.copy()
@@ -247,7 +250,8 @@ def test_one_signature_per_kernel_across_k_users_storages_and_threads():
     frozen.flags.writeable = False
     models = [model, FactorModel(model.users, frozen)] + [
         compress(model, spec) for spec in ("fp16", "int8", "int4", "magnitude:sparsity=0.5",
-                                           "pq:m=2", "pq:m=2,rotation=opq")]
+                                           "pq:m=2", "pq:m=2,rotation=opq",
+                                           "pq:m=3,nbits=4")]
     for m in models:
         for k in (1, 5, 12):
             for num_threads in (None, 0, 1, 3):
@@ -255,7 +259,8 @@ def test_one_signature_per_kernel_across_k_users_storages_and_threads():
                             batch_size=4)
                 m.recommend(np.arange(30), seen, k=k, num_threads=num_threads)
         evaluate(m, seen, random_seen(rng, 30, 70), ks=(1, 3), num_threads=2)
-    for kernel in (scan_worker, lookup_worker, metrics_users):
+    fastscan = shuffle_worker if HAS_SHUFFLE else fastscan_worker
+    for kernel in (scan_worker, scan_few_worker, fastscan, metrics_users):
         assert len(kernel.signatures) == 1, kernel
     assert numba.get_num_threads() == threads
 

@@ -2,11 +2,13 @@
 
 The ``d`` columns are split into ``m`` contiguous sub-spaces (sizes differ by at most one when
 ``m`` does not divide ``d``, :func:`~cfprune.tables.subspace_bounds`); each sub-space gets a
-codebook of ``ksub`` centroids learnt by k-means (scikit-learn ``KMeans``, k-means++ init,
-``n_init=1``, seed ``seed + s`` for sub-space ``s``, at most ``iterations`` Lloyd iterations) and each
-row stores one uint8 code per sub-space. Tables of more than ``train_rows`` rows are trained on a
-seeded sample of that many rows and then all encoded. A table (or training sample) of fewer rows
-than ``ksub`` gets ``ksub = n_rows`` (recorded as ``ksub_used``).
+codebook of ``ksub`` centroids learnt by k-means
+(:func:`cfprune.kernels.quantize.kmeans_subspaces`: k-means++ start seeded by ``seed + s`` for
+sub-space ``s``, at most ``iterations`` Lloyd iterations, on at most 256 rows per centroid as
+faiss does) and each row stores one uint8 code per sub-space (the nearest centroid, one pass of a
+Numba kernel over all rows). Tables of more than ``train_rows`` rows are trained on a seeded
+sample of that many rows and then all encoded. A table (or training sample) of fewer rows than
+``ksub`` gets ``ksub = n_rows`` (recorded as ``ksub_used``).
 
 ``nbits=4`` stores 4-bit codes, two sub-spaces per byte, into codebooks of at most 16 centroids
 (``ksub`` defaults to 16 then): the codebooks take ``16 d`` floats instead of ``256 d`` (at d=64,
@@ -45,7 +47,6 @@ count in ``model.nbytes``.
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -56,38 +57,26 @@ from .base import Param, TableCompressor
 from .scalar import encode_fp16, encode_int8
 
 ROW_BATCH = 8192
+# k-means learns each codebook from at most this many rows per centroid (faiss's default)
+KMEANS_POINTS_PER_CENTROID = 256
 
 
 def kmeans_codebooks(x, bounds, ksub, *, iters, seed, init=None):
-    """float32 [ksub, d]: per sub-space k-means centroids of ``x`` float32 [n, d] (n >= ksub).
-    ``init`` (float32 [ksub, d]) warm-starts every sub-space."""
-    from sklearn.cluster import KMeans  # here: parsing a pq spec must not import scikit-learn
-    from sklearn.exceptions import ConvergenceWarning
-
-    codebooks = np.empty((ksub, x.shape[1]), np.float32)
-    for s in range(len(bounds) - 1):
-        lo, hi = bounds[s], bounds[s + 1]
-        start = "k-means++" if init is None else init[:, lo:hi].astype(np.float64)
-        km = KMeans(n_clusters=ksub, init=start, n_init=1, max_iter=iters, random_state=seed + s)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            km.fit(x[:, lo:hi].astype(np.float64))
-        codebooks[:, lo:hi] = km.cluster_centers_
-    return codebooks
+    """float32 [ksub, d]: per sub-space k-means centroids of ``x`` float32 [n, d] (n >= ksub),
+    learnt on at most ``KMEANS_POINTS_PER_CENTROID * ksub`` of its rows (a seeded sample, as
+    faiss does). ``init`` (float32 [ksub, d]) warm-starts every sub-space."""
+    from ..kernels.quantize import kmeans_subspaces
+    limit = KMEANS_POINTS_PER_CENTROID * ksub
+    if x.shape[0] > limit:
+        rng = np.random.default_rng(seed)
+        x = x[np.sort(rng.choice(x.shape[0], limit, replace=False))]
+    return kmeans_subspaces(x, bounds, ksub, iters, seed, init)
 
 
 def assign_nearest(x, codebooks, bounds):
     """uint8 [n, m]: per sub-space the nearest centroid (squared L2; ties to the lower code)."""
-    n, m = x.shape[0], len(bounds) - 1
-    codes = np.empty((n, m), np.uint8)
-    for start in range(0, n, ROW_BATCH):
-        xb = x[start:start + ROW_BATCH].astype(np.float64)
-        for s in range(m):
-            lo, hi = bounds[s], bounds[s + 1]
-            c = codebooks[:, lo:hi].astype(np.float64)
-            dist = (c * c).sum(1)[None, :] - 2.0 * xb[:, lo:hi] @ c.T
-            codes[start:start + ROW_BATCH, s] = np.argmin(dist, axis=1)
-    return codes
+    from ..kernels.quantize import nearest_centroids
+    return nearest_centroids(x, codebooks, bounds)
 
 
 def decode_codes(codes, codebooks, bounds):

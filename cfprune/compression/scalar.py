@@ -38,11 +38,12 @@ FP16_MAX = float(np.finfo(np.float16).max)
 def _affine_ranges(x, axis):
     """float64 (lo, hi) per row (axis="row") or per column (axis="dim")."""
     reduce_axis = 1 if axis == "row" else 0
-    x64 = x.astype(np.float64)
     if x.shape[reduce_axis] == 0:
         n = x.shape[1 - reduce_axis]
         return np.zeros(n), np.zeros(n)
-    return x64.min(axis=reduce_axis), x64.max(axis=reduce_axis)
+    # min and max are exact in the input's dtype: widen the results, not the table
+    return (x.min(axis=reduce_axis).astype(np.float64),
+            x.max(axis=reduce_axis).astype(np.float64))
 
 
 def _broadcast(v, axis):
@@ -53,7 +54,7 @@ INT2_SHRINK = np.round(np.arange(1.0, 0.29, -0.05), 2)
 
 
 def affine_quantize(x, bits, axis, ranges=None):
-    """Affine codes of ``x`` float [n, d].
+    """Affine codes of ``x`` float32 [n, d].
 
     Returns (q int16 [n, d] in [qmin, qmax], scale float32, offset float32), with
     ``qmin = -128, qmax = 127`` for 8 bits and ``0, 2^bits - 1`` otherwise, and decode
@@ -65,9 +66,10 @@ def affine_quantize(x, bits, axis, ranges=None):
     span = hi - lo
     scale = np.where(span > 0, span / (qmax - qmin), 1.0).astype(np.float32)
     offset = (lo - qmin * scale.astype(np.float64)).astype(np.float32)
-    q = np.rint((x.astype(np.float64) - _broadcast(offset.astype(np.float64), axis))
-                / _broadcast(scale.astype(np.float64), axis))
-    q = np.clip(q, qmin, qmax).astype(np.int16)
+    from ..kernels.quantize import affine_levels
+    # one Numba pass: clip(rint((x - offset) / scale)) in float64 per element
+    q = affine_levels(x, scale.astype(np.float64), offset.astype(np.float64), axis == "row",
+                      qmin, qmax)
     return q, scale, offset
 
 

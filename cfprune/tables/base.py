@@ -240,14 +240,32 @@ class Table:
             norms[rows] = np.sqrt(np.einsum("ij,ij->i", block, block))
         return norms
 
+    # whether batches of any size take :meth:`score_few` (the scan over the stored codes)
+    # rather than the tiled GEMM of :meth:`score_batch`
+    scans_codes_in_batches = False
+
     def score_batch(self, queries, tiles, order, remaining_norm, n_workers, item_map,
                     seen_indices, seen_start, seen_end, heap_scores, heap_ids):
         """Offer every row to the heaps of one batch of ``queries`` (already through
         :meth:`scan_queries`), scanned in ``order`` with the early stop of ``remaining_norm``
-        (arguments as :func:`cfprune.kernels.tiled.score_tiles`). Default: the tiled scorer."""
+        (arguments as :func:`cfprune.kernels.tiled.score_tiles`; ``tiles``: a function that
+        returns :meth:`item_tiles`, made on first use). Default: the tiled scorer."""
         from ..kernels.tiled import score_tiles
-        score_tiles(queries, tiles, order, remaining_norm, n_workers, item_map, seen_indices,
+        score_tiles(queries, tiles(), order, remaining_norm, n_workers, item_map, seen_indices,
                     seen_start, seen_end, heap_scores, heap_ids)
+
+    def score_few(self, queries, tiles, order, remaining_norm, n_workers, item_map,
+                  *seen_and_heaps):
+        """The same for a call of a few users (``retrieval.FEW_USERS_MAX``), where no GEMM
+        pays: a scan over the stored codes split by item range over the threads
+        (:func:`cfprune.kernels.scan.score_few`) when the tiles' kind has one, else
+        :meth:`score_batch`. ``order`` is the norm order when the norms are skewed enough for
+        its early stop to pay, else the rows in order."""
+        from ..kernels.scan import SCAN_KINDS, score_few
+        if tiles().kind not in SCAN_KINDS:
+            return self.score_batch(queries, tiles, order, remaining_norm, n_workers, item_map,
+                                    *seen_and_heaps)
+        score_few(queries, tiles(), order, remaining_norm, n_workers, item_map, *seen_and_heaps)
 
     def int8_scorer(self, n_workers, item_map):
         """``scan(queries, seen_indices, seen_start, seen_end, heap_scores, heap_ids)`` scoring

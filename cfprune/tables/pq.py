@@ -8,11 +8,6 @@ from ..errors import NoFaissForm, ShapeError
 from .base import Table, check_matrix, hold, row_index
 
 
-# PQ batches of at most this many users scan the codes by lookup tables (measured: lookup
-# tables win for 1-4 users, the decoded-tile GEMM from about 16)
-LOOKUP_MAX_USERS = 4
-
-
 class PQTable(Table):
     """Arrays: ``codes`` uint8 [n, m] (``nbits=8``) or [n, ceil(m/2)] (``nbits=4``: sub-space
     2j in the low nibble of byte j, 2j+1 in the high nibble); ``codebooks`` float32 [ksub, d]
@@ -149,17 +144,34 @@ class PQTable(Table):
         from ..kernels.pq import row_norms
         return row_norms(self.unpacked_codes(), self.codebooks, self.bounds)
 
-    def score_batch(self, queries, tiles, order, remaining_norm, n_workers, item_map,
-                    *seen_and_heaps):
-        """Batches of at most :data:`LOOKUP_MAX_USERS` users scan the codes by lookup tables
-        (:func:`cfprune.kernels.pq.score_pq`), in the same order with the same stop; larger
-        ones the decoded tiles."""
-        if queries.shape[0] > LOOKUP_MAX_USERS:
-            return super().score_batch(queries, tiles, order, remaining_norm, n_workers,
-                                       item_map, *seen_and_heaps)
-        from ..kernels.pq import score_pq
-        score_pq(queries, tiles.bytes2d, self.codebooks, self.bounds, order, remaining_norm,
-                 n_workers, item_map, *seen_and_heaps)
+    @property
+    def scans_codes_in_batches(self):
+        """4-bit codes: the fast scan beats decoded tiles for batches too (measured: 200 users
+        x 200k flat items, 2 threads, 0.23 s against 0.68 s)."""
+        return self.nbits == 4
+
+    def score_few(self, queries, tiles, order, remaining_norm, n_workers, item_map,
+                  *seen_and_heaps):
+        """8-bit codes: lookup tables over the codes (the default scan); 4-bit codes: the fast
+        scan over blocks of 32 items (:func:`cfprune.kernels.fastscan.score_fastscan`), whose
+        quantised sums bound each item and only the survivors are scored exactly."""
+        if self.nbits == 8:
+            return super().score_few(queries, tiles, order, remaining_norm, n_workers, item_map,
+                                     *seen_and_heaps)
+        from ..kernels.fastscan import score_fastscan
+        score_fastscan(queries, self._blocked_codes(order), self.codebooks, self.bounds, order,
+                       remaining_norm, n_workers, item_map, *seen_and_heaps)
+
+    def _blocked_codes(self, order):
+        """The packed 4-bit codes in blocks of 32 items along ``order``
+        (:func:`cfprune.kernels.fastscan.block_layout`), kept on the table per order (the norm
+        order or the rows in order: the two a table is scanned in)."""
+        from ..kernels.fastscan import block_layout
+        cache = self.__dict__.setdefault("_blocked", {})
+        known = cache.get(id(order))
+        if known is None or known[0] is not order:
+            known = cache[id(order)] = (order, block_layout(self.codes, order))
+        return known[1]
 
     def faiss_index(self, faiss):
         """``IndexPQ(d, m, nbits)`` with the codebooks as faiss's ``[m, 2^nbits, d/m]``

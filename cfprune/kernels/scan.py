@@ -1,0 +1,297 @@
+"""The few-users route: a tight scan over the stored codes themselves, split by item range.
+
+For one user (or a handful) a GEMM has nothing to amortise: the tiled scorer of :mod:`.tiled`
+decodes every item tile into float32 scratch and multiplies a nearly empty user tile by it. This
+route instead scores the stored rows directly, one row at a time, for every user of the call:
+
+- ``float32``: a dot product over the row (vectorised by LLVM: reassociation allowed);
+- ``float16``: the bits widened in registers (sign and ``(h & 0x7fff) << 13`` as float32, times
+  2^112: exact for every finite half including subnormals), no 65536-entry lookup;
+- ``int8``: float-times-int8 with the scales folded into the user: per dimension, the user
+  ``u * scale`` and the constant ``u . offset``; per row, ``scale[r] * (u . q_r) +
+  offset[r] * sum(u)``; ``int4`` the same after unpacking the nibbles in registers;
+- ``pq`` (8-bit codes, unpacked): a lookup table ``lut[s, c] = u_s . centroid_c`` per user, one
+  addition per code.
+
+The other kinds (int2, sparse) keep the tiled scorer (:data:`SCAN_KINDS`): compiling their
+decoders into this kernel too would cost more start-up than their rare single-user calls win.
+No float32 copy of the table is made: the scratch is four rows. The positions
+``order[0:n_rows]`` are cut into tiles of :data:`SCAN_TILE` rows dealt round-robin to the
+workers (tile ``t`` to worker ``t % n_workers``); each worker keeps its own heaps (the caller's
+heaps are merged with them at the end, :func:`merge_heaps`). Early stop as in :mod:`.tiled`, at
+tile granularity: a user retires when ``reach(u) * remaining_norm[p0]`` is below the k-th best
+score of the worker's own heap (a lower bound on the merged one, so the stop stays exact). With
+the plain order (:func:`.tiled.table_order`, bound +inf) the check never fires and the tiles run
+forward through memory.
+"""
+
+import numpy as np
+from numba import njit
+
+from cfprune.errors import ShapeError
+from cfprune.kernels.pool import frozen, run_workers
+from cfprune.kernels.tiled import KIND_FLOAT16, KIND_FLOAT32, KIND_INT4, KIND_INT8, KIND_PQ
+from cfprune.kernels.topk import EMPTY_ID, beats_root, is_worse, reach, replace_root, \
+    sorted_contains
+
+SCAN_TILE = 1024
+# the tile kinds this route scores (others raise in score_few)
+SCAN_KINDS = (KIND_FLOAT32, KIND_FLOAT16, KIND_INT8, KIND_INT4, KIND_PQ)
+FAST = {"reassoc", "contract", "nsz", "arcp"}
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def _dot4(values, r0, r1, r2, r3, query, scores, j):
+    """``scores[j:j + 4]`` = the rows ``r0..r3`` of ``values`` [., d] (float32 or int8 levels)
+    dotted with ``query``: four independent sums, so the loads of four rows overlap."""
+    a0 = np.float32(0.0)
+    a1 = np.float32(0.0)
+    a2 = np.float32(0.0)
+    a3 = np.float32(0.0)
+    for t in range(query.shape[0]):
+        q = query[t]
+        a0 += np.float32(values[r0, t]) * q
+        a1 += np.float32(values[r1, t]) * q
+        a2 += np.float32(values[r2, t]) * q
+        a3 += np.float32(values[r3, t]) * q
+    scores[j] = a0
+    scores[j + 1] = a1
+    scores[j + 2] = a2
+    scores[j + 3] = a3
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def _dot4_int4(packed, r0, r1, r2, r3, query, scores, j):
+    """:func:`_dot4` over int4 levels packed two per byte (dimension 2t low, 2t + 1 high)."""
+    a0 = np.float32(0.0)
+    a1 = np.float32(0.0)
+    a2 = np.float32(0.0)
+    a3 = np.float32(0.0)
+    dim = query.shape[0]
+    for t in range(dim // 2):
+        lo, hi = query[2 * t], query[2 * t + 1]
+        b0, b1, b2, b3 = packed[r0, t], packed[r1, t], packed[r2, t], packed[r3, t]
+        a0 += np.float32(b0 & 15) * lo + np.float32(b0 >> 4) * hi
+        a1 += np.float32(b1 & 15) * lo + np.float32(b1 >> 4) * hi
+        a2 += np.float32(b2 & 15) * lo + np.float32(b2 >> 4) * hi
+        a3 += np.float32(b3 & 15) * lo + np.float32(b3 >> 4) * hi
+    if dim % 2:
+        last, t = query[dim - 1], dim // 2
+        a0 += np.float32(packed[r0, t] & 15) * last
+        a1 += np.float32(packed[r1, t] & 15) * last
+        a2 += np.float32(packed[r2, t] & 15) * last
+        a3 += np.float32(packed[r3, t] & 15) * last
+    scores[j] = a0
+    scores[j + 1] = a1
+    scores[j + 2] = a2
+    scores[j + 3] = a3
+
+
+@njit(cache=True, nogil=True)
+def _widen_rows(tiles, rows, j, count, scratch, raw):
+    """Write the stored values of the rows ``rows[j:j + count]`` as float32 into
+    ``scratch[:count]`` (float16 bits widened exactly, through ``raw`` uint32 [d]; int8/int4
+    levels before scale and offset; float32 copied), zeros in the rest of the 4 scratch rows."""
+    kind = tiles.kind
+    dim = scratch.shape[1]
+    magnitude = raw.view(np.float32)
+    for i in range(4):
+        if i >= count:
+            for t in range(dim):
+                scratch[i, t] = 0.0
+            continue
+        row = rows[j + i]
+        if kind == KIND_FLOAT32:
+            for t in range(dim):
+                scratch[i, t] = tiles.float32[row, t]
+        elif kind == KIND_FLOAT16:
+            # no fast-math in this function: the scaling by 2^112 is not reassociated
+            for t in range(dim):
+                h = np.uint32(tiles.float16_bits[row, t])
+                raw[t] = ((h & np.uint32(0x7FFF)) << np.uint32(13)) | \
+                    ((h & np.uint32(0x8000)) << np.uint32(16))
+            for t in range(dim):
+                scratch[i, t] = magnitude[t] * np.float32(5.192296858534828e33)  # 2^112
+        elif kind == KIND_INT8:
+            for t in range(dim):
+                scratch[i, t] = np.float32(tiles.codes8[row, t])
+        else:  # KIND_INT4
+            for t in range(dim // 2):
+                byte = tiles.bytes2d[row, t]
+                scratch[i, 2 * t] = np.float32(byte & 15)
+                scratch[i, 2 * t + 1] = np.float32(byte >> 4)
+            if dim % 2:
+                scratch[i, dim - 1] = np.float32(tiles.bytes2d[row, dim // 2] & 15)
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def _lookup_pq(codes, row, lut):
+    acc = np.float32(0.0)
+    for s in range(lut.shape[0]):
+        acc += lut[s, codes[row, s]]
+    return acc
+
+
+@njit(cache=True, nogil=True)
+def prepare_users(tiles, queries, folded, user_sum, user_const, luts):
+    """Per user: ``folded`` float32 [n, d] (the user with a per-dimension int8/int4 scale
+    folded in), ``user_sum`` (sum of the user, for per-row offsets), ``user_const`` (``u .
+    offset`` per dimension) and, for PQ, ``luts`` float32 [n, m, ksub]."""
+    kind = tiles.kind
+    n, dim = queries.shape
+    affine = kind == KIND_INT8 or kind == KIND_INT4
+    has_offset = tiles.offset.shape[0] > 0
+    for u in range(n):
+        total = np.float32(0.0)
+        const = np.float32(0.0)
+        for t in range(dim):
+            value = queries[u, t]
+            total += value
+            if affine and not tiles.per_row:
+                folded[u, t] = value * tiles.scale[t]
+                if has_offset:
+                    const += value * tiles.offset[t]
+            else:
+                folded[u, t] = value
+        user_sum[u] = total
+        user_const[u] = const
+        if kind == KIND_PQ:
+            bounds, codebooks = tiles.bounds, tiles.codebooks
+            for s in range(bounds.shape[0] - 1):
+                for c in range(codebooks.shape[0]):
+                    dot = np.float32(0.0)
+                    for t in range(bounds[s], bounds[s + 1]):
+                        dot += queries[u, t] * codebooks[c, t]
+                    luts[u, s, c] = dot
+
+
+@njit(cache=True, nogil=True)
+def score_rows(tiles, rows, user, folded, user_sum, user_const, luts, scores, scratch, raw):
+    """``scores[j]`` float32: user ``user``'s score of the table rows ``rows[j]``."""
+    kind = tiles.kind
+    query = folded[user]
+    n_rows = rows.shape[0]
+    if kind == KIND_PQ:
+        lut = luts[user]
+        for j in range(n_rows):
+            scores[j] = _lookup_pq(tiles.bytes2d, rows[j], lut)
+        return
+    for j in range(0, n_rows, 4):
+        count = min(4, n_rows - j)
+        if kind == KIND_FLOAT32 and count == 4:
+            _dot4(tiles.float32, rows[j], rows[j + 1], rows[j + 2], rows[j + 3], query,
+                  scores, j)
+        elif kind == KIND_INT8 and count == 4:
+            _dot4(tiles.codes8, rows[j], rows[j + 1], rows[j + 2], rows[j + 3], query,
+                  scores, j)
+        elif kind == KIND_INT4 and count == 4:
+            _dot4_int4(tiles.bytes2d, rows[j], rows[j + 1], rows[j + 2], rows[j + 3], query,
+                       scores, j)
+        else:
+            _widen_rows(tiles, rows, j, count, scratch, raw)
+            # scores has room for 4 past j (SCAN_TILE is a multiple of 4)
+            _dot4(scratch, 0, 1, 2, 3, query, scores, j)
+    if kind == KIND_INT8 or kind == KIND_INT4:
+        has_offset = tiles.offset.shape[0] > 0
+        for j in range(n_rows):
+            row = rows[j]
+            if tiles.per_row:
+                dot = tiles.scale[row] * scores[j]
+                if has_offset:
+                    dot += tiles.offset[row] * user_sum[user]
+            else:
+                dot = scores[j] + user_const[user]
+            scores[j] = dot
+
+
+@njit(cache=True, nogil=True)
+def scan_few_worker(queries, worker, n_workers, tiles, order, remaining_norm, item_map,
+                    seen_indices, seen_start, seen_end, heap_scores, heap_ids):
+    """Offer the positions of tiles ``worker, worker + n_workers, ...`` of ``order`` to this
+    worker's heaps ``heap_scores``/``heap_ids`` [n, k] (see the module docstring)."""
+    n_users, dim = queries.shape
+    n_rows = order.shape[0]
+    m = max(tiles.bounds.shape[0] - 1, 1)
+    ksub = max(tiles.codebooks.shape[0], 1)
+    folded = np.empty((n_users, dim), np.float32)
+    user_sum = np.empty(n_users, np.float32)
+    user_const = np.empty(n_users, np.float32)
+    luts = np.empty((n_users if tiles.kind == KIND_PQ else 0, m, ksub), np.float32)
+    prepare_users(tiles, queries, folded, user_sum, user_const, luts)
+    user_reach = np.empty(n_users, np.float64)
+    active = np.ones(n_users, np.bool_)
+    for u in range(n_users):
+        user_reach[u] = reach(queries[u])
+    scores = np.empty(SCAN_TILE, np.float32)
+    scratch = np.empty((4, dim), np.float32)
+    raw = np.empty(dim, np.uint32)
+    mapped = item_map.shape[0] > 0
+    n_tiles = (n_rows + SCAN_TILE - 1) // SCAN_TILE
+    for tile in range(worker, n_tiles, n_workers):
+        p0 = tile * SCAN_TILE
+        bound = np.float64(remaining_norm[p0])
+        n_active = 0
+        for u in range(n_users):
+            if active[u] and user_reach[u] * bound < heap_scores[u, 0]:
+                active[u] = False
+            n_active += active[u]
+        if n_active == 0:
+            break
+        rows = order[p0:min(n_rows, p0 + SCAN_TILE)]
+        for u in range(n_users):
+            if not active[u]:
+                continue
+            score_rows(tiles, rows, u, folded, user_sum, user_const, luts, scores, scratch, raw)
+            hs, hi = heap_scores[u], heap_ids[u]
+            start, end = seen_start[u], seen_end[u]
+            for j in range(rows.shape[0]):
+                score = scores[j]
+                if score < hs[0]:
+                    continue
+                item = item_map[rows[j]] if mapped else rows[j]
+                if beats_root(hs, hi, score, item) and \
+                        not sorted_contains(seen_indices, start, end, item):
+                    replace_root(hs, hi, score, item)
+
+
+@njit(cache=True, nogil=True)
+def merge_heaps(worker_scores, worker_ids, heap_scores, heap_ids):
+    """Offer every entry of the workers' heaps float32/int32 [w, n, k] to the heaps [n, k]."""
+    for w in range(worker_scores.shape[0]):
+        for u in range(heap_scores.shape[0]):
+            for j in range(worker_scores.shape[2]):
+                item = worker_ids[w, u, j]
+                if item == EMPTY_ID:
+                    continue
+                score = worker_scores[w, u, j]
+                if is_worse(heap_scores[u, 0], heap_ids[u, 0], score, item):
+                    replace_root(heap_scores[u], heap_ids[u], score, item)
+
+
+def score_few(queries, tiles, order, remaining_norm, n_workers, item_map, seen_indices,
+              seen_start, seen_end, heap_scores, heap_ids):
+    """Top-k of a handful of float32 ``queries`` [n, d] over ``tiles`` (a
+    :class:`.tiled.ItemTiles`) with ``n_workers`` threads splitting the rows; arguments as in
+    :func:`.tiled.score_tiles` (``order``/``remaining_norm`` from :func:`.tiled.norm_order` or
+    :func:`.tiled.table_order`). Memory: one item tile of scores per worker, the heaps, and
+    for PQ one lookup table per user. ShapeError for a tile kind not in :data:`SCAN_KINDS`."""
+    if tiles.kind not in SCAN_KINDS:
+        raise ShapeError(f"the few-users scan has no scorer for tile kind {tiles.kind}")
+    n_queries, n_rows = queries.shape[0], order.shape[0]
+    if n_queries == 0 or n_rows == 0:
+        return
+    n_tiles = (n_rows + SCAN_TILE - 1) // SCAN_TILE
+    n_workers = max(1, min(int(n_workers), n_tiles))
+    k = heap_scores.shape[1]
+    worker_scores = np.full((n_workers, n_queries, k), -np.inf, np.float32)
+    worker_ids = np.full((n_workers, n_queries, k), EMPTY_ID, np.int32)
+    args = (frozen(queries, np.float32), tiles, frozen(order, np.int32),
+            frozen(remaining_norm, np.float32), frozen(item_map, np.int32),
+            frozen(seen_indices, np.int32), frozen(seen_start, np.int64),
+            frozen(seen_end, np.int64))
+
+    def work(worker):
+        scan_few_worker(args[0], worker, n_workers, *args[1:], worker_scores[worker],
+                        worker_ids[worker])
+    run_workers(work, n_workers)
+    merge_heaps(worker_scores, worker_ids, heap_scores, heap_ids)
