@@ -120,17 +120,21 @@ class LowRank(Compressor):
                             f"takes {arrays['map'].shape[0]}")
         return DenseTable((x @ arrays["map"]).astype(np.float32))
 
-    def plan_table(self, plan, n_users=None):
-        """The item table's plan (see :meth:`Compressor.plan_table`): dense float32 of the rank
-        used, which the singular values bound: at most the stored item rows (modes joint and
-        items) and the ``n_users`` user rows (joint and users; None: not limiting). A
-        row-pruned plan keeps its wrapper."""
+    def plan_table(self, plan, n_users=None, side="items", n_items=None):
+        """The ``side`` table's plan (see :meth:`Compressor.plan_table`): dense float32 of the
+        rank used, which the singular values bound: at most the stored item rows (modes joint
+        and items) and the user rows (joint and users). For ``side="items"`` the item rows are
+        ``plan``'s stored rows and ``n_users`` the user rows; for ``side="users"`` the user rows
+        are ``plan``'s and ``n_items`` the stored item rows (None: not limiting). A row-pruned
+        plan keeps its wrapper."""
         if self.rank > plan.dim:
             raise SpecError(f"lowrank: rank={self.rank} exceeds the model dimension {plan.dim}")
         rows = plan.stored
+        item_rows, user_rows = (rows.n_rows, n_users) if side == "items" else \
+            (n_items, rows.n_rows)
         rank = self.rank
-        if self.mode in ("joint", "items"):
-            rank = min(rank, rows.n_rows)
-        if self.mode in ("joint", "users") and n_users is not None:
-            rank = min(rank, int(n_users))
+        if self.mode in ("joint", "items") and item_rows is not None:
+            rank = min(rank, int(item_rows))
+        if self.mode in ("joint", "users") and user_rows is not None:
+            rank = min(rank, int(user_rows))
         return plan.with_stored(DenseTable.plan(rows.n_rows, rank))

@@ -163,11 +163,11 @@ class PruneRows(TableCompressor):
                 hi = mid - 1
         return lo
 
-    def plan_table(self, plan, kept=None):
-        """The pruned item table's plan (see :meth:`Compressor.plan_table`): the kept rows in
+    def plan_table(self, plan, kept=None, side="items"):
+        """The pruned ``side`` table's plan (see :meth:`Compressor.plan_table`): the kept rows in
         the storage they had. ``kept``: how many rows by=reach keeps (what the caller measured
         with :func:`reach_counts`; by=norm|popularity derive it from ``keep``)."""
-        if "items" not in self.sides():
+        if side not in self.sides():
             return plan
         rows = plan.stored
         if self.by in ("norm", "popularity"):
@@ -176,7 +176,7 @@ class PruneRows(TableCompressor):
             raise SpecError(f"{self.spec_string()}: how many rows it keeps is known only when "
                             f"fitted (by=reach: pass kept=)")
         return PrunedTable.plan(plan.n_rows, plan.dim, inner=rows.replace(n_rows=int(kept)),
-                                fallback=self._fallback_rule("items") != "none")
+                                fallback=self._fallback_rule(side) != "none")
 
 
 def reach_counts(model, interactions, k):
