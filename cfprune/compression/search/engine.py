@@ -64,7 +64,8 @@ from tqdm.auto import tqdm
 from ...errors import DataError, SpecError
 from ...interactions import Interactions, as_csr
 from ..pipeline import Pipeline
-from ..rows import PruneRows, reach_counts
+from ..lowrank import shared_user_factorisation
+from ..rows import PruneRows, reach_counts, shared_reach_lists
 from ..spec import format_spec
 from .bytes import SIDES, planned_bytes, serving_bytes
 from .results import Candidate, SearchResult, TargetNotMet
@@ -428,14 +429,19 @@ class TargetSearch:
     # the whole search -----------------------------------------------------------------------------
     def run(self, model, interactions, valid=None, valid_fraction=0.1):
         """SearchResult of the search on ``model`` (see :func:`search`); raises TargetNotMet
-        (with ``.result``) when no candidate passes."""
+        (with ``.result``) when no candidate passes. The reach lists of each model are ranked
+        once, at the largest reach cut-off, for the chains and every reach pruning fitted
+        (:func:`~cfprune.compression.rows.shared_reach_lists`), and the users of each model are
+        factorised once for every joint low rank
+        (:func:`~cfprune.compression.lowrank.shared_user_factorisation`)."""
         self.start = start = time.perf_counter()
         owned = False
         if self.scheduler is not None:
             from ...distributed import connect
             self.client, owned = connect(self.scheduler)
         try:
-            return self._run(model, interactions, valid, valid_fraction, start)
+            with shared_reach_lists(), shared_user_factorisation():
+                return self._run(model, interactions, valid, valid_fraction, start)
         finally:
             if owned:
                 self.client.close()
