@@ -41,6 +41,20 @@
    still win. Fitted prefixes (pruned, pruned then low-rank models) are cached and shared by
    every tail that starts with them.
 
+5. at scale: the figures are over at most ``sample_users`` validation users (a seeded uniform
+   sample; the paired standard error over the sample is the sampling error, so the lower bound
+   counts it), and with more validation users than that every candidate is first evaluated on a
+   nested sample of 1/8 of them: one whose 99% upper bound of a per-user target misses its share
+   there stops (``screened``); it can pass only on the whole sample. With fewer validation users
+   than ``sample_users`` (MovieLens) the search is the exhaustive one above, figure for figure.
+   The reach lists of a model are ranked once for every reach cut-off, and a model's users are
+   factorised once for every joint low rank. With ``scheduler`` the evaluations run on a Dask
+   cluster through :func:`cfprune.distributed.evaluate_distributed` (same blocks, same
+   combination: the same figures);
+6. ``side="both"``: every pipeline may end with a per-row user quantiser
+   (:func:`~cfprune.compression.search.space.user_quantisers`; one that fails alone is not tried
+   further), and the objective is the bytes of the whole model returned.
+
 With ``budget_bytes`` instead, the candidates must fit in that many serving bytes and meet the
 targets that have a threshold, and the pick maximises the first target's metric (along a chain,
 the level that keeps most rows within the budget).
