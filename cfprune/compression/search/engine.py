@@ -288,9 +288,22 @@ class TargetSearch:
 
     # one candidate --------------------------------------------------------------------------------
     def fitted(self, steps):
-        """The model validated compressed by ``steps``, reusing the longest fitted prefix."""
+        """The model validated compressed by ``steps``, reusing the longest fitted prefix.
+
+        A user-side last step (``side="both"``) compresses the user table alone, so its table
+        is made once per user table it starts from and put in place of that prefix's users:
+        the same table fitting it again would make (the model's records are not this pipeline's,
+        so the pick is fitted again in :meth:`run`)."""
+        if steps and getattr(steps[-1], "table", None) == "users":
+            base = self.fitted(steps[:-1]) if len(steps) > 1 else self.model
+            key = (steps[-1].spec_string(), id(base.users))
+            if key not in self.user_tables:   # holding the table keeps its id from reuse
+                compressed = Pipeline([steps[-1]]).fit(base, self.fit.matrix)
+                self.user_tables[key] = (base.users, compressed.users)
+                return compressed
+            return base.replace(users=self.user_tables[key][1])
         keys = [s.spec_string() for s in steps]
-        for cut in range(len(steps) - 1, 0, -1):
+        for cut in range(len(steps), 0, -1):
             if tuple(keys[:cut]) in self.prefixes:
                 base = self.prefixes[tuple(keys[:cut])]
                 break
@@ -298,8 +311,7 @@ class TargetSearch:
             base, cut = self.model, 0
         for i in range(cut, len(steps)):
             base = Pipeline([steps[i]]).fit(base, self.fit.matrix)
-            if i < len(steps) - 1:
-                self.prefixes[tuple(keys[:i + 1])] = base
+            self.prefixes[tuple(keys[:i + 1])] = base
         return base
 
     def judge(self, result, base_result, base_metrics):
@@ -467,6 +479,7 @@ class TargetSearch:
         self.screen_metrics = None if self.screen_base is None else \
             self.figures(self.screen_base)
         self.candidates_evaluated, self.prefixes, self.cache = [], {}, {}
+        self.user_tables = {}
         self.best = self.best_steps = self.best_model = None
         self.n_skipped = 0
         self.bar = tqdm(desc="search", unit="cand", disable=self.show_progress is False or
@@ -490,7 +503,8 @@ class TargetSearch:
                 f"{', '.join(str(t) for t in self.targets)}"
                 + ("" if self.budget_bytes is None else f" within {self.budget_bytes:,} bytes")
                 + " on the validation part; keep the uncompressed model", result)
-        if self.refit:   # the validated steps, applied to the model given, with all its data
+        if self.refit or self.side == "both":
+            # the validated steps, applied to the model given, with all its data
             result.model = Pipeline(self.best_steps).fit(self.original, self.data)
         result.model_bytes = serving_bytes(result.model, "both")
         result.seconds = time.perf_counter() - start
