@@ -45,15 +45,15 @@ import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm.auto import tqdm
-
 from .errors import DataError, ShapeError
 from .interactions import as_csr
 from .kernels import metrics as mk
 from .kernels.pool import thread_count
 from .metric_names import METRICS
+from .progress import Progress
 
 DEFAULT_BATCH_SIZE = 2048
+PROGRESS_INTERVAL = 10.0  # seconds between two progress lines off a terminal
 _NO_BASELINE = np.zeros((0, 0), dtype=np.int32)
 
 # per-user metric name -> row of the kernel's value array
@@ -245,7 +245,8 @@ def evaluate(model, train, test, ks=(10, 20, 50), *, batch_size=None, num_thread
     users : int array or None
         Evaluate only these users (those of them with a test item).
     show_progress : bool or None
-        tqdm progress bar; None shows it on a terminal only.
+        False: silent; otherwise a tqdm bar on a terminal and, off one, a line at most every
+        :data:`PROGRESS_INTERVAL` seconds (:class:`cfprune.progress.Progress`).
     keep_ranked : bool
         Keep every evaluated user's top-``max(ks)`` ids in ``result.ranked``.
 
@@ -259,12 +260,12 @@ def evaluate(model, train, test, ks=(10, 20, 50), *, batch_size=None, num_thread
     blocks = user_blocks(plan.users, DEFAULT_BATCH_SIZE if batch_size is None else batch_size)
 
     def states():
-        with tqdm(total=plan.users.size, disable=_disable(show_progress), desc="evaluate",
-                  unit="user") as progress:
+        with Progress("evaluate", plan.users.size, unit="user", show=show_progress,
+                      min_interval=PROGRESS_INTERVAL) as progress:
             for block in blocks:
                 yield evaluate_block(model, train_csr, plan, block, baseline=baseline,
                                      num_threads=num_threads)
-                progress.update(block.size)
+                progress.step("users", n=block.size)
 
     return summarise(states(), plan)
 
@@ -485,7 +486,3 @@ def _stored_lists(baseline, batch):
     lists = np.full((batch.size, baseline.ranked.shape[1]), -1, dtype=np.int32)
     lists[found] = baseline.ranked[pos[found]]
     return lists
-
-
-def _disable(show_progress):
-    return None if show_progress is None else not show_progress

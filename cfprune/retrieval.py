@@ -30,7 +30,6 @@ from __future__ import annotations
 import numbers
 import sys
 import weakref
-import zlib
 from importlib import import_module
 
 import numpy as np
@@ -38,7 +37,7 @@ import numpy as np
 from cfprune.errors import ShapeError
 from cfprune.interactions import as_csr
 from cfprune.kernels.pool import thread_count
-from cfprune.tables.base import read_only_throughout
+from cfprune.arrays import fingerprint
 
 DEFAULT_BATCH_SIZE = 4096
 INT8_ROUTES = ("float", "int8")
@@ -101,8 +100,8 @@ def recommend(model, users, user_items, k=10, filter_seen=True, candidates=None,
         raise ShapeError(f"int8_route={int8_route!r}; expected one of {INT8_ROUTES}")
     if user_items_rows not in ROW_READINGS:
         raise ShapeError(f"user_items_rows={user_items_rows!r}; expected one of {ROW_READINGS}")
-    seen_indices, seen_start, seen_end = _seen_rows(user_items, rows, model, filter_seen,
-                                                    user_items_rows)
+    history = _history(user_items, rows, model, user_items_rows)
+    seen_indices, seen_start, seen_end = _seen_rows(history, rows.shape[0], filter_seen)
     n_candidates = _candidate_count(model, candidates, k)
 
     n_workers = thread_count(num_threads)
@@ -113,7 +112,7 @@ def recommend(model, users, user_items, k=10, filter_seen=True, candidates=None,
         for first in range(0, rows.shape[0], batch_size):
             stop = min(rows.shape[0], first + batch_size)
             batch = rows[first:stop]
-            queries = _decode_users(model, batch)
+            queries = _decode_users(model, batch, _history_batch(history, first, stop))
             seen = (seen_indices, seen_start[first:stop], seen_end[first:stop])
             if n_candidates is None:
                 heap_scores, heap_ids = _scan(scorer, queries, k, seen)
@@ -149,16 +148,12 @@ def _user_rows(users, n_users):
     return arr.astype(np.int64)
 
 
-def _seen_rows(user_items, rows, model, filter_seen, reading="auto"):
-    """(indices int32 [nnz], start int64 [n], end int64 [n]): each query's sorted seen items."""
-    n = rows.shape[0]
-    empty = (np.empty(0, dtype=np.int32), np.zeros(n, dtype=np.int64),
-             np.zeros(n, dtype=np.int64))
-    if not filter_seen:
-        return empty
+def _history(user_items, rows, model, reading="auto"):
+    """(CSR [n_rows, n_items], lookup int64 [n]: the CSR row of each query), or None when
+    ``user_items`` is None; ShapeError when its rows cannot be read against ``rows``."""
     if user_items is None:
-        raise ShapeError("filter_seen=True needs user_items (the users' known items); pass "
-                         "filter_seen=False to rank every item")
+        return None
+    n = rows.shape[0]
     csr = as_csr(user_items, "user_items")
     n_rows, n_cols = csr.shape
     if n_cols != model.n_items:
@@ -181,9 +176,30 @@ def _seen_rows(user_items, rows, model, filter_seen, reading="auto"):
     else:
         raise ShapeError(f"user_items has {n_rows} rows; expected one per requested user ({n}) "
                          f"or one per model user ({model.n_users})")
+    return csr, lookup
+
+
+def _seen_rows(history, n, filter_seen):
+    """(indices int32 [nnz], start int64 [n], end int64 [n]): each query's sorted seen items."""
+    empty = (np.empty(0, dtype=np.int32), np.zeros(n, dtype=np.int64),
+             np.zeros(n, dtype=np.int64))
+    if not filter_seen:
+        return empty
+    if history is None:
+        raise ShapeError("filter_seen=True needs user_items (the users' known items); pass "
+                         "filter_seen=False to rank every item")
+    csr, lookup = history
     indptr = csr.indptr.astype(np.int64, copy=False)
     return (np.ascontiguousarray(csr.indices, dtype=np.int32), indptr[lookup],
             indptr[lookup + 1])
+
+
+def _history_batch(history, first, stop):
+    """CSR [stop - first, n_items]: the history rows of queries ``first:stop``, or None."""
+    if history is None:
+        return None
+    csr, lookup = history
+    return csr[lookup[first:stop]]
 
 
 def _candidate_count(model, candidates, k):
@@ -196,9 +212,11 @@ def _candidate_count(model, candidates, k):
     return max(k, positive_int(candidates, "candidates"))
 
 
-def _decode_users(model, rows):
-    """float32 [n, d] C-contiguous user vectors; ShapeError naming rows with NaN/Inf."""
-    queries = np.ascontiguousarray(model.users.decode(rows), dtype=np.float32)
+def _decode_users(model, rows, user_items):
+    """float32 [n, d] C-contiguous user vectors (``Table.query_vectors``: decoded, or folded in
+    from ``user_items``, the rows' history CSR or None); ShapeError naming rows with NaN/Inf."""
+    queries = np.ascontiguousarray(model.users.query_vectors(rows, user_items, model.items),
+                                   dtype=np.float32)
     finite = np.isfinite(queries).all(axis=1)
     if not finite.all():
         bad = rows[~finite]
@@ -275,15 +293,6 @@ def is_cold(dispatcher):
         return True
 
 
-def _fingerprint(arrays):
-    """What the scan order of a table's arrays is valid for: their identities, and for every
-    array not read-only down to its memory, a CRC-32 of its bytes."""
-    marks = []
-    for array in arrays:
-        marks.append(id(array))
-        if not read_only_throughout(array):
-            marks.append(zlib.crc32(memoryview(np.ascontiguousarray(array)).cast("B")))
-    return tuple(marks)
 
 
 def _scan_order(table):
@@ -292,7 +301,7 @@ def _scan_order(table):
     and contents."""
     from cfprune.kernels.tiled import norm_order
     arrays = tuple(table.arrays().values())
-    mark = _fingerprint(arrays)
+    mark = fingerprint(arrays)
     known = _SCAN_ORDERS.get(table)
     if known is not None and known[0] == mark and all(
             a is b for a, b in zip(known[1], arrays)):

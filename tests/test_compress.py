@@ -627,3 +627,16 @@ def test_reach_pruning_parameters_checked():
         parse_spec("prune-rows:by=reach,table=users")
     with pytest.raises(DataError, match="needs the training interactions"):
         compress(random_model(), "prune-rows:by=reach,k=5")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 40), st.integers(0, 45), st.booleans(),
+       st.integers(0, 2**32 - 1))
+def test_topk_ids_equals_a_stable_full_sort(n, m, k, ties, seed):
+    """The partitioned top-k of ``axis=auto``'s overlap equals NumPy's stable argsort, ties
+    (small integer scores) to the lower id."""
+    from cfprune.compression.scalar import topk_ids
+    rng = np.random.default_rng(seed)
+    scores = (rng.integers(0, 4, (n, m)) if ties else rng.normal(size=(n, m))).astype(np.float32)
+    expected = np.argsort(-scores, axis=1, kind="stable")[:, :min(k, m)]
+    np.testing.assert_array_equal(topk_ids(scores, k), expected)

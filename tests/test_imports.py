@@ -31,7 +31,8 @@ REPO = PACKAGE_DIR.parent
 # specific name wins), except the root package ``cfprune`` (``cfprune/__init__.py``, the lazy
 # public face, whose ``__version__`` the report reads), which stands for itself alone.
 LAYERS = [
-    ("base", ["cfprune.errors", "cfprune.arrays", "cfprune.io", "cfprune.metric_names"]),
+    ("base", ["cfprune.errors", "cfprune.arrays", "cfprune.io", "cfprune.metric_names",
+              "cfprune.progress"]),
     ("kernels", ["cfprune.kernels"]),
     ("tables", ["cfprune.tables"]),
     ("data", ["cfprune.interactions", "cfprune.splits", "cfprune.datasets"]),

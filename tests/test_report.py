@@ -12,6 +12,7 @@ from cfprune import Interactions
 from cfprune.errors import SpecError
 from cfprune.report import Grid, run_report
 from cfprune.report import baseline as baseline_module
+from cfprune.report.scale import ScaleRule, halving_rungs, sampled_users
 from cfprune.report.summary import best_per_budget, holm, pareto_front, smallest_within
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -310,3 +311,69 @@ def test_decision_helpers_against_brute_force():
             stop = stop or pvalues[i] > 0.05 / (n - rank)
             expect[i] = not stop
         assert rejected == expect
+
+
+SMALL_SCALE = ScaleRule(sample_beyond_users=100, eval_users=60, throughput_users=50,
+                        halving_eta=2, min_rung_users=50)
+
+
+def test_halving_schedule():
+    rule = ScaleRule()
+    assert halving_rungs(12, 6_040, rule) == [(6_040, 12)]            # MovieLens: one rung
+    assert halving_rungs(12, 200_000, rule) == [(22_223, 12), (66_667, 4), (200_000, 2)]
+    assert halving_rungs(4, 200_000, rule) == [(22_223, 4), (66_667, 2), (200_000, 1)]
+    assert halving_rungs(4, 200_000, rule, single_last=False) == [(22_223, 4), (66_667, 2)]
+    assert halving_rungs(2, 1_000_000, rule) == [(333_334, 2), (1_000_000, 1)]
+    assert halving_rungs(2, 1_000_000, rule, single_last=False) == [(333_334, 2)]
+    assert halving_rungs(1, 1_000_000, rule, single_last=False) == []
+    assert halving_rungs(1, 6_040, rule, single_last=False) == [(6_040, 1)]    # MovieLens
+
+
+def test_user_samples_are_seeded_subsets_of_the_users_with_items(data):
+    small = sampled_users(data, ScaleRule(), 0, "test")
+    assert small is None                                  # below the rule: every user
+    users = sampled_users(data, SMALL_SCALE, 0, "test")
+    assert users.size == 60 and np.all(np.diff(users) > 0)
+    assert np.all(np.diff(data.matrix.indptr)[users] > 0)
+    assert np.array_equal(users, sampled_users(data, SMALL_SCALE, 0, "test"))
+    assert not np.array_equal(users, sampled_users(data, SMALL_SCALE, 1, "test"))
+    assert not np.array_equal(users, sampled_users(data, SMALL_SCALE, 0, "valid"))
+
+
+def test_report_at_scale_samples_users_and_halves_the_grid(tmp_path, data):
+    lines = []
+    report = run_report(data, tmp_path, methods=METHODS[:2], seed=3, num_threads=2,
+                        grid=SMALL_GRID, n_resamples=100, repeats=1, log=lines.append,
+                        scale=SMALL_SCALE)
+    scale = report["scale"]
+    assert scale["sampled"] and scale["n_valid_users"] == 60 and scale["n_timed_users"] == 50
+    assert report["baseline"]["n_test_users"] == report["split"]["n_test_users"] == 60
+    assert report["bpr_baseline"]["n_test_users"] == 60
+    # the rows are measured on the baseline's sampled users: the paired mean change is the
+    # difference of the means
+    for row in report["rows"]:
+        assert row["delta"]["recall@20"]["diff"] == pytest.approx(
+            row["metrics"]["recall@20"] - report["baseline"]["metrics"]["recall@20"], abs=1e-12)
+    # successive halving, recomputed from the recorded results: 4 points on 60 users, the best
+    # 2 on 120, the best 1 on every user; the chosen point is the best of the last rung
+    results = report["baseline"]["tuning"]["results"]
+    assert [(r["rung"], r["n_users"]) for r in results] == \
+        [(0, 60)] * 4 + [(1, 120)] * 2 + [(2, 240)]
+    for rung, keep in ((1, 2), (2, 1)):
+        before = [r for r in results if r["rung"] == rung - 1]
+        ranked = sorted(before, key=lambda r: -r["recall@20"])[:keep]
+        survivors = {(r["factors"], r["regularization"]) for r in ranked}
+        assert {(r["factors"], r["regularization"]) for r in results if r["rung"] == rung} \
+            == survivors
+    best = report["baseline"]["tuning"]["best"]
+    assert (results[-1]["factors"], results[-1]["regularization"]) == \
+        (best["factors"], best["regularization"])
+    bpr = report["bpr_baseline"]
+    assert bpr["tuning"]["results"] == []       # one point: nothing to choose, no rung trained
+    assert (bpr["params"]["learning_rate"], bpr["params"]["iterations"]) == (0.01, 20)
+    assert bpr["params"]["threads"] == 2           # BPR on every thread given (not one)
+    text = (tmp_path / "report.md").read_text()
+    assert "Scale: With 240 users (more than 100)" in text and "users trained on" in text
+    assert f"BPR ({bpr['params']['factors']} factors): one grid point (learning_rate 0.01, " \
+        f"iterations 20)" in text
+    assert report["summary"]["search"]["n_candidates"] >= 1

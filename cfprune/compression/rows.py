@@ -187,7 +187,8 @@ _REACH_MEMO = []   # stack of dicts {pair key: (model, interactions, ids)}
 def reach_counts(model, interactions, k):
     """int64 [n_items]: in how many top-``k`` lists of ``model`` each item appears, over the
     users with at least one interaction in ``interactions`` (CSR [n_users, n_items], their seen
-    items filtered).
+    items filtered). The users are those the model serves: a folded user table
+    (``fold-users``) folds them in from ``interactions`` against the current item table.
 
     Inside :func:`shared_reach_lists` the lists of a model and interactions are ranked once, at
     the largest ``k`` asked, and every smaller ``k`` counts their first ``k`` entries (the same

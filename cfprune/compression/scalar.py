@@ -154,8 +154,16 @@ def quantize_fitted(x, bits, scale, offset):
 def topk_ids(scores, k):
     """int64 [n, k]: per row the ids of the k largest scores, ties to the lower id, best first."""
     k = min(k, scores.shape[1])
-    ids = np.argsort(-scores, axis=1, kind="stable")
-    return ids[:, :k]
+    if k == 0:
+        return np.empty((scores.shape[0], 0), np.int64)
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    values = np.take_along_axis(scores, part, axis=1)
+    ids = np.take_along_axis(part, np.lexsort((part, -values), axis=1), axis=1).astype(np.int64)
+    # rows with a tie across the k-th place: the partition may hold a higher id of the tie
+    tied = np.flatnonzero((scores >= values.min(axis=1)[:, None]).sum(axis=1) > k)
+    if tied.size:
+        ids[tied] = np.argsort(-scores[tied], axis=1, kind="stable")[:, :k]
+    return ids
 
 
 def ranking_overlap(users_ref, items_ref, users_var, items_var, k, valid=None):

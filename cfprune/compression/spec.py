@@ -29,6 +29,7 @@ METHODS = {
     "int2": ("cfprune.compression.scalar", "Int2"),
     "pq": ("cfprune.compression.pq", "ProductQuantization"),
     "distill": ("cfprune.compression.distill", "Distill"),
+    "fold-users": ("cfprune.compression.fold", "FoldUsers"),
 }
 
 

@@ -14,7 +14,8 @@ def fold_in_users(item_factors, user_items, regularization, alpha=1.0):
     For user u with items I and confidences ``c = alpha * r`` (``implicit``'s convention) this is
     the exact minimiser of the implicit-ALS loss (Hu, Koren and Volinsky 2008):
     ``(V^T V + V_I^T diag(c - 1) V_I + reg I) x = V_I^T c``, the step ``implicit``'s
-    ``recalculate_user`` takes.
+    ``recalculate_user`` takes (solved in batches by :mod:`cfprune.kernels.foldin`, the one
+    fold-in of the package, which :class:`~cfprune.tables.folded.FoldedUsers` serves with).
 
     Parameters
     ----------
@@ -28,20 +29,11 @@ def fold_in_users(item_factors, user_items, regularization, alpha=1.0):
     -------
     float32 [n_users, dim]
     """
-    V = np.asarray(item_factors, dtype=np.float64)
-    m = sp.csr_matrix(user_items, dtype=np.float64)
+    from ..kernels.foldin import item_gram, solve_users
+    V = np.ascontiguousarray(item_factors, dtype=np.float32)
+    m = sp.csr_matrix(user_items, dtype=np.float32)
     if m.shape[1] != V.shape[0]:
         raise ShapeError(f"user_items has {m.shape[1]} item columns but the model has "
                          f"{V.shape[0]} items")
-    gram = V.T @ V + regularization * np.eye(V.shape[1])
-    out = np.zeros((m.shape[0], V.shape[1]), np.float32)
-    for u in range(m.shape[0]):
-        lo, hi = m.indptr[u], m.indptr[u + 1]
-        if lo == hi:
-            continue
-        items = m.indices[lo:hi]
-        conf = alpha * m.data[lo:hi]
-        Vi = V[items]
-        a = gram + (Vi.T * (conf - 1.0)) @ Vi
-        out[u] = np.linalg.solve(a, Vi.T @ conf)
-    return out
+    gram = item_gram([V], V.shape[1], regularization)
+    return solve_users(gram, V, m.indptr, m.indices, float(alpha) * m.data)

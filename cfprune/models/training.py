@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from types import MappingProxyType
 
 import numpy as np
@@ -10,6 +9,7 @@ from threadpoolctl import threadpool_limits
 
 from ..errors import DataError, TrainingError
 from ..interactions import Interactions, as_csr
+from ..progress import Progress, on_terminal
 
 # the training defaults, one record: the keyword defaults of train_als and train_bpr, the values
 # `cfprune train --help` shows, the report's fixed settings and the parameters the target search
@@ -41,11 +41,18 @@ def new_implicit_model(cls, *args, **kwargs):
 
 def fit_implicit(model, matrix, show_progress):
     """Fit an ``implicit`` CPU model on a users x items CSR with BLAS pinned to one thread (the
-    ``implicit`` solvers parallelise themselves)."""
+    ``implicit`` solvers parallelise themselves). ``show_progress`` (:func:`progress_default`):
+    True shows ``implicit``'s bar, None a line per iteration when stderr is not a terminal
+    (:class:`cfprune.progress.Progress`), False nothing."""
     from implicit.recommender_base import ModelFitError
+    name = {"AlternatingLeastSquares": "ALS", "BayesianPersonalizedRanking": "BPR"}.get(
+        type(model).__name__, type(model).__name__)
+    lines = Progress(f"train {name}", model.iterations, unit="iteration",
+                     show=None if show_progress is None else False)
+    callback = (lambda *_: lines.step()) if lines.mode == "lines" else None
     try:
         with threadpool_limits(limits=1, user_api="blas"):
-            model.fit(matrix, show_progress=bool(show_progress))
+            model.fit(matrix, show_progress=bool(show_progress), callback=callback)
     except ModelFitError as e:
         raise TrainingError(f"{type(model).__name__} training diverged ({e}); lower the learning "
                             f"rate or raise the regularisation") from None
@@ -53,9 +60,10 @@ def fit_implicit(model, matrix, show_progress):
 
 
 def progress_default(show_progress):
-    """tqdm's convention: None means 'only on a terminal'."""
+    """What :func:`fit_implicit` shows: None (the default) is ``implicit``'s bar on a terminal
+    (True) and per-iteration lines otherwise (None); a bool is kept."""
     if show_progress is None:
-        return sys.stderr.isatty()
+        return True if on_terminal() else None
     return bool(show_progress)
 
 

@@ -149,13 +149,23 @@ def grid_edges(tuning, names):
 
 
 def _tuning_table(tuning, names, label):
+    """The grid's results; at scale (results with ``n_users``) a column of the users each point
+    was trained on, one row per point and rung, the chosen point bold in its last rung."""
+    if not tuning["results"]:
+        return (f"{label}: one grid point ("
+                + ", ".join(f"{n} {tuning['best'][n]:g}" for n in names)
+                + "), nothing to choose: not tuned at this scale.")
     rows = []
+    halving = any("n_users" in r for r in tuning["results"])
+    last = max((r.get("rung", 0) for r in tuning["results"]), default=0)
     for r in tuning["results"]:
-        cells = [label] + [f"{r[n]:g}" for n in names] + [_num(r["recall@20"]),
-                                                           _num(r["ndcg@20"])]
-        chosen = all(r[n] == tuning["best"][n] for n in names)
+        cells = [label] + [f"{r[n]:g}" for n in names]
+        cells += [f"{r['n_users']:,}"] if halving else []
+        cells += [_num(r["recall@20"]), _num(r["ndcg@20"])]
+        chosen = all(r[n] == tuning["best"][n] for n in names) and r.get("rung", 0) == last
         rows.append([f"**{c}**" for c in cells] if chosen else cells)
-    return _table(["model", *names, "recall@20", "nDCG@20"], rows)
+    users = ["users trained on"] if halving else []
+    return _table(["model", *names, *users, "recall@20", "nDCG@20"], rows)
 
 
 # document ------------------------------------------------------------------------------------
@@ -172,6 +182,9 @@ def render_markdown(report):
                f"scored on a validation part ({split['valid_fraction']:g} of each user's "
                f"training interactions). Retrieval: top-{report['settings']['throughput_k']} "
                f"with seen items filtered, {report['settings']['threads_label']}.")
+    scale = report.get("scale") or {}
+    if scale.get("sampled"):
+        out += ["", f"Scale: {scale['rule']}"]
     out += ["", "## Baselines (float32)", ""]
     header = ["model", "bytes", "bytes/item", "recall@10", "recall@20", "recall@50", "nDCG@10",
               "nDCG@20", "MAP@20", "coverage@20", "tail_recall@20", "users/s"]

@@ -14,12 +14,14 @@ from ..evaluation import evaluate
 from ..facade import compress
 from ..interactions import Interactions
 from ..io import ensure_dir, write_json
+from ..progress import Progress
 from ..splits import random_split, temporal_split
 from .baseline import (DEFAULT_GRID, QUICK_GRID, bpr_threads, train_baselines, tune_baselines,
                        tuned_als)
 from .plots import PLOTS, write_plots
 from .render import describe_params, terminal_table, write_markdown
 from .summary import GUARDS, TOLERANCE, informative, summarise, summary_sentence
+from .scale import DEFAULT_SCALE, only_users, sampled_users, throughput_users
 from .sweep import (THROUGHPUT_K, VALID_METRICS, check_specs, default_sweep, evaluate_baseline,
                     paired_deltas, run_sweep, validation_figures)
 
@@ -30,7 +32,7 @@ SPLITS = ("random", "temporal")
 
 def run_report(data, out_dir, methods=None, seed=0, num_threads=None, ks=REPORT_KS, quick=False,
                split="random", test_fraction=0.2, *, leave_last=1, grid=None, cache_dir=None,
-               n_resamples=1000, repeats=3, log=print):
+               n_resamples=1000, repeats=3, log=print, scale=DEFAULT_SCALE):
     """Tune and train the float32 baselines, sweep compression specs, write the report.
 
     Parameters
@@ -64,7 +66,12 @@ def run_report(data, out_dir, methods=None, seed=0, num_threads=None, ks=REPORT_
     repeats : int
         Timed rounds per throughput measurement (best kept).
     log : callable(str) or None
-        Receives the lines printed as the report goes (baselines first, the summary last).
+        Receives the lines printed as the report goes (baselines first, the summary last);
+        the long steps also write progress lines to stderr (:class:`cfprune.progress.Progress`).
+    scale : ScaleRule
+        Beyond ``scale.sample_beyond_users`` users, figures come from seeded user samples and
+        the tuning grid runs by successive halving (:mod:`cfprune.report.scale`; the rule is
+        stated in report.md and report.json ``scale``).
 
     Returns
     -------
@@ -89,16 +96,25 @@ def run_report(data, out_dir, methods=None, seed=0, num_threads=None, ks=REPORT_
     tune_train, valid = random_split(train, test_fraction=grid.valid_fraction, seed=seed + 1)
     split_info.update(valid_fraction=grid.valid_fraction, n_tune_train=tune_train.nnz,
                       n_valid=valid.nnz)
-    tuning = tune_baselines(tune_train, valid, grid, seed=seed, num_threads=num_threads,
-                            cache_dir=cache_dir, log=say)
+    tuning, tune_model = tune_baselines(tune_train, valid, grid, seed=seed,
+                                        num_threads=num_threads, cache_dir=cache_dir, log=say,
+                                        rule=scale)
     tuning.pop("from_cache")
     als, bpr, seconds_train = train_baselines(train, tuning, grid, seed=seed,
-                                              num_threads=num_threads)
+                                              num_threads=num_threads, rule=scale)
 
-    base_result, base = evaluate_baseline(als, train, test, ks=ks, num_threads=num_threads,
-                                          repeats=repeats)
-    bpr_result, bpr_figures = evaluate_baseline(bpr, train, test, ks=ks,
-                                                num_threads=num_threads, repeats=repeats)
+    test_users = sampled_users(test, scale, seed, "test")
+    valid_users = sampled_users(valid, scale, seed, "valid")
+    timed = throughput_users(data.n_users, scale, seed)
+    with Progress("report: evaluating the baselines", 2, unit="model") as progress:
+        base_result, base = evaluate_baseline(als, train, test, ks=ks, num_threads=num_threads,
+                                              repeats=repeats, users=test_users,
+                                              timed_users=timed)
+        progress.step(f"ALS on {base_result.n_users:,} test users")
+        bpr_result, bpr_figures = evaluate_baseline(bpr, train, test, ks=ks,
+                                                    num_threads=num_threads, repeats=repeats,
+                                                    users=test_users, timed_users=timed)
+        progress.step(f"BPR on {bpr_result.n_users:,} test users")
     split_info["n_test_users"] = base_result.n_users
     tuning_common = {"grid": tuning["grid"], "cache_key": tuning["cache_key"]}
     base.update(algorithm="als", seconds_train=seconds_train["als"],
@@ -108,7 +124,7 @@ def run_report(data, out_dir, methods=None, seed=0, num_threads=None, ks=REPORT_
     bpr_figures.update(algorithm="bpr", seconds_train=seconds_train["bpr"],
                        params={**tuning["bpr"]["best"],
                                "regularization": grid.bpr_regularization, "seed": seed,
-                               "threads": bpr_threads(train, num_threads)},
+                               "threads": bpr_threads(train, num_threads, scale)},
                        tuning={**tuning_common, **tuning["bpr"]},
                        delta_vs_als=paired_deltas(bpr_result, base_result,
                                                   n_resamples=n_resamples, seed=seed))
@@ -121,15 +137,18 @@ def run_report(data, out_dir, methods=None, seed=0, num_threads=None, ks=REPORT_
             f"recall@20 {m['recall@20']:.4f}  nDCG@10 {m['ndcg@10']:.4f}")
 
     specs = specs if specs is not None else check_specs(default_sweep(als.dim, quick=quick))
-    tune_model = tuned_als(tune_train, tuning, grid, seed=seed, num_threads=num_threads)
-    valid_base = validation_figures(tune_model, tune_train, valid, num_threads)
+    if tune_model is None:
+        tune_model = tuned_als(tune_train, tuning, grid, seed=seed, num_threads=num_threads)
+    valid_base = validation_figures(tune_model, tune_train, valid, num_threads, valid_users)
     rows, skipped = run_sweep(als, specs, train, test, base_result, ks=ks,
                               num_threads=num_threads, seed=seed, n_resamples=n_resamples,
                               repeats=repeats, log=say,
-                              validation=(tune_model, tune_train, valid))
-    found = None if quick else target_search(als, tune_model, train, tune_train, valid, test,
-                                             base, valid_base, seed=seed,
-                                             num_threads=num_threads, log=say)
+                              validation=(tune_model, tune_train, valid), timed_users=timed,
+                              valid_users=valid_users)
+    found = None if quick else target_search(als, tune_model, train, tune_train,
+                                             only_users(valid, valid_users), test, base,
+                                             valid_base, seed=seed, num_threads=num_threads,
+                                             log=say, test_users=test_users)
     summary = summarise(rows, base, valid_baseline=valid_base, search=found)
     report = {
         "schema_version": SCHEMA_VERSION,
@@ -137,6 +156,9 @@ def run_report(data, out_dir, methods=None, seed=0, num_threads=None, ks=REPORT_
         "dataset": {"name": name, "n_users": data.n_users, "n_items": data.n_items,
                     "nnz": data.nnz},
         "split": split_info,
+        "scale": {**scale.as_dict(data.n_users), "rule": scale.describe(data.n_users),
+                  "n_valid_users": None if valid_users is None else int(valid_users.size),
+                  "n_timed_users": None if timed is None else int(timed.size)},
         "settings": {"ks": list(ks), "seed": seed, "n_resamples": n_resamples,
                      "confidence": 0.95, "throughput_k": THROUGHPUT_K,
                      "threads": num_threads, "threads_label": _threads_label(num_threads),
@@ -159,10 +181,12 @@ def run_report(data, out_dir, methods=None, seed=0, num_threads=None, ks=REPORT_
 
 
 def target_search(als, tune_model, train, tune_train, valid, test, base, valid_base, *, seed,
-                  num_threads, log):
+                  num_threads, log, test_users=None):
     """The report's ``--target`` run: the smallest pipeline keeping recall@20 within the
-    tolerance (and the informative guards of :data:`~.summary.GUARDS`) on the validation part,
-    searched on the ALS trained without it, then applied to the baseline and measured on test.
+    tolerance (and the informative guards of :data:`~.summary.GUARDS`) on the validation part
+    (at scale, the sampled users' part: the search's paired lower bounds are then over them),
+    searched on the ALS trained without it, then applied to the baseline and measured on test
+    (on ``test_users``, None: all).
 
     Returns ``{"target", "spec", "bytes", "ratio", "item_bytes", "item_ratio", "valid",
     "valid_relative", "test", "test_relative", "n_candidates", "seconds"}`` (``spec`` None and
@@ -171,17 +195,22 @@ def target_search(als, tune_model, train, tune_train, valid, test, base, valid_b
     clauses += [f"{name}>={1 - tol:g}" for name, tol in GUARDS.items()
                 if informative(valid_base.get(name)) and informative(base["metrics"].get(name))]
     target = ",".join(clauses)
+    progress = Progress("report: target search", 1, unit="search")
     try:
         result = search(tune_model, tune_train, target, valid=valid, seed=seed,
                         num_threads=num_threads)
     except TargetNotMet as e:
+        progress.step(f"no pipeline meets {target}")
+        progress.close()
         log(f"target search ({target}): {e}")
         return {"target": target, "spec": None, "message": str(e),
                 "n_candidates": len(e.result.candidates), "seconds": e.result.seconds}
     pick = result.pick
+    progress.step(f"{pick.spec} of {len(result.candidates)} candidates")
+    progress.close()
     final = compress(als, pick.spec, train)
     test_metrics = evaluate(final, train, test, ks=(20,), num_threads=num_threads,
-                            show_progress=False).metrics
+                            users=test_users, show_progress=False).metrics
     test_figures = {name: float(test_metrics[name]) for name in VALID_METRICS}
     valid_figures = validation_figures(result.model, tune_train, valid, num_threads)
     out = {"target": target, "spec": pick.spec, "bytes": int(final.nbytes),

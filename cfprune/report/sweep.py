@@ -20,12 +20,12 @@ import math
 import time
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..compression import parse_spec
 from ..errors import CfpruneError
 from ..evaluation import evaluate
 from ..facade import compress
+from ..progress import Progress
 from ..uncertainty import paired_difference, paired_standard_error, paired_users
 
 DELTA_METRICS = ("recall@20", "ndcg@20")
@@ -81,25 +81,31 @@ def check_specs(specs):
 
 
 def measure_throughput(model, user_items, *, k=THROUGHPUT_K, num_threads=None, repeats=3,
-                       min_seconds=0.1):
-    """Users per second of ``model.recommend`` for every user, top-``k`` with seen filtering.
+                       min_seconds=0.1, users=None):
+    """Users per second of ``model.recommend`` for ``users`` (default every user), top-``k``
+    with seen filtering.
 
-    One warm-up pass, then ``repeats`` timed rounds; a round repeats the all-users pass until it
-    has run ``min_seconds``. Returns ``(best rate, [rate of every round])``.
+    One warm-up pass, then ``repeats`` timed rounds; a round repeats the pass until it has run
+    ``min_seconds``. Returns ``(best rate, [rate of every round])``.
 
     Parameters
     ----------
     model : FactorModel
     user_items : scipy CSR [n_users, n_items], the training interactions (filtered)
+    users : int64 [m] or None, the users timed (the report samples them at scale)
     """
-    users = np.arange(model.n_users, dtype=np.int64)
-    model.recommend(users, user_items, k=k, filter_seen=True, num_threads=num_threads)
+    if users is None:
+        users, seen = np.arange(model.n_users, dtype=np.int64), user_items
+    else:
+        users = np.asarray(users, dtype=np.int64)
+        seen = user_items[users]
+    model.recommend(users, seen, k=k, filter_seen=True, num_threads=num_threads)
     rates = []
     for _ in range(max(int(repeats), 1)):
         passes = 0
         start = time.perf_counter()
         while True:
-            model.recommend(users, user_items, k=k, filter_seen=True, num_threads=num_threads)
+            model.recommend(users, seen, k=k, filter_seen=True, num_threads=num_threads)
             passes += 1
             elapsed = time.perf_counter() - start
             if elapsed >= min_seconds:
@@ -141,14 +147,16 @@ def paired_p_value(a, b):
     return math.erfc(abs(mean) / se / math.sqrt(2.0))
 
 
-def evaluate_baseline(model, train, test, *, ks, num_threads=None, repeats=3):
-    """(EvaluationResult with ranked lists kept, dict of its report figures) of a baseline."""
+def evaluate_baseline(model, train, test, *, ks, num_threads=None, repeats=3, users=None,
+                      timed_users=None):
+    """(EvaluationResult with ranked lists kept, dict of its report figures) of a baseline on
+    ``users`` (None: every test user) with its throughput over ``timed_users`` (None: all)."""
     start = time.perf_counter()
     result = evaluate(model, train, test, ks=ks, num_threads=num_threads, keep_ranked=True,
-                      show_progress=False)
+                      users=users, show_progress=False)
     seconds_evaluate = time.perf_counter() - start
     rate, rates = measure_throughput(model, _csr(train), num_threads=num_threads,
-                                     repeats=repeats)
+                                     repeats=repeats, users=timed_users)
     figures = {"bytes": int(model.nbytes), "bytes_per_item": model.nbytes / model.n_items,
                "metrics": metric_subset(result.metrics, ks), "n_test_users": result.n_users,
                "users_per_second": rate, "users_per_second_rounds": rates,
@@ -156,24 +164,26 @@ def evaluate_baseline(model, train, test, *, ks, num_threads=None, repeats=3):
     return result, figures
 
 
-def validation_figures(model, fit, valid, num_threads=None):
+def validation_figures(model, fit, valid, num_threads=None, users=None):
     """``{metric: value}`` of :data:`VALID_METRICS` for ``model`` on the validation part
-    (``fit``'s items filtered)."""
-    result = evaluate(model, fit, valid, ks=VALID_KS, num_threads=num_threads,
+    (``fit``'s items filtered), over ``users`` (None: every user with a validation item)."""
+    result = evaluate(model, fit, valid, ks=VALID_KS, num_threads=num_threads, users=users,
                       show_progress=False)
     return {name: float(result.metrics[name]) for name in VALID_METRICS}
 
 
 def run_sweep(baseline, specs, train, test, base_result, *, ks, num_threads=None, seed=0,
-              n_resamples=1000, repeats=3, log=None, validation=None):
-    """Compress ``baseline`` by every spec and measure each result.
+              n_resamples=1000, repeats=3, log=None, validation=None, timed_users=None,
+              valid_users=None):
+    """Compress ``baseline`` by every spec and measure each result, a progress line per spec.
 
     Parameters
     ----------
     baseline : FactorModel (float32)
     specs : list of str
     train, test : Interactions (train: the compression's interactions and the seen filter)
-    base_result : EvaluationResult of the baseline with ``keep_ranked=True``
+    base_result : EvaluationResult of the baseline with ``keep_ranked=True``; the rows are
+        evaluated on its users (all test users, or the report's sample of them)
     ks : tuple of int (must hold 10, 20 and 50 for the report's columns)
     num_threads : int or None, for evaluation and throughput alike
     seed : int, of the bootstrap
@@ -181,6 +191,8 @@ def run_sweep(baseline, specs, train, test, base_result, *, ks, num_threads=None
     validation : (FactorModel, Interactions fit, Interactions valid) or None
         The ALS trained on ``fit`` (the training part less the validation part): every spec is
         also applied to it and evaluated on ``valid`` (row key ``valid_metrics``).
+    timed_users, valid_users : int64 arrays or None
+        The users whose throughput is timed and whose validation figures are taken (None: all).
 
     Returns
     -------
@@ -193,9 +205,8 @@ def run_sweep(baseline, specs, train, test, base_result, *, ks, num_threads=None
     """
     user_items = _csr(train)
     rows, skipped = [], []
-    bar = tqdm(specs, desc="sweep", unit="spec", disable=None)
-    for spec in bar:
-        bar.set_postfix_str(spec[:40])
+    progress = Progress("report: sweep", len(specs), unit="spec")
+    for spec in specs:
         start = time.perf_counter()
         try:
             model = compress(baseline, spec, train)
@@ -203,19 +214,22 @@ def run_sweep(baseline, specs, train, test, base_result, *, ks, num_threads=None
             skipped.append({"spec": spec, "error": str(e)})
             if log:
                 log(f"skipped {spec}: {e}")
+            progress.step(f"{spec} skipped")
             continue
         seconds_compress = time.perf_counter() - start
         start = time.perf_counter()
         result = evaluate(model, train, test, ks=ks, num_threads=num_threads,
-                          baseline=base_result, show_progress=False)
+                          baseline=base_result, users=base_result.users, show_progress=False)
         seconds_evaluate = time.perf_counter() - start
         rate, rates = measure_throughput(model, user_items, num_threads=num_threads,
-                                         repeats=repeats)
+                                         repeats=repeats, users=timed_users)
         extra = {}
         if validation is not None:
             tune_model, fit, valid = validation
             extra["valid_metrics"] = validation_figures(compress(tune_model, spec, fit), fit,
-                                                        valid, num_threads)
+                                                        valid, num_threads, valid_users)
+        progress.step(f"{spec} ({baseline.nbytes / model.nbytes:.1f}x) recall@20 "
+                      f"{result.metrics['recall@20']:.4f}")
         rows.append({
             "spec": spec,
             "bytes": int(model.nbytes),
@@ -235,6 +249,7 @@ def run_sweep(baseline, specs, train, test, base_result, *, ks, num_threads=None
                      "steps": model.info.get("compression", [])},
             **extra,
         })
+    progress.close()
     return rows, skipped
 
 

@@ -161,6 +161,13 @@ class Table:
         when every row is valid."""
         return None
 
+    def query_vectors(self, rows, user_items, items):
+        """float32 [n, dim]: the query vectors of rows ``rows`` (int64 [n]) when this table
+        serves the users of a model whose item Table is ``items``; ``user_items`` is the users'
+        history (scipy CSR [n, n_items], row i that of ``rows[i]``) or None. Default: the rows
+        decoded (a folded user table computes them from the history instead)."""
+        return self.decode(rows)
+
     # rows --------------------------------------------------------------------------------------
     def row_arrays(self):
         """The names of the arrays with one entry per row along their first axis (the others
