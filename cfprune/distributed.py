@@ -1,8 +1,8 @@
 """Batch top-k and evaluation over blocks of users, in-process or on a ``dask.distributed`` cluster.
 
 The model, the train CSR and (for evaluation) the :class:`~cfprune.evaluation.EvaluationPlan`
-holding the test CSR are scattered once to every worker (``client.scatter(..., broadcast=True)``);
-each task then receives only its block of user ids and runs the same Numba kernels as a
+holding the test CSR are sent once to the cluster, each as the result of a task (see
+:func:`_scatter`), and fetched once by every worker that runs a block; each task then receives only its block of user ids and runs the same Numba kernels as a
 single-process run: ``model.recommend`` for the lists and
 :func:`cfprune.evaluation.evaluate_block` for the metric state. The client combines the block
 states with :func:`cfprune.evaluation.summarise`, the very function
@@ -10,8 +10,10 @@ states with :func:`cfprune.evaluation.summarise`, the very function
 
 Fault tolerance: a task that raises is retried ``retries`` times; a task whose worker dies is
 rescheduled by the scheduler (up to its ``distributed.scheduler.allowed-failures``, default 3).
-Scattered data stays available while one replica survives. Every block is a pure function of
-its users, so a re-run block gives the same result and the combined result stays complete.
+The shared objects are held as task results, which the scheduler computes again when the worker
+holding them dies. Every block is a pure function of its users, so a re-run block gives the same
+result and the combined result stays complete. A task lost with its workers more often than the
+scheduler allows raises a one-line DataError naming it.
 
 Threads: each task runs its kernels with ``num_threads`` Numba threads (default 1), so a worker
 with ``t`` threads uses ``t * num_threads`` cores; run workers with ``--nthreads 1`` and raise
@@ -252,9 +254,19 @@ def read_candidates(out_dir):
 
 
 def _scatter(client, **objects):
-    """Futures of ``objects`` replicated on every worker (None stays None)."""
-    return {name: None if obj is None else client.scatter(obj, broadcast=True, hash=False)
+    """Futures of ``objects`` held on the cluster (None stays None).
+
+    Each is the result of a task that returns the object, not scattered data: the scheduler
+    keeps the task, so when the worker holding the object dies it computes it again on another
+    one (scattered data cannot be recomputed, and a broadcast scatter keeps trying to reach a
+    worker that died during it). Every block task depends on these futures, so each worker
+    fetches each object once."""
+    return {name: None if obj is None else client.submit(_held, obj, pure=False)
             for name, obj in objects.items()}
+
+
+def _held(obj):
+    return obj
 
 
 def _evaluate_task(users, model, train, plan, baseline, num_threads):
@@ -285,8 +297,16 @@ def _gathered(client, futures, total, desc, show_progress, size_of):
     look for a default client and fail when there is none."""
     distributed = require_distributed()
     finished = distributed.as_completed(futures, loop=client.loop)
-    return _progress((future.result() for future in finished), total, desc, show_progress,
-                     size_of)
+
+    def results():
+        for future in finished:
+            try:
+                yield future.result()
+            except distributed.KilledWorker as e:
+                raise DataError(f"a {desc} task was lost with the Dask workers running it more "
+                                f"often than the scheduler allows ({e}); the cluster is "
+                                f"failing") from None
+    return _progress(results(), total, desc, show_progress, size_of)
 
 
 def _progress(results, total, desc, show_progress, size_of):

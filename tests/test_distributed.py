@@ -332,3 +332,73 @@ def test_ml100k_on_the_cluster_equals_in_process(client, monkeypatch, tmp_path):
     np.testing.assert_array_equal(got_users, users)
     np.testing.assert_array_equal(ids, ref_ids)
     np.testing.assert_array_equal(scores, ref_scores)
+
+
+@pytest.fixture(scope="module")
+def search_files(tmp_path_factory):
+    """A generated log (synthetic), its training part and a factor model of it with no training
+    record (so the search validates it as given: no retraining in either process)."""
+    from cfprune.datasets import synthetic_log
+    from cfprune.models import train_als
+    from cfprune.splits import random_split
+    data = synthetic_log(1500, 300, 24000, n_topics=15, seed=5)
+    train, _ = random_split(data, test_fraction=0.2, seed=1)
+    als = train_als(train, factors=8, regularization=1.0, iterations=5, num_threads=1, seed=0)
+    d = tmp_path_factory.mktemp("search")
+    FactorModel(als.user_factors, als.item_factors).save(d / "model.npz")
+    sp.save_npz(d / "train.npz", train.matrix)
+    return d
+
+
+SEARCH = ["--target", "recall@10>=0.95,coverage@10>=0.8", "--sample-users", "600"]
+
+
+def search_record(path):
+    """The search record without its timings."""
+    record = json.loads(Path(path).read_text())
+    for c in record["candidates"] + [record["pick"]]:
+        c.pop("seconds_fit"), c.pop("seconds_evaluate")
+    record.pop("seconds")
+    return record
+
+
+def test_cli_search_on_a_cluster_with_a_worker_killed_equals_in_process(search_files,
+                                                                         tmp_path):
+    """``compress --target --scheduler``: a scheduler and two workers in processes of their own;
+    one worker (with its nanny) is killed after the third candidate; the search finishes with the
+    in-process candidates, figures and pick."""
+    import signal
+    import subprocess
+    import time
+
+    from .processes import CLI, process_env
+    pytest.importorskip("distributed")
+    d = search_files
+    common = ["compress", d / "model.npz", "--train", d / "train.npz", *SEARCH, "--side", "both"]
+    local = run_cli(*common, "--out", d / "local.npz")
+    assert local.returncode == 0, local.stderr
+    cluster = DaskProcesses(tmp_path, n_workers=2)
+    try:
+        command = CLI + [str(a) for a in common] + ["--scheduler", cluster.address, "--out",
+                                                    str(d / "remote.npz")]
+        proc = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True, env=process_env())
+        lines, killed = [], None
+        for line in proc.stderr:
+            lines.append(line)
+            if killed is None and sum(" B  " in x for x in lines) >= 3:
+                victim = cluster.procs[1]           # worker0: the nanny's process group
+                os.killpg(victim.pid, signal.SIGKILL)
+                victim.wait(timeout=30)
+                killed = time.monotonic()
+        out = proc.stdout.read()
+        assert proc.wait(timeout=600) == 0, "".join(lines[-20:])
+    finally:
+        cluster.close()
+    assert killed is not None, "the search finished before a worker could be killed"
+    assert search_record(d / "remote.search.json") == search_record(d / "local.search.json")
+    assert out.split("; validation")[0] == local.stdout.split("; validation")[0]
+    assert "whole model, users included" in out
+    remote, here = FactorModel.load(d / "remote.npz"), FactorModel.load(d / "local.npz")
+    np.testing.assert_array_equal(remote.items.decode(), here.items.decode())
+    np.testing.assert_array_equal(remote.users.decode(), here.users.decode())

@@ -127,11 +127,18 @@ def check_compress(args):
         parse_targets(args.target or "recall@20")
         if args.budget_bytes is not None and args.budget_bytes < 1:
             raise DataError(f"--budget-bytes {args.budget_bytes}: give a positive byte count")
+        if args.sample_users < 0 or args.sample_users == 1:
+            raise DataError(f"--sample-users {args.sample_users}: give at least 2 users, or 0 "
+                            f"for all")
         if not (args.train or has_data(args)):
             raise DataError("--target/--budget-bytes search on a validation part of the training "
                             "interactions: give --dataset/--ratings (with the split options) or "
                             "--train FILE")
     else:
+        for option, given in (("--side", args.side != "items"), ("--scheduler", args.scheduler),
+                              ("--sample-users", args.sample_users != 32768)):
+            if given:
+                raise DataError(f"{option} applies to a --target/--budget-bytes search")
         from ..compression.spec import parse_spec
         steps = parse_spec(args.method)
         needs = [s.spec_string() for s in steps if s.requires_interactions()]

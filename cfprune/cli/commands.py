@@ -189,9 +189,14 @@ def search_compress(args, model, interactions):
     """--target/--budget-bytes: search, save the pick, write the candidates beside it."""
     from ..compression.search import TargetNotMet, search
     record = os.path.splitext(args.out)[0] + ".search.json"
+    log = None if sys.stderr.isatty() else (lambda line: print(line, file=sys.stderr,
+                                                                flush=True))
     try:
         result = search(model, interactions, args.target or "recall@20", args.budget_bytes,
-                        seed=args.seed)
+                        side=args.side, sample_users=args.sample_users or None, seed=args.seed,
+                        scheduler=args.scheduler,
+                        num_threads=(args.threads or 1) if args.scheduler else num_threads(args),
+                        log=log)
     except TargetNotMet as e:
         write_json(record, e.result.as_dict())
         raise DataError(f"{e} (candidates: {record})") from None
@@ -200,8 +205,11 @@ def search_compress(args, model, interactions):
     pick = result.pick
     figures = ", ".join(f"{k} {v:.4f} ({100 * pick.relative[k]:.1f}% of float)"
                         for k, v in pick.metrics.items())
-    print(f"{pick.spec}: item side {result.baseline_bytes:,} -> {pick.returned_bytes:,} bytes "
-          f"({result.baseline_bytes / pick.returned_bytes:.1f}x smaller); validation {figures}; "
+    side = "item side" if result.side == "items" else "whole model"
+    print(f"{pick.spec}: {side} {result.baseline_bytes:,} -> {pick.returned_bytes:,} bytes "
+          f"({result.baseline_bytes / pick.returned_bytes:.1f}x smaller); whole model, users "
+          f"included, {result.baseline_model_bytes:,} -> {result.model_bytes:,} bytes "
+          f"({result.model_ratio:.2f}x smaller); validation {figures}; "
           f"{len(result.candidates)} candidates in {result.seconds:.0f} s; saved {args.out} "
           f"and {record}")
     return 0

@@ -162,6 +162,15 @@ def build_parser():
                         "OUT.search.json")
     p.add_argument("--budget-bytes", type=int, metavar="BYTES",
                    help="search for the best first --target metric within this many bytes")
+    p.add_argument("--side", choices=("items", "both"), default="items",
+                   help="search: compress the item table (default), or the user table too, "
+                        "minimising the whole model's bytes")
+    p.add_argument("--sample-users", type=int, default=32768, metavar="N",
+                   help="search: evaluate at most N validation users, a seeded sample "
+                        "(0: all; default 32768)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="search: evaluate the candidates on this Dask scheduler")
+    add_threads(p, scheduler=True)
     p.add_argument("--out", help="compressed model file (.npz)")
     p.set_defaults(func=c.cmd_compress)
 

@@ -293,10 +293,11 @@ class Compressor:
                          if v != self.schema[k].default)
         return f"{type(self).__name__}({args})"
 
-    def plan_table(self, plan):
-        """The :class:`~cfprune.tables.TablePlan` of the item table after this step, from
-        ``plan``, the item table's plan before it: the exact bytes before fitting (the target
-        search's byte model). SpecError for a step whose bytes are known only once fitted."""
+    def plan_table(self, plan, side="items"):
+        """The :class:`~cfprune.tables.TablePlan` of the ``side`` ("items" or "users") table
+        after this step, from ``plan``, that table's plan before it: the exact bytes before
+        fitting (the target search's byte model). SpecError for a step whose bytes are known only
+        once fitted."""
         raise SpecError(f"{self.spec_string()}: its bytes are known only after fitting (no "
                         f"table plan)")
 
@@ -371,11 +372,11 @@ class TableCompressor(Compressor):
             info[side] = side_info
         return model.replace(**changes), info, {}
 
-    def plan_table(self, plan):
-        """The item table's plan after this step (see :meth:`Compressor.plan_table`): the item
-        table unchanged unless the step compresses it; a row-pruned plan keeps its wrapper and
-        the step plans its kept rows (:meth:`plan_rows`)."""
-        if "items" not in self.sides():
+    def plan_table(self, plan, side="items"):
+        """The ``side`` table's plan after this step (see :meth:`Compressor.plan_table`): the
+        table unchanged unless the step compresses that side; a row-pruned plan keeps its wrapper
+        and the step plans its kept rows (:meth:`plan_rows`)."""
+        if side not in self.sides():
             return plan
         if self.through_pruned:
             return plan.with_stored(self.plan_rows(plan.stored))

@@ -65,11 +65,11 @@ class FoldUsers(Compressor):
         """None: the item table is unchanged (new items pass through the other steps)."""
         return None
 
-    def plan_table(self, plan):
-        """The item table's plan: unchanged."""
-        return plan
+    def plan_table(self, plan, side="items"):
+        """The ``side`` table's plan (see :meth:`Compressor.plan_table`): the item table
+        unchanged; the user table a folded table of that shape, 0 bytes."""
+        return plan if side == "items" else FoldedUsers.plan(plan.n_rows, plan.dim)
 
     def plan_user_table(self, plan):
-        """The user table's plan after this step (the search's byte model of the users, from
-        ``plan``, the user table's plan before it): a folded table of that shape, 0 bytes."""
-        return FoldedUsers.plan(plan.n_rows, plan.dim)
+        """The user table's plan after this step: ``plan_table(plan, side="users")``."""
+        return self.plan_table(plan, side="users")

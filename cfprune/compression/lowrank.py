@@ -21,6 +21,9 @@ such as their mean). Earlier storages are decoded to float first.
 
 from __future__ import annotations
 
+import weakref
+from contextlib import contextmanager
+
 import numpy as np
 
 from ..errors import SpecError
@@ -28,15 +31,18 @@ from ..tables import DenseTable
 from .base import Compressor, Param
 
 
-def joint_truncation(u, v, rank):
+_USER_QR = []   # stack of WeakKeyDictionary {user Table: (Q, R) of its stored rows}
+
+
+def joint_truncation(u, v, rank, qr_u=None):
     """Rank-``rank`` factors (U' [n_u, r], V' [n_v, r], singular values [min(d,...)], maps
     T_u [d, r], T_v [d, r]) of ``u v^T`` from float [n_u, d] and [n_v, d], computed in float64.
+    ``qr_u``: the thin QR ``(Q, R)`` of ``u`` when known (then ``u`` is not read).
 
     ``U' V'^T`` is the best rank-r approximation of ``u v^T`` in Frobenius norm; ``x @ T_u`` maps
     any vector in the row span of ``u`` as its rows were mapped (likewise ``T_v``)."""
-    u = np.asarray(u, dtype=np.float64)
+    qu, ru = np.linalg.qr(np.asarray(u, dtype=np.float64)) if qr_u is None else qr_u
     v = np.asarray(v, dtype=np.float64)
-    qu, ru = np.linalg.qr(u)
     qv, rv = np.linalg.qr(v)
     a, s, bt = np.linalg.svd(ru @ rv.T)
     r = min(rank, s.shape[0])
@@ -52,6 +58,29 @@ def table_truncation(x, rank):
     p, s, wt = np.linalg.svd(x, full_matrices=False)
     r = min(rank, s.shape[0])
     return p[:, :r] * s[:r], wt[:r].T, s
+
+
+@contextmanager
+def shared_user_factorisation():
+    """Within the block, the joint truncation factorises each user table once (tables are
+    read-only): a search that truncates many row-prunings of one model's items at many ranks
+    leaves its users as they are and pays for their QR once. Dropped on leaving the block."""
+    _USER_QR.append(weakref.WeakKeyDictionary())
+    try:
+        yield
+    finally:
+        _USER_QR.pop()
+
+
+def _user_qr(table):
+    """(Q, R) of ``table``'s stored rows in float64, from the memo of the innermost
+    :func:`shared_user_factorisation` (None outside one: computed by the caller)."""
+    if not _USER_QR:
+        return None
+    memo = _USER_QR[-1]
+    if table not in memo:
+        memo[table] = np.linalg.qr(_stored_rows(table))
+    return memo[table]
 
 
 def _stored_rows(table):
@@ -83,11 +112,12 @@ class LowRank(Compressor):
         if model.rerank is not None:
             raise SpecError("lowrank: the model has a re-rank table; put pq:...,rerank=... after "
                             "lowrank")
-        u = _stored_rows(model.users)
         v = _stored_rows(model.items)
         d = model.dim
+        qr_u = _user_qr(model.users) if self.mode == "joint" else None
+        u = None if qr_u is not None else _stored_rows(model.users)
         if self.mode == "joint":
-            u2, v2, s, tu, tv = joint_truncation(u, v, self.rank)
+            u2, v2, s, tu, tv = joint_truncation(u, v, self.rank, qr_u)
             info = {"singular_values": s[: min(len(s), 2 * self.rank)],
                     "energy_kept": float((s[: u2.shape[1]] ** 2).sum() / max((s ** 2).sum(),
                                                                             1e-300))}
@@ -120,17 +150,21 @@ class LowRank(Compressor):
                             f"takes {arrays['map'].shape[0]}")
         return DenseTable((x @ arrays["map"]).astype(np.float32))
 
-    def plan_table(self, plan, n_users=None):
-        """The item table's plan (see :meth:`Compressor.plan_table`): dense float32 of the rank
-        used, which the singular values bound: at most the stored item rows (modes joint and
-        items) and the ``n_users`` user rows (joint and users; None: not limiting). A
-        row-pruned plan keeps its wrapper."""
+    def plan_table(self, plan, n_users=None, side="items", n_items=None):
+        """The ``side`` table's plan (see :meth:`Compressor.plan_table`): dense float32 of the
+        rank used, which the singular values bound: at most the stored item rows (modes joint
+        and items) and the user rows (joint and users). For ``side="items"`` the item rows are
+        ``plan``'s stored rows and ``n_users`` the user rows; for ``side="users"`` the user rows
+        are ``plan``'s and ``n_items`` the stored item rows (None: not limiting). A row-pruned
+        plan keeps its wrapper."""
         if self.rank > plan.dim:
             raise SpecError(f"lowrank: rank={self.rank} exceeds the model dimension {plan.dim}")
         rows = plan.stored
+        item_rows, user_rows = (rows.n_rows, n_users) if side == "items" else \
+            (n_items, rows.n_rows)
         rank = self.rank
-        if self.mode in ("joint", "items"):
-            rank = min(rank, rows.n_rows)
-        if self.mode in ("joint", "users") and n_users is not None:
-            rank = min(rank, int(n_users))
+        if self.mode in ("joint", "items") and item_rows is not None:
+            rank = min(rank, int(item_rows))
+        if self.mode in ("joint", "users") and user_rows is not None:
+            rank = min(rank, int(user_rows))
         return plan.with_stored(DenseTable.plan(rows.n_rows, rank))

@@ -37,6 +37,8 @@ int8 codes.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from ..errors import SpecError
@@ -163,11 +165,11 @@ class PruneRows(TableCompressor):
                 hi = mid - 1
         return lo
 
-    def plan_table(self, plan, kept=None):
-        """The pruned item table's plan (see :meth:`Compressor.plan_table`): the kept rows in
+    def plan_table(self, plan, kept=None, side="items"):
+        """The pruned ``side`` table's plan (see :meth:`Compressor.plan_table`): the kept rows in
         the storage they had. ``kept``: how many rows by=reach keeps (what the caller measured
         with :func:`reach_counts`; by=norm|popularity derive it from ``keep``)."""
-        if "items" not in self.sides():
+        if side not in self.sides():
             return plan
         rows = plan.stored
         if self.by in ("norm", "popularity"):
@@ -176,18 +178,58 @@ class PruneRows(TableCompressor):
             raise SpecError(f"{self.spec_string()}: how many rows it keeps is known only when "
                             f"fitted (by=reach: pass kept=)")
         return PrunedTable.plan(plan.n_rows, plan.dim, inner=rows.replace(n_rows=int(kept)),
-                                fallback=self._fallback_rule("items") != "none")
+                                fallback=self._fallback_rule(side) != "none")
+
+
+_REACH_MEMO = []   # stack of dicts {pair key: (model, interactions, ids)}
 
 
 def reach_counts(model, interactions, k):
     """int64 [n_items]: in how many top-``k`` lists of ``model`` each item appears, over the
     users with at least one interaction in ``interactions`` (CSR [n_users, n_items], their seen
     items filtered). The users are those the model serves: a folded user table
-    (``fold-users``) folds them in from ``interactions`` against the current item table."""
-    users = np.flatnonzero(np.diff(interactions.indptr) > 0)
-    ids, _ = model.recommend(users, interactions, k=k, filter_seen=True)
+    (``fold-users``) folds them in from ``interactions`` against the current item table.
+
+    Inside :func:`shared_reach_lists` the lists of a model and interactions are ranked once, at
+    the largest ``k`` asked, and every smaller ``k`` counts their first ``k`` entries (the same
+    lists: a top-k is the head of a longer top list)."""
+    if _REACH_MEMO:
+        memo = _REACH_MEMO[-1]
+        key = _pair_key(model, interactions)
+        held = memo.get(key)
+        if held is None or held[2].shape[1] < k:
+            held = (model, interactions, _reach_lists(model, interactions, k))
+            memo[key] = held      # holding the objects keeps their ids from being reused
+        ids = held[2][:, :k]
+    else:
+        ids = _reach_lists(model, interactions, k)
     ids = ids[ids >= 0]
     return np.bincount(ids, minlength=model.n_items).astype(np.int64)
+
+
+def _pair_key(model, interactions):
+    """The model by identity, the interactions by the arrays they view (a step wraps the CSR it
+    is given anew, sharing its arrays); the memo holds both, so neither can be reused."""
+    return (id(model), interactions.shape, interactions.nnz,
+            interactions.indptr.ctypes.data, interactions.indices.ctypes.data)
+
+
+def _reach_lists(model, interactions, k):
+    users = np.flatnonzero(np.diff(interactions.indptr) > 0)
+    ids, _ = model.recommend(users, interactions, k=k, filter_seen=True)
+    return ids
+
+
+@contextmanager
+def shared_reach_lists():
+    """Within the block, :func:`reach_counts` ranks each (model, interactions) pair once: the
+    first call should ask for the largest ``k``. The lists (int32 [n_users, k] per pair) are
+    dropped on leaving it."""
+    _REACH_MEMO.append({})
+    try:
+        yield
+    finally:
+        _REACH_MEMO.pop()
 
 
 def _counts(interactions, side):

@@ -9,11 +9,12 @@ Importing this package loads neither the evaluation kernels nor the trainers: th
 checks a ``--target`` with :func:`parse_targets` before anything heavy is imported.
 """
 
-from .bytes import planned_item_bytes, serving_bytes
+from .bytes import planned_bytes, planned_item_bytes, serving_bytes
 from .engine import TargetSearch, search
 from .results import Candidate, SearchResult, TargetNotMet
 from .targets import Target, parse_targets
 from .validation import held_out_model
 
 __all__ = ["Candidate", "SearchResult", "Target", "TargetNotMet", "TargetSearch",
-           "held_out_model", "parse_targets", "planned_item_bytes", "search", "serving_bytes"]
+           "held_out_model", "parse_targets", "planned_bytes", "planned_item_bytes", "search",
+           "serving_bytes"]

@@ -41,6 +41,20 @@
    still win. Fitted prefixes (pruned, pruned then low-rank models) are cached and shared by
    every tail that starts with them.
 
+5. at scale: the figures are over at most ``sample_users`` validation users (a seeded uniform
+   sample; the paired standard error over the sample is the sampling error, so the lower bound
+   counts it), and with more validation users than that every candidate is first evaluated on a
+   nested sample of 1/8 of them: one whose 99% upper bound of a per-user target misses its share
+   there stops (``screened``); it can pass only on the whole sample. With fewer validation users
+   than ``sample_users`` (MovieLens) the search is the exhaustive one above, figure for figure.
+   The reach lists of a model are ranked once for every reach cut-off, and a model's users are
+   factorised once for every joint low rank. With ``scheduler`` the evaluations run on a Dask
+   cluster through :func:`cfprune.distributed.evaluate_distributed` (same blocks, same
+   combination: the same figures);
+6. ``side="both"``: every pipeline may end with a per-row user quantiser
+   (:func:`~cfprune.compression.search.space.user_quantisers`; one that fails alone is not tried
+   further), and the objective is the bytes of the whole model returned.
+
 With ``budget_bytes`` instead, the candidates must fit in that many serving bytes and meet the
 targets that have a threshold, and the pick maximises the first target's metric (along a chain,
 the level that keeps most rows within the budget).
@@ -64,14 +78,19 @@ from tqdm.auto import tqdm
 from ...errors import DataError, SpecError
 from ...interactions import Interactions, as_csr
 from ..pipeline import Pipeline
-from ..rows import PruneRows, reach_counts
+from ..lowrank import shared_user_factorisation
+from ..rows import PruneRows, reach_counts, shared_reach_lists
 from ..spec import format_spec
-from .bytes import planned_item_bytes, serving_bytes
+from .bytes import SIDES, planned_bytes, serving_bytes
 from .results import Candidate, SearchResult, TargetNotMet
 from .space import (RESEEDS, low_ranks, popularity_pruners, quantisers, reach_cutoffs,
-                    reseeded)
+                    reseeded, user_quantisers)
 from .targets import parse_targets
-from .validation import held_out_model, lower_bound
+from .validation import held_out_model, lower_bound, paired_se, sample_users, upper_bound
+
+DEFAULT_SAMPLE_USERS = 32768
+SCREEN_SHARE = 8
+SCREEN_Z = NormalDist().inv_cdf(0.99)
 
 
 @dataclass(frozen=True)
@@ -92,19 +111,22 @@ class TargetSearch:
     ----------
     targets : str or list of str
         See :func:`search` (``target``).
-    budget_bytes, confidence, seed, num_threads, show_progress, log
+    budget_bytes, side, sample_users, confidence, seed, num_threads, scheduler, show_progress, log
         See :func:`search`.
 
     :meth:`run` sets the state every stage works on: ``model`` (the model validated),
     ``original`` (the model given), ``refit`` (whether ``model`` was retrained without the
     validation part), ``data``/``fit``/``valid`` (the interactions, the part the compressions are
     fitted with, the validation part), ``base_result``/``base_metrics``/``baseline_bytes`` (the
-    uncompressed model on the validation part), ``candidates`` (every Candidate in the order
-    evaluated), ``best``/``best_steps``/``best_model`` (the pick so far) and ``n_skipped``.
+    uncompressed model on the validation part), ``users``/``screen_users`` (the validation
+    users the figures are over, None for all, and the smaller sample every candidate is screened
+    on first, None for no screening), ``candidates`` (every Candidate in the order evaluated),
+    ``best``/``best_steps``/``best_model`` (the pick so far) and ``n_skipped``.
     """
 
-    def __init__(self, targets, budget_bytes=None, *, confidence=0.95, seed=0, num_threads=None,
-                 show_progress=None, log=None):
+    def __init__(self, targets, budget_bytes=None, *, side="items",
+                 sample_users=DEFAULT_SAMPLE_USERS, confidence=0.95, seed=0, num_threads=None,
+                 scheduler=None, show_progress=None, log=None):
         self.targets = parse_targets(targets)
         if budget_bytes is None and any(t.threshold is None for t in self.targets):
             raise SpecError("every target needs a share (metric@k>=share) unless a byte budget "
@@ -114,6 +136,16 @@ class TargetSearch:
             raise SpecError(f"budget_bytes must be a positive number of bytes, got "
                             f"{budget_bytes!r}")
         self.budget_bytes = None if budget_bytes is None else int(budget_bytes)
+        if side not in SIDES:
+            raise SpecError(f"side must be one of {', '.join(SIDES)}, got {side!r}")
+        if sample_users is not None and (isinstance(sample_users, bool) or
+                                         int(sample_users) < 2):
+            raise SpecError(f"sample_users must be at least 2 users (or None: all), got "
+                            f"{sample_users!r}")
+        self.side = side
+        self.sample_users = None if sample_users is None else int(sample_users)
+        self.scheduler = scheduler
+        self.client = None
         self.z = NormalDist().inv_cdf(confidence) if confidence else 0.0
         self.seed = seed
         self.num_threads = num_threads
@@ -138,7 +170,11 @@ class TargetSearch:
         self.original, self.refit, self.data = model, False, data
         if valid is None:
             fit, valid = random_split(data, test_fraction=valid_fraction, seed=self.seed)
+            t0 = time.perf_counter()
             model, self.refit = held_out_model(model, fit, self.num_threads)
+            if self.refit:
+                self.say(f"retrained {model.info.get('algorithm')} without the validation part "
+                         f"in {time.perf_counter() - t0:.0f} s")
         else:
             fit = data
             valid = valid if isinstance(valid, Interactions) else \
@@ -147,25 +183,58 @@ class TargetSearch:
             raise DataError("the validation part is empty: the interactions are too few to "
                             f"carve {valid_fraction:.0%} of each user's out")
         self.model, self.fit, self.valid = model, fit, valid
+        self.users, self.screen_users, n_valid_users = sample_users(
+            valid.matrix, model.n_users, self.sample_users, SCREEN_SHARE, self.seed)
         self.split = {"valid_fraction": None if fit is data else valid_fraction,
                       "seed": self.seed, "retrained_on_fit": self.refit, "n_fit": fit.nnz,
-                      "n_valid": valid.nnz}
+                      "n_valid": valid.nnz, "n_valid_users_all": n_valid_users,
+                      "sample_users": self.sample_users,
+                      "n_screen_users": None if self.screen_users is None else
+                      int(self.screen_users.size)}
 
-    def evaluate_model(self, model, baseline=None):
-        """EvaluationResult of ``model`` on the validation part at the targets' cut-offs."""
+    def evaluate_model(self, model, baseline=None, users=None):
+        """EvaluationResult of ``model`` on the validation part at the targets' cut-offs, over
+        ``users`` (None: the search's sample, :attr:`users`), in process or, with a scheduler,
+        on the Dask cluster (:func:`cfprune.distributed.evaluate_distributed`: the same blocks
+        and the same combination, so the same figures)."""
+        options = dict(baseline=baseline, users=self.users if users is None else users,
+                       keep_ranked=baseline is None and self.with_overlap)
+        if self.client is not None:
+            from ...distributed import evaluate_distributed
+            return evaluate_distributed(model, self.fit.matrix, self.valid.matrix, self.ks,
+                                        scheduler=self.client, show_progress=False,
+                                        num_threads=1 if self.num_threads is None else
+                                        self.num_threads, **options)
         from ...evaluation import evaluate
         return evaluate(model, self.fit.matrix, self.valid.matrix, self.ks,
-                        num_threads=self.num_threads, show_progress=False, baseline=baseline,
-                        keep_ranked=baseline is None and self.with_overlap)
+                        num_threads=self.num_threads, show_progress=False, **options)
 
     def baseline(self):
-        """Evaluate the uncompressed model: the figures every share is relative to."""
+        """Evaluate the uncompressed model: the figures every share is relative to (over the
+        sample, and over the screening sample when there is one)."""
+        t0 = time.perf_counter()
         self.base_result = self.evaluate_model(self.model)
         self.base_lists = self.base_result if self.with_overlap else None
-        self.base_metrics = {t.key: float(self.base_result.metrics[t.key])
-                             if t.metric != "overlap" else 1.0 for t in self.targets}
-        self.baseline_bytes = serving_bytes(self.model)
+        self.base_metrics = self.figures(self.base_result)
+        self.screen_base = None if self.screen_users is None else \
+            self.evaluate_model(self.model, users=self.screen_users)
+        self.baseline_bytes = serving_bytes(self.model, self.side)
         self.split["n_valid_users"] = self.base_result.n_users
+        self.say(f"baseline on {self.base_result.n_users:,} validation users"
+                 + ("" if self.screen_users is None else
+                    f" (of {self.split['n_valid_users_all']:,}; screening on "
+                    f"{self.screen_users.size:,})")
+                 + f" in {time.perf_counter() - t0:.0f} s")
+
+    def figures(self, result):
+        """{target key: figure} of a baseline EvaluationResult (overlap with itself is 1)."""
+        return {t.key: float(result.metrics[t.key]) if t.metric != "overlap" else 1.0
+                for t in self.targets}
+
+    def say(self, line):
+        """One line to ``log`` (if given), with the seconds since the search started."""
+        if self.log is not None:
+            self.log(f"[{time.perf_counter() - self.start:6.0f} s] {line}")
 
     # the candidates -----------------------------------------------------------------------------
     def pruning_chains(self):
@@ -192,19 +261,49 @@ class TargetSearch:
             expensive_tails += [(lowrank, q) for q in expensive]
         return cheap_tails + expensive_tails
 
-    def candidates(self, level, lowrank, quantiser):
+    def candidates(self, level, lowrank, quantiser, user_step=None):
         """(steps, bytes of the model validated, bytes of the model returned) of the pipeline
-        ``level.step | lowrank | quantiser``, the bytes from the byte model."""
-        steps = [s for s in (level.step, lowrank, quantiser) if s is not None]
+        ``level.step | lowrank | quantiser | user_step``, the bytes (of :attr:`side`) from the
+        byte model."""
+        steps = [s for s in (level.step, lowrank, quantiser, user_step) if s is not None]
         n_items, dim, n_users = self.model.n_items, self.model.dim, self.model.n_users
-        return (steps, planned_item_bytes(steps, n_items, dim, n_users, level.kept),
-                planned_item_bytes(steps, n_items, dim, n_users, level.kept_returned))
+        return (steps, planned_bytes(steps, n_items, dim, n_users, level.kept, self.side),
+                planned_bytes(steps, n_items, dim, n_users, level.kept_returned, self.side))
+
+    def user_steps(self):
+        """[user-side step or None]: with ``side="both"`` the user quantisers that pass alone
+        (the item table float32), smallest first, then None; with ``side="items"`` [None].
+
+        A user quantiser that fails alone is assumed to fail under any item compression too (as
+        a pruning level that keeps fewer rows is assumed no better), so it is not tried with
+        one."""
+        if self.side == "items":
+            return [None]
+        unpruned = Level(None, self.model.n_items, self.model.n_items)
+        alone = [(step, self.candidates(unpruned, None, None, step))
+                 for step in user_quantisers()]
+        alone.sort(key=lambda item: item[1][2])
+        passing = [step for step, planned in alone if self.evaluate(*planned).passed]
+        return passing + [None]
 
     # one candidate --------------------------------------------------------------------------------
     def fitted(self, steps):
-        """The model validated compressed by ``steps``, reusing the longest fitted prefix."""
+        """The model validated compressed by ``steps``, reusing the longest fitted prefix.
+
+        A user-side last step (``side="both"``) compresses the user table alone, so its table
+        is made once per user table it starts from and put in place of that prefix's users:
+        the same table fitting it again would make (the model's records are not this pipeline's,
+        so the pick is fitted again in :meth:`run`)."""
+        if steps and getattr(steps[-1], "table", None) == "users":
+            base = self.fitted(steps[:-1]) if len(steps) > 1 else self.model
+            key = (steps[-1].spec_string(), id(base.users))
+            if key not in self.user_tables:   # holding the table keeps its id from reuse
+                compressed = Pipeline([steps[-1]]).fit(base, self.fit.matrix)
+                self.user_tables[key] = (base.users, compressed.users)
+                return compressed
+            return base.replace(users=self.user_tables[key][1])
         keys = [s.spec_string() for s in steps]
-        for cut in range(len(steps) - 1, 0, -1):
+        for cut in range(len(steps), 0, -1):
             if tuple(keys[:cut]) in self.prefixes:
                 base = self.prefixes[tuple(keys[:cut])]
                 break
@@ -212,40 +311,73 @@ class TargetSearch:
             base, cut = self.model, 0
         for i in range(cut, len(steps)):
             base = Pipeline([steps[i]]).fit(base, self.fit.matrix)
-            if i < len(steps) - 1:
-                self.prefixes[tuple(keys[:i + 1])] = base
+            self.prefixes[tuple(keys[:i + 1])] = base
         return base
 
-    def measure(self, steps, estimate, returned):
-        """(Candidate with its own pass/fail, compressed model): ``steps`` fitted and
-        evaluated."""
-        t0 = time.perf_counter()
-        compressed = self.fitted(steps)
-        t1 = time.perf_counter()
-        result = self.evaluate_model(compressed, self.base_lists)
-        t2 = time.perf_counter()
+    def judge(self, result, base_result, base_metrics):
+        """(metrics, relative, lower, passed) of an EvaluationResult against its baseline on
+        the same users: a target passes when its lower bound reaches its share."""
         metrics, relative, lower = {}, {}, {}
         for t in self.targets:
             value = float(result.metrics[t.key])
             metrics[t.key] = value
-            base = self.base_metrics[t.key]
+            base = base_metrics[t.key]
             relative[t.key] = value / base if base > 0 else (math.inf if value > 0 else 1.0)
-            lower[t.key] = lower_bound(result, self.base_result, t, self.z)
+            lower[t.key] = lower_bound(result, base_result, t, self.z)
         passed = all(t.threshold is None or
-                     lower[t.key] >= t.threshold * self.base_metrics[t.key] - 1e-12
+                     lower[t.key] >= t.threshold * base_metrics[t.key] - 1e-12
                      for t in self.targets)
+        return metrics, relative, lower, passed
+
+    def screened_out(self, result):
+        """Whether a candidate evaluated on the screening sample cannot pass on the full
+        sample: for some per-user target, even its one-sided 99% upper bound (mean plus
+        :data:`SCREEN_Z` paired standard errors over the screening users) lies below the share
+        of the baseline's mean on those users. Coverage (not a per-user mean, and not comparable
+        between samples of other sizes) never screens a candidate out."""
+        for t in self.targets:
+            if t.threshold is None or t.metric == "coverage":
+                continue
+            upper = upper_bound(result, self.screen_base, t, SCREEN_Z)
+            if upper < t.threshold * self.screen_metrics[t.key] - 1e-12:
+                return True
+        return False
+
+    def measure(self, steps, estimate, returned):
+        """(Candidate with its own pass/fail, compressed model): ``steps`` fitted and
+        evaluated, first on the screening sample (when there is one: a candidate that clearly
+        fails there stops, recorded with those figures and ``screened=True``), then on the
+        whole sample, where alone it can pass."""
+        t0 = time.perf_counter()
+        compressed = self.fitted(steps)
+        t1 = time.perf_counter()
+        screened = False
+        if self.screen_users is not None:
+            result = self.evaluate_model(compressed, self.base_lists, users=self.screen_users)
+            screened = self.screened_out(result)
+        if screened:
+            metrics, relative, lower, _ = self.judge(result, self.screen_base,
+                                                     self.screen_metrics)
+            passed = False
+        else:
+            result = self.evaluate_model(compressed, self.base_lists)
+            metrics, relative, lower, passed = self.judge(result, self.base_result,
+                                                          self.base_metrics)
+        t2 = time.perf_counter()
         if self.budget_bytes is not None and returned > self.budget_bytes:
             passed = False
         spec = format_spec(steps)
-        cand = Candidate(spec, serving_bytes(compressed), estimate, returned,
+        cand = Candidate(spec, serving_bytes(compressed, self.side), estimate, returned,
                          int(compressed.nbytes), metrics, relative, lower, passed, t1 - t0,
-                         t2 - t1)
+                         t2 - t1, n_users=int(result.n_users), screened=screened)
         self.candidates_evaluated.append(cand)
         self.bar.update(1)
         if self.log is not None:
             figures = "  ".join(f"{k} {relative[k]:.3f}" for k in relative)
-            self.log(f"{'pass' if passed else 'fail'}  {self.baseline_bytes / returned:6.1f}x  "
-                     f"{returned:>9,} B  {figures}  {spec}")
+            verdict = "screened out" if screened else ("pass" if passed else "fail")
+            self.say(f"{len(self.candidates_evaluated):4d} {verdict:<12} "
+                     f"{self.baseline_bytes / returned:6.1f}x  {returned:>11,} B  {figures}  "
+                     f"{spec}  ({t1 - t0:.1f} s fit, {t2 - t1:.1f} s evaluate)")
         return cand, compressed
 
     def evaluate(self, steps, estimate, returned):
@@ -281,13 +413,14 @@ class TargetSearch:
                 < (best.returned_bytes, -best.metrics[first]))
 
     # one tail along the pruning chains ------------------------------------------------------------
-    def search_tail(self, lowrank, quantiser, chains):
-        """Try ``lowrank | quantiser`` along every pruning chain: within a budget the level that
-        keeps most rows and fits; else skip what cannot beat the best, drop a chain whose
-        largest open level fails, and bisect for its last passing level."""
+    def search_tail(self, lowrank, quantiser, chains, user_step=None):
+        """Try ``lowrank | quantiser | user_step`` along every pruning chain: within a budget
+        the level that keeps most rows and fits; else skip what cannot beat the best, drop a
+        chain whose largest open level fails, and bisect for its last passing level."""
         unpruned = Level(None, self.model.n_items, self.model.n_items)
         for levels in chains:
-            full = [self.candidates(level, lowrank, quantiser) for level in [unpruned] + levels]
+            full = [self.candidates(level, lowrank, quantiser, user_step)
+                    for level in [unpruned] + levels]
             sizes = [returned for _, _, returned in full]
 
             def run(i):
@@ -322,48 +455,76 @@ class TargetSearch:
     # the whole search -----------------------------------------------------------------------------
     def run(self, model, interactions, valid=None, valid_fraction=0.1):
         """SearchResult of the search on ``model`` (see :func:`search`); raises TargetNotMet
-        (with ``.result``) when no candidate passes."""
-        start = time.perf_counter()
+        (with ``.result``) when no candidate passes. The reach lists of each model are ranked
+        once, at the largest reach cut-off, for the chains and every reach pruning fitted
+        (:func:`~cfprune.compression.rows.shared_reach_lists`), and the users of each model are
+        factorised once for every joint low rank
+        (:func:`~cfprune.compression.lowrank.shared_user_factorisation`)."""
+        self.start = start = time.perf_counter()
+        owned = False
+        if self.scheduler is not None:
+            from ...distributed import connect
+            self.client, owned = connect(self.scheduler)
+        try:
+            with shared_reach_lists(), shared_user_factorisation():
+                return self._run(model, interactions, valid, valid_fraction, start)
+        finally:
+            if owned:
+                self.client.close()
+            self.client = None
+
+    def _run(self, model, interactions, valid, valid_fraction, start):
         self.prepare(model, interactions, valid, valid_fraction)
         self.baseline()
+        self.screen_metrics = None if self.screen_base is None else \
+            self.figures(self.screen_base)
         self.candidates_evaluated, self.prefixes, self.cache = [], {}, {}
+        self.user_tables = {}
         self.best = self.best_steps = self.best_model = None
         self.n_skipped = 0
         self.bar = tqdm(desc="search", unit="cand", disable=self.show_progress is False or
                         (self.show_progress is None and not sys.stderr.isatty()))
         try:
             chains = self.pruning_chains()
-            for lowrank, quantiser in self.tails():
-                self.search_tail(lowrank, quantiser, chains)
+            self.say("reach counts of the pruning chains done")
+            for user_step in self.user_steps():
+                for lowrank, quantiser in self.tails():
+                    self.search_tail(lowrank, quantiser, chains, user_step)
         finally:
             self.bar.close()
         result = SearchResult(self.targets, self.budget_bytes, self.base_metrics,
                               self.baseline_bytes, self.candidates_evaluated, self.best,
                               self.best_model, self.split, time.perf_counter() - start,
-                              self.n_skipped)
+                              self.n_skipped, side=self.side,
+                              baseline_model_bytes=serving_bytes(self.original, "both"))
         if self.best is None:
             raise TargetNotMet(
                 f"no pipeline of the {len(self.candidates_evaluated)} evaluated meets "
                 f"{', '.join(str(t) for t in self.targets)}"
                 + ("" if self.budget_bytes is None else f" within {self.budget_bytes:,} bytes")
                 + " on the validation part; keep the uncompressed model", result)
-        if self.refit:   # the validated steps, applied to the model given, with all its data
+        if self.refit or self.side == "both":
+            # the validated steps, applied to the model given, with all its data
             result.model = Pipeline(self.best_steps).fit(self.original, self.data)
+        result.model_bytes = serving_bytes(result.model, "both")
+        result.seconds = time.perf_counter() - start
+        self.say(f"pick {self.best.spec}: {result.baseline_bytes / self.best.returned_bytes:.1f}x "
+                 f"({self.side}), whole model {result.baseline_model_bytes / result.model_bytes:.2f}x")
         info = dict(result.model.info)
         info["search"] = {k: v for k, v in result.as_dict().items() if k != "candidates"}
         result.model = result.model.replace(info=info)
         return result
 
 
-def search(model, interactions, target="recall@20>=0.97", budget_bytes=None, *, valid=None,
-           valid_fraction=0.1, confidence=0.95, seed=0, num_threads=None, show_progress=None,
-           log=None):
+def search(model, interactions, target="recall@20>=0.97", budget_bytes=None, *, side="items",
+           valid=None, valid_fraction=0.1, sample_users=DEFAULT_SAMPLE_USERS, confidence=0.95,
+           seed=0, num_threads=None, scheduler=None, show_progress=None, log=None):
     """Search compression pipelines for the smallest model that keeps every target.
 
     Parameters
     ----------
     model : FactorModel
-        The uncompressed model (any storage; the search compresses its item table).
+        The uncompressed model (any storage).
     interactions : Interactions or scipy CSR [n_users, n_items]
         The training interactions the model was trained on (never the test data).
     target : str or list of str
@@ -371,30 +532,53 @@ def search(model, interactions, target="recall@20>=0.97", budget_bytes=None, *, 
         With ``budget_bytes`` a target may omit ``>=share``; the first is maximised.
     budget_bytes : int or None
         Serving bytes (see :func:`serving_bytes`) the pick may take; None: minimise the bytes.
+    side : "items" or "both"
+        ``"items"``: the search compresses the item table (low rank narrows the users too) and
+        minimises the item side's bytes; ``"both"``: it compresses the user table too (the
+        per-row user quantisers of :func:`~cfprune.compression.search.space.user_quantisers`)
+        under the same targets and minimises the bytes of the whole model. Either way the result
+        states the whole model's bytes (``result.model_bytes``, ``baseline_model_bytes``).
     valid : Interactions or scipy CSR, optional
         A validation part held out of ``interactions`` already (``model`` trained without it):
         then ``interactions`` are used whole to fit the compressions and filter the seen items.
     valid_fraction : float
         Otherwise, the share of every user's interactions carved out for validation (seeded by
         ``seed``).
+    sample_users : int or None
+        At most this many validation users (a uniform sample without replacement, seeded by
+        ``seed``) are evaluated; None: all. Every figure, share and bound is over the sampled
+        users. With fewer validation users than this, all are evaluated and the search is the
+        exhaustive one. With more, every candidate is first evaluated on a nested sample of
+        ``1/8`` of them and stops there when it clearly fails (see
+        :meth:`TargetSearch.screened_out`); it can pass only on the whole sample.
     confidence : float or None
         A per-user metric (all but coverage) meets its target when its one-sided ``confidence``
         lower bound does: the candidate's mean less ``z`` standard errors of the paired per-user
-        change against the model (``z = 1.645`` at 0.95). Without it, the smallest candidate
-        that passes by luck of the validation sample would be picked (winner's curse); None or
-        0 compares the means.
+        change against the model (``z = 1.645`` at 0.95), over the (sampled) validation users.
+        That standard error is the sampling error of the sample's mean paired change as an
+        estimate of the mean over all users, so sampling the users is counted in the bound
+        (the bound is over the sample's users: a smaller sample gives a wider one). Without it,
+        the smallest candidate that passes by luck of the validation sample would be picked
+        (winner's curse); None or 0 compares the means. Coverage is the sample's coverage.
     num_threads : int or None
-        Threads for retrieval and evaluation.
+        Threads for retrieval and evaluation (with ``scheduler``: Numba threads per Dask task,
+        default 1).
+    scheduler : str, distributed.Client or None
+        Evaluate the baseline and every candidate on this Dask cluster
+        (:func:`cfprune.distributed.evaluate_distributed`): the same figures and the same pick
+        as in process. The compressions are fitted in this process.
     show_progress : bool or None
         tqdm bar of the candidates (None: on a terminal only).
     log : callable(str) or None
-        Receives one line per candidate evaluated.
+        Receives one line per stage (retraining, baseline, reach counts, the pick) and per
+        candidate evaluated, each with the seconds since the start.
 
     Returns
     -------
     SearchResult
         Raises :class:`TargetNotMet` (with ``.result``) when no candidate passes.
     """
-    return TargetSearch(target, budget_bytes, confidence=confidence, seed=seed,
-                        num_threads=num_threads, show_progress=show_progress,
+    return TargetSearch(target, budget_bytes, side=side, sample_users=sample_users,
+                        confidence=confidence, seed=seed, num_threads=num_threads,
+                        scheduler=scheduler, show_progress=show_progress,
                         log=log).run(model, interactions, valid, valid_fraction)

@@ -27,7 +27,11 @@ class Candidate:
     They differ when the model was retrained for validation and the spec prunes by reach (the
     reach lists of the full model and interactions keep other rows). ``reseeded``: for a PQ tail
     that passed at its seed, the k-means seeds of :data:`~cfprune.compression.search.space.RESEEDS` at which it passed too; it
-    passes only when it passes at all of them (see :mod:`cfprune.compression.search.engine`)."""
+    passes only when it passes at all of them (see :mod:`cfprune.compression.search.engine`).
+    The byte figures are those of the search's side (the item side, or the whole model).
+    ``n_users``: the validation users its figures are over; ``screened``: it failed on the
+    screening sample and was not evaluated on the whole sample (the figures are the screening
+    sample's)."""
 
     spec: str
     bytes: int
@@ -41,12 +45,15 @@ class Candidate:
     seconds_fit: float
     seconds_evaluate: float
     reseeded: list | None = None
+    n_users: int = 0
+    screened: bool = False
 
     def as_dict(self):
         return {"spec": self.spec, "bytes": self.bytes, "estimated_bytes": self.estimated_bytes,
                 "returned_bytes": self.returned_bytes, "model_bytes": self.model_bytes,
                 "metrics": self.metrics, "relative": self.relative, "lower": self.lower,
-                "passed": self.passed, "reseeded": self.reseeded,
+                "passed": self.passed, "reseeded": self.reseeded, "n_users": self.n_users,
+                "screened": self.screened,
                 "seconds_fit": self.seconds_fit, "seconds_evaluate": self.seconds_evaluate}
 
 
@@ -64,18 +71,32 @@ class SearchResult:
     split: dict = field(default_factory=dict)
     seconds: float = 0.0
     n_skipped: int = 0
+    side: str = "items"
+    baseline_model_bytes: int = 0
+    model_bytes: int | None = None
+
+    @property
+    def model_ratio(self):
+        """How many times smaller the whole model returned is (users included); None when
+        nothing passed."""
+        return None if self.model_bytes is None else self.baseline_model_bytes / self.model_bytes
 
     def as_dict(self):
-        """JSON-able summary: targets, validation split, baseline figures, the pick and every
-        candidate (in the order evaluated)."""
+        """JSON-able summary: targets, side, validation split, baseline figures, the pick, the
+        whole model's bytes and every candidate (in the order evaluated)."""
         return {"targets": [str(t) for t in self.targets], "budget_bytes": self.budget_bytes,
+                "side": self.side,
                 "objective": "serving bytes of the item side (items + re-rank table) of the "
-                             "model returned",
+                             "model returned" if self.side == "items" else
+                             "serving bytes of the whole model returned (users + items + "
+                             "re-rank table)",
                 "split": self.split, "baseline": {"bytes": self.baseline_bytes,
                                                   "metrics": self.baseline},
                 "pick": None if self.pick is None else self.pick.as_dict(),
                 "ratio": None if self.pick is None else
                 self.baseline_bytes / self.pick.returned_bytes,
+                "whole_model": {"baseline_bytes": self.baseline_model_bytes,
+                                "bytes": self.model_bytes, "ratio": self.model_ratio},
                 "n_candidates": len(self.candidates), "n_skipped_by_bytes": self.n_skipped,
                 "seconds": self.seconds,
                 "candidates": [c.as_dict() for c in self.candidates]}

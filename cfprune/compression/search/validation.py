@@ -1,5 +1,6 @@
 """How the search judges a candidate on its validation part: the model the validation items are
-truly held out of, and the one-sided lower bound a per-user target is met by."""
+truly held out of, the seeded sample of validation users it is judged on, and the one-sided
+bounds a per-user target is met (lower) or screened out (upper) by."""
 
 from __future__ import annotations
 
@@ -31,10 +32,37 @@ def held_out_model(model, fit, num_threads=None):
     return trainer(fit, num_threads=threads, show_progress=False, **params), True
 
 
+def sample_users(valid, n_users, size, screen_share, seed):
+    """(users, screen_users, n_valid_users): the validation users a search evaluates.
+
+    ``valid``: CSR [>= n_users, n_items] of the validation part; the validation users are the
+    rows below ``n_users`` with at least one validation item (``n_valid_users`` of them). When
+    ``size`` is None or at least that many, ``(None, None, n)``: every validation user, no
+    screening. Else ``users`` int64 [size] is a uniform sample without replacement (the first
+    ``size`` of a permutation seeded by ``seed``), ascending, and ``screen_users`` int64
+    [max(1, size // screen_share)] the first of those in the same permutation (a nested
+    sample), ascending."""
+    counts = np.diff(valid.indptr)[:n_users]
+    everyone = np.flatnonzero(counts > 0).astype(np.int64)
+    if size is None or everyone.size <= size:
+        return None, None, int(everyone.size)
+    order = np.random.default_rng(seed).permutation(everyone)
+    return (np.sort(order[:size]), np.sort(order[:max(1, size // screen_share)]),
+            int(everyone.size))
+
+
+def upper_bound(result, base_result, target, z):
+    """The candidate's ``target`` figure plus ``z`` standard errors of the mean paired per-user
+    change (see :func:`lower_bound`)."""
+    return float(result.metrics[target.key]) + z * paired_se(result, base_result, target)
+
+
 def lower_bound(result, base_result, target, z):
     """The candidate's ``target`` figure less ``z`` standard errors of the mean paired per-user
     change against the baseline (``result``/``base_result``: EvaluationResults on the same
-    validation users). Coverage, not a per-user mean, is its value."""
+    validation users). Over a sample of the validation users that standard error is the sampling
+    error of the sample's mean change, so the bound holds for the mean over all of them at its
+    confidence. Coverage, not a per-user mean, is its value."""
     return float(result.metrics[target.key]) - z * paired_se(result, base_result, target)
 
 
