@@ -162,7 +162,7 @@ def test_batched_solver_equals_reference_on_varied_lengths():
 
 def test_plans_and_bytes():
     assert FoldedUsers.nbytes_for(6040, 64) == 0
-    plan = FoldUsers().plan_user_table(DenseTable.plan(6040, 64))
+    plan = FoldUsers().plan_table(DenseTable.plan(6040, 64), side="users")
     assert isinstance(plan, TablePlan) and plan.storage is FoldedUsers and plan.nbytes == 0
     items = DenseTable.plan(3500, 64)
     assert FoldUsers().plan_table(items) is items

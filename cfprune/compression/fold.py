@@ -69,7 +69,3 @@ class FoldUsers(Compressor):
         """The ``side`` table's plan (see :meth:`Compressor.plan_table`): the item table
         unchanged; the user table a folded table of that shape, 0 bytes."""
         return plan if side == "items" else FoldedUsers.plan(plan.n_rows, plan.dim)
-
-    def plan_user_table(self, plan):
-        """The user table's plan after this step: ``plan_table(plan, side="users")``."""
-        return self.plan_table(plan, side="users")

@@ -86,7 +86,7 @@ from .results import Candidate, SearchResult, TargetNotMet
 from .space import (RESEEDS, low_ranks, popularity_pruners, quantisers, reach_cutoffs,
                     reseeded, user_quantisers)
 from .targets import parse_targets
-from .validation import held_out_model, lower_bound, paired_se, sample_users, upper_bound
+from .validation import held_out_model, lower_bound, sample_users, upper_bound
 
 DEFAULT_SAMPLE_USERS = 32768
 SCREEN_SHARE = 8
