@@ -402,7 +402,7 @@ def test_magnitude_sparsity_is_reached(n, d, s, seed, scope):
     kept = y != 0
     np.testing.assert_array_equal(y[kept], x[kept])
     if scope == "global":
-        assert zeroed.sum() == int(np.floor(s * n * d + 0.5))
+        assert zeroed.sum() == int(np.floor(s * (n * d) + 0.5))   # round(s x size), half up
         if zeroed.any() and kept.any():
             assert np.abs(x[zeroed]).max() <= np.abs(x[kept]).min()
     else:
