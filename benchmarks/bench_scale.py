@@ -208,7 +208,7 @@ def measure_case(label, users, seen, table, index, args):
 
 def fit_row(label, items, users, storage, faiss_seconds):
     """cfprune's compress() time of the storage against faiss's train + add."""
-    from cfprune.compression import compress
+    from cfprune.facade import compress
     from cfprune.models.factors import FactorModel
     model = FactorModel(users, items)
     start = time.perf_counter()
