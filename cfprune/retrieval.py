@@ -265,6 +265,9 @@ def _scorer(table, int8_route, n_workers):
         _announce_cold(scan_worker)
         norm_order = _scan_order(stored)
         code_order = _code_scan_order(stored, norm_order)
+        # a few users take the code scan unless the tiled scorer's early stop serves them
+        # faster: skewed norms (the code scan keeps the norm order) over cheap tiles
+        few_by_codes = code_order is not norm_order or not stored.cheap_tiles
         made = []
 
         def tiles():   # made on first use (a 4-bit PQ table's fast scan never unpacks its codes)
@@ -274,7 +277,8 @@ def _scorer(table, int8_route, n_workers):
 
         def scan(queries, *seen_and_heaps):
             queries = stored.scan_queries(queries)
-            if queries.shape[0] <= FEW_USERS_MAX or stored.scans_codes_in_batches:
+            if (queries.shape[0] <= FEW_USERS_MAX and few_by_codes) or \
+                    stored.scans_codes_in_batches:
                 stored.score_few(queries, tiles, *code_order, n_workers, item_map,
                                  *seen_and_heaps)
             else:

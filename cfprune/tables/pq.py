@@ -144,6 +144,8 @@ class PQTable(Table):
         from ..kernels.pq import row_norms
         return row_norms(self.unpacked_codes(), self.codebooks, self.bounds)
 
+    cheap_tiles = False
+
     @property
     def scans_codes_in_batches(self):
         """4-bit codes: the fast scan beats decoded tiles for batches too (measured: 200 users
