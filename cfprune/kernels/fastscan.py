@@ -25,7 +25,8 @@ from numba.extending import intrinsic
 
 from cfprune.kernels.pool import frozen, run_workers
 from cfprune.kernels.scan import merge_heaps
-from cfprune.kernels.topk import EMPTY_ID, beats_root, reach, replace_root, sorted_contains
+from cfprune.kernels.topk import (EMPTY_ID, beats_root, reach, replace_root, retire_by_bound,
+                                  sorted_contains)
 
 BLOCK = 32
 BLOCKS_PER_TILE = 32
@@ -87,12 +88,7 @@ def fastscan_worker(rotated, worker, n_workers, blocked, codebooks, bounds, orde
     for tile in range(worker, n_tiles, n_workers):
         b0 = tile * BLOCKS_PER_TILE
         bound = np.float64(remaining_norm[b0 * BLOCK])
-        n_active = 0
-        for u in range(n_users):
-            if active[u] and user_reach[u] * bound < heap_scores[u, 0]:
-                active[u] = False
-            n_active += active[u]
-        if n_active == 0:
+        if retire_by_bound(active, user_reach, bound, heap_scores) == 0:
             break
         for b in range(b0, min(n_blocks, b0 + BLOCKS_PER_TILE)):
             codes = blocked[b]
@@ -233,12 +229,7 @@ def shuffle_worker(rotated, worker, n_workers, blocked, codebooks, bounds, order
     for tile in range(worker, n_tiles, n_workers):
         b0 = tile * BLOCKS_PER_TILE
         bound = np.float64(remaining_norm[b0 * BLOCK])
-        n_active = 0
-        for u in range(n_users):
-            if active[u] and user_reach[u] * bound < heap_scores[u, 0]:
-                active[u] = False
-            n_active += active[u]
-        if n_active == 0:
+        if retire_by_bound(active, user_reach, bound, heap_scores) == 0:
             break
         for b in range(b0, min(n_blocks, b0 + BLOCKS_PER_TILE)):
             first = b * n_bytes * BLOCK

@@ -31,8 +31,8 @@ from numba import njit
 from cfprune.errors import ShapeError
 from cfprune.kernels.pool import frozen, run_workers
 from cfprune.kernels.tiled import KIND_FLOAT16, KIND_FLOAT32, KIND_INT4, KIND_INT8, KIND_PQ
-from cfprune.kernels.topk import EMPTY_ID, beats_root, is_worse, reach, replace_root, \
-    sorted_contains
+from cfprune.kernels.topk import EMPTY_ID, is_worse, offer_rows, reach, replace_root, \
+    retire_by_bound
 
 SCAN_TILE = 1024
 # the tile kinds this route scores (others raise in score_few)
@@ -225,33 +225,19 @@ def scan_few_worker(queries, worker, n_workers, tiles, order, remaining_norm, it
     scores = np.empty(SCAN_TILE, np.float32)
     scratch = np.empty((4, dim), np.float32)
     raw = np.empty(dim, np.uint32)
-    mapped = item_map.shape[0] > 0
     n_tiles = (n_rows + SCAN_TILE - 1) // SCAN_TILE
     for tile in range(worker, n_tiles, n_workers):
         p0 = tile * SCAN_TILE
         bound = np.float64(remaining_norm[p0])
-        n_active = 0
-        for u in range(n_users):
-            if active[u] and user_reach[u] * bound < heap_scores[u, 0]:
-                active[u] = False
-            n_active += active[u]
-        if n_active == 0:
+        if retire_by_bound(active, user_reach, bound, heap_scores) == 0:
             break
         rows = order[p0:min(n_rows, p0 + SCAN_TILE)]
         for u in range(n_users):
             if not active[u]:
                 continue
             score_rows(tiles, rows, u, folded, user_sum, user_const, luts, scores, scratch, raw)
-            hs, hi = heap_scores[u], heap_ids[u]
-            start, end = seen_start[u], seen_end[u]
-            for j in range(rows.shape[0]):
-                score = scores[j]
-                if score < hs[0]:
-                    continue
-                item = item_map[rows[j]] if mapped else rows[j]
-                if beats_root(hs, hi, score, item) and \
-                        not sorted_contains(seen_indices, start, end, item):
-                    replace_root(hs, hi, score, item)
+            offer_rows(heap_scores[u], heap_ids[u], scores, rows, item_map, seen_indices,
+                       seen_start[u], seen_end[u])
 
 
 @njit(cache=True, nogil=True)

@@ -143,6 +143,19 @@ def sorted_contains(indices, start, end, item):
     return lo < end and indices[lo] == item
 
 
+@register_jitable
+def retire_by_bound(active, user_reach, bound, heap_scores):
+    """Mark inactive (``active`` bool [n_users], in place) every query whose ``user_reach *
+    bound`` (its reach times the largest norm not yet scanned) is below its k-th best score
+    ``heap_scores[u, 0]``: no row left can enter its heap. Returns how many stay active."""
+    n_active = 0
+    for u in range(active.shape[0]):
+        if active[u] and user_reach[u] * bound < heap_scores[u, 0]:
+            active[u] = False
+        n_active += active[u]
+    return n_active
+
+
 @njit(cache=True, nogil=True)
 def offer_rows(heap_scores, heap_ids, scores, rows, item_map, seen_indices, start, end):
     """Offer ``scores[j]`` float32 for the table rows ``rows[j]`` int32, ``j < len(rows)``, in
