@@ -21,6 +21,7 @@ import numpy as np
 from llvmlite import binding, ir
 from numba import njit, types
 from numba.core import cgutils
+from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 
 from cfprune.kernels.pool import frozen, run_workers
@@ -133,10 +134,12 @@ def subspace_tables(query, codebooks, bounds, lut):
 def quantise_tables(lut, ksub, levels):
     """Quantise ``lut`` float32 [2 * n_bytes, 16] to ``levels`` uint8 [n_bytes * 32] (byte
     column j: 16 levels of sub-space 2j, then 16 of 2j + 1): ``floor((lut[s, c] - low_s) /
-    step)`` with one ``step`` for all sub-spaces (the widest range over 255). Returns (base =
-    sum of the lows, step): a row's score lies in ``[base + step * sum, base + step * (sum +
-    n_subspaces))`` up to float rounding."""
+    step)`` with one ``step`` for all sub-spaces (the widest range over ``top``, 255 or less so
+    that a sum of ``2 * n_bytes`` levels fits 16 bits). Returns (base = sum of the lows, step):
+    a row's score lies in ``[base + step * sum, base + step * (sum + n_subspaces))`` up to float
+    rounding."""
     n_sub = lut.shape[0]
+    top = min(255, 65535 // n_sub)
     widest = 0.0
     base = 0.0
     lows = np.empty(n_sub, np.float64)
@@ -148,62 +151,97 @@ def quantise_tables(lut, ksub, levels):
         lows[s] = low
         base += low
         widest = max(widest, high - low)
-    step = widest / 255.0 if widest > 0 else 1.0
+    step = widest / top if widest > 0 else 1.0
     for s in range(n_sub):
         for c in range(16):
             level = 0.0
             if c < ksub:
-                level = min(255.0, max(0.0, np.floor((np.float64(lut[s, c]) - lows[s]) / step)))
+                level = min(top, max(0.0, np.floor((np.float64(lut[s, c]) - lows[s]) / step)))
             levels[(s // 2) * 32 + (s % 2) * 16 + c] = np.uint8(level)
     return base, step
 
 
 @intrinsic
-def _shuffle_add32(typingctx, levels, levels_at, codes, codes_at, acc):
-    """``acc[i] += levels[levels_at + (byte_i & 15)] + levels[levels_at + 16 + (byte_i >> 4)]``
-    for the 32 code bytes ``byte_i = codes[codes_at + i]`` (uint8 arrays; ``acc`` uint16 [32]):
-    two in-register 16-entry table lookups (AVX2 ``vpshufb``) and 16-bit additions."""
-    sig = types.void(levels, types.intp, codes, types.intp, acc)
+def _block_mask(typingctx, levels, levels_at, codes, codes_at, n_bytes, threshold):
+    """uint32: which of the 32 items of one block have a level sum >= ``threshold`` (uint16).
+    The block's codes are ``codes[codes_at + 32 j + i]`` (byte column j of item i, uint8) and
+    byte column j's levels ``levels[levels_at + 32 j:][:32]`` (sub-space 2j's 16, then 2j +
+    1's). Per column: two in-register 16-entry lookups (AVX2 ``vpshufb``, the table in both
+    lanes) and 16-bit sums kept in registers, as in faiss's fast scan: a 32-byte lookup result
+    read as 16 words adds ``level(2w) + 256 level(2w + 1)`` to one accumulator and, shifted,
+    ``level(2w + 1)`` to another, so no widening is needed (the even sums are recovered mod 2^16
+    at the end). Bit w of the mask is item 2w, bit 16 + w item 2w + 1."""
+    sig = types.uint32(levels, types.intp, codes, types.intp, types.intp, types.intp)
 
     def codegen(context, builder, signature, args):
-        levels_a, levels_i, codes_a, codes_i, acc_a = args
+        levels_a, levels_i, codes_a, codes_i, n_bytes_v, threshold_v = args
         levels_p = builder.gep(context.make_array(signature.args[0])(context, builder,
                                                                      levels_a).data, [levels_i])
         codes_p = builder.gep(context.make_array(signature.args[2])(context, builder,
                                                                     codes_a).data, [codes_i])
-        acc_p = context.make_array(signature.args[4])(context, builder, acc_a).data
-        byte, half = ir.IntType(8), ir.IntType(16)
-        v16, v32, v32w = ir.VectorType(byte, 16), ir.VectorType(byte, 32), ir.VectorType(half, 32)
-        both_lanes = ir.Constant(ir.VectorType(ir.IntType(32), 32), [i % 16 for i in range(32)])
-        low_table = builder.load(builder.bitcast(levels_p, v16.as_pointer()), align=1)
-        high_p = builder.gep(levels_p, [ir.Constant(ir.IntType(64), 16)])
-        high_table = builder.load(builder.bitcast(high_p, v16.as_pointer()), align=1)
-        low_table = builder.shuffle_vector(low_table, low_table, both_lanes)
-        high_table = builder.shuffle_vector(high_table, high_table, both_lanes)
-        codes_v = builder.load(builder.bitcast(codes_p, v32.as_pointer()), align=1)
+        byte, half, word = ir.IntType(8), ir.IntType(16), ir.IntType(32)
+        v16, v32, w16 = ir.VectorType(byte, 16), ir.VectorType(byte, 32), ir.VectorType(half, 16)
+        both_lanes = ir.Constant(ir.VectorType(word, 32), [i % 16 for i in range(32)])
         nibble = ir.Constant(v32, [15] * 32)
-        low_codes = builder.and_(codes_v, nibble)
-        high_codes = builder.and_(builder.lshr(codes_v, ir.Constant(v32, [4] * 32)), nibble)
+        eight = ir.Constant(w16, [8] * 16)
         pshufb = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v32, [v32, v32]),
                                                 "llvm.x86.avx2.pshuf.b")
-        low = builder.zext(builder.call(pshufb, [low_table, low_codes]), v32w)
-        high = builder.zext(builder.call(pshufb, [high_table, high_codes]), v32w)
-        acc_v = builder.bitcast(acc_p, v32w.as_pointer())
-        builder.store(builder.add(builder.load(acc_v, align=2), builder.add(low, high)), acc_v,
-                      align=2)
-        return context.get_dummy_value()
+        both = cgutils.alloca_once_value(builder, ir.Constant(w16, [0] * 16))
+        odd = cgutils.alloca_once_value(builder, ir.Constant(w16, [0] * 16))
+        with cgutils.for_range(builder, n_bytes_v) as loop:
+            at = builder.mul(loop.index, ir.Constant(loop.index.type, BLOCK))
+            table_p = builder.gep(levels_p, [at])
+            low_table = builder.load(builder.bitcast(table_p, v16.as_pointer()), align=1)
+            high_table = builder.load(builder.bitcast(
+                builder.gep(table_p, [ir.Constant(at.type, 16)]), v16.as_pointer()), align=1)
+            low_table = builder.shuffle_vector(low_table, low_table, both_lanes)
+            high_table = builder.shuffle_vector(high_table, high_table, both_lanes)
+            codes_v = builder.load(builder.bitcast(builder.gep(codes_p, [at]), v32.as_pointer()),
+                                   align=1)
+            low = builder.call(pshufb, [low_table, builder.and_(codes_v, nibble)])
+            high = builder.call(pshufb, [high_table, builder.and_(
+                builder.lshr(codes_v, ir.Constant(v32, [4] * 32)), nibble)])
+            low, high = builder.bitcast(low, w16), builder.bitcast(high, w16)
+            builder.store(builder.add(builder.load(both), builder.add(low, high)), both)
+            builder.store(builder.add(builder.load(odd), builder.add(
+                builder.lshr(low, eight), builder.lshr(high, eight))), odd)
+        odd_sums = builder.load(odd)
+        even_sums = builder.sub(builder.load(both), builder.shl(odd_sums, eight))
+        limit = builder.trunc(threshold_v, half)
+        limit = builder.insert_element(ir.Constant(w16, ir.Undefined), limit,
+                                       ir.Constant(word, 0))
+        limit = builder.shuffle_vector(limit, limit, ir.Constant(ir.VectorType(word, 16),
+                                                                 [0] * 16))
+
+        def mask(sums):
+            return builder.zext(builder.bitcast(builder.icmp_unsigned(">=", sums, limit),
+                                                half), word)
+        return builder.or_(mask(even_sums), builder.shl(mask(odd_sums),
+                                                         ir.Constant(word, 16)))
     return sig, codegen
+
+
+@njit(cache=True, nogil=True)
+def _level_threshold(kth, slack, base, step, n_sub):
+    """The smallest level sum (int, 0..65535) whose bound ``base + step * (sum + n_sub)``
+    reaches the k-th best score ``kth`` less the rounding ``slack`` (0 while the heap is not
+    full)."""
+    need = np.ceil((np.float64(kth) - slack - base) / step - n_sub)
+    if not need > 0.0:  # also -inf
+        return 0
+    return int(min(need, 65535.0))
 
 
 @njit(cache=True, nogil=True)
 def shuffle_worker(rotated, worker, n_workers, blocked, codebooks, bounds, order,
                    remaining_norm, item_map, seen_indices, seen_start, seen_end, heap_scores,
                    heap_ids):
-    """:func:`fastscan_worker` with 8-bit quantised tables looked up in registers: per block,
-    16-bit sums of quantised levels bound each item's score from above (``base + step * (sum +
-    n_subspaces)``); only items whose bound reaches the k-th best score are scored exactly
-    (float32 sums of ``lut``) and offered. ``blocked`` here is :func:`block_layout` flattened
-    (uint8 [n_blocks * n_bytes * 32])."""
+    """:func:`fastscan_worker` with 8-bit quantised tables looked up in registers: per block
+    and user, 16-bit sums of quantised levels bound each item's score from above (``base + step
+    * (sum + n_subspaces)``, :func:`_block_mask`); only items whose bound reaches the k-th best
+    score are scored exactly (float32 sums of ``lut``) and offered. Within a tile the users
+    take turns, each over all the tile's blocks (its tables stay in L1). ``blocked`` here is
+    :func:`block_layout` flattened (uint8 [n_blocks * n_bytes * 32])."""
     n_users = rotated.shape[0]
     n_rows = order.shape[0]
     n_bytes = (bounds.shape[0] - 1 + 1) // 2
@@ -211,7 +249,7 @@ def shuffle_worker(rotated, worker, n_workers, blocked, codebooks, bounds, order
     n_sub = 2 * n_bytes
     ksub = codebooks.shape[0]
     luts = np.empty((n_users, n_sub, 16), np.float32)
-    levels = np.empty((n_users, n_bytes * 32), np.uint8)
+    levels = np.empty(n_users * n_bytes * BLOCK, np.uint8)
     bases = np.empty(n_users, np.float64)
     steps = np.empty(n_users, np.float64)
     slack = np.empty(n_users, np.float64)
@@ -219,11 +257,11 @@ def shuffle_worker(rotated, worker, n_workers, blocked, codebooks, bounds, order
     active = np.ones(n_users, np.bool_)
     for u in range(n_users):
         subspace_tables(rotated[u], codebooks, bounds, luts[u])
-        bases[u], steps[u] = quantise_tables(luts[u], ksub, levels[u])
+        bases[u], steps[u] = quantise_tables(
+            luts[u], ksub, levels[u * n_bytes * BLOCK:(u + 1) * n_bytes * BLOCK])
         # float32 rounding of the exact sums and of the bound itself
         slack[u] = 1e-5 * (np.abs(luts[u]).sum() + abs(bases[u])) + 1e-30
         user_reach[u] = reach(rotated[u])
-    acc = np.empty(BLOCK, np.uint16)
     mapped = item_map.shape[0] > 0
     n_tiles = (n_blocks + BLOCKS_PER_TILE - 1) // BLOCKS_PER_TILE
     for tile in range(worker, n_tiles, n_workers):
@@ -231,25 +269,21 @@ def shuffle_worker(rotated, worker, n_workers, blocked, codebooks, bounds, order
         bound = np.float64(remaining_norm[b0 * BLOCK])
         if retire_by_bound(active, user_reach, bound, heap_scores) == 0:
             break
-        for b in range(b0, min(n_blocks, b0 + BLOCKS_PER_TILE)):
-            first = b * n_bytes * BLOCK
-            for u in range(n_users):
-                if not active[u]:
-                    continue
-                acc[:] = 0
-                for j in range(n_bytes):
-                    _shuffle_add32(levels[u], 32 * j, blocked, first + j * BLOCK, acc)
-                hs, hi = heap_scores[u], heap_ids[u]
-                # smallest level sum whose bound reaches the k-th best score
-                need = (np.float64(hs[0]) - slack[u] - bases[u]) / steps[u] - n_sub
-                top = acc[0]
-                for i in range(1, BLOCK):
-                    top = max(top, acc[i])
-                if np.float64(top) < need:  # no item of the block can enter the heap
-                    continue
-                lut = luts[u]
-                for i in range(min(BLOCK, n_rows - b * BLOCK)):
-                    if np.float64(acc[i]) < need:
+        for u in range(n_users):
+            if not active[u]:
+                continue
+            hs, hi = heap_scores[u], heap_ids[u]
+            lut = luts[u]
+            threshold = _level_threshold(hs[0], slack[u], bases[u], steps[u], n_sub)
+            for b in range(b0, min(n_blocks, b0 + BLOCKS_PER_TILE)):
+                first = b * n_bytes * BLOCK
+                mask = _block_mask(levels, u * n_bytes * BLOCK, blocked, first, n_bytes,
+                                   threshold)
+                while mask != 0:
+                    bit = np.int64(trailing_zeros(mask))
+                    mask &= mask - np.uint32(1)
+                    i = 2 * bit if bit < 16 else 2 * (bit - 16) + 1
+                    if b * BLOCK + i >= n_rows:
                         continue
                     score = np.float32(0.0)
                     for j in range(n_bytes):
@@ -262,7 +296,8 @@ def shuffle_worker(rotated, worker, n_workers, blocked, codebooks, bounds, order
                     if beats_root(hs, hi, score, item) and \
                             not sorted_contains(seen_indices, seen_start[u], seen_end[u], item):
                         replace_root(hs, hi, score, item)
-                        need = (np.float64(hs[0]) - slack[u] - bases[u]) / steps[u] - n_sub
+                        threshold = _level_threshold(hs[0], slack[u], bases[u], steps[u],
+                                                     n_sub)
 
 
 def score_fastscan(rotated, blocked, codebooks, bounds, order, remaining_norm, n_workers,
