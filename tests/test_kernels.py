@@ -7,7 +7,8 @@ from hypothesis import given, settings, strategies as st
 from cfprune.errors import ShapeError
 from cfprune.kernels.dense import ITEMS_PER_TILE
 from cfprune.kernels.int8 import quantise_queries, score_int8_int8
-from cfprune.kernels.fastscan import HAS_SHUFFLE, block_layout, score_fastscan
+from cfprune.kernels.fastscan import (HAS_SHUFFLE, HAS_WIDE, block_layout, level_bytes,
+                                      level_threshold, quantise_tables, score_fastscan)
 from cfprune.kernels.pq import row_norms as pq_row_norms
 from cfprune.kernels.pruned import push_fallback
 from cfprune.kernels.rerank import rerank_dense, rerank_int8
@@ -194,7 +195,8 @@ def test_int4(p, per_row, symmetric, by_norm):
 def test_pq(p, m_wanted, ksub, rotate, uneven, by_norm):
     """PQ over decoded tiles (tiled) or lookup tables (few users), with and without rotation,
     even or uneven sub-spaces, any ksub <= 256, by norm with early stop or in row order; codes
-    of at most 16 centroids also by the 4-bit fast scan (pair tables over blocks of 32 items)."""
+    of at most 16 centroids also by the 4-bit fast scan (pair tables, or in-register shuffles of
+    quantised tables, over blocks of 32 items)."""
     rng = p["rng"]
     m = min(m_wanted, p["dim"])
     bounds = np.linspace(0, p["dim"], m + 1).round().astype(np.int32)
@@ -218,13 +220,95 @@ def test_pq(p, m_wanted, ksub, rotate, uneven, by_norm):
     check(p, q, decoded, ids, scores, rtol=rtol)
     if ksub <= 16:
         packed = pack_int4(codes)
-        for shuffle in sorted({False, HAS_SHUFFLE}):  # the pair tables; in-register shuffles
+        # the pair tables; in-register shuffles of 32 bytes and, with AVX-512BW, of 64
+        routes = {(False, False), (HAS_SHUFFLE, False), (HAS_SHUFFLE, HAS_WIDE)}
+        for shuffle, wide in sorted(routes):
             heap_scores, heap_ids = new_heaps(q.shape[0], p["k"])
             score_fastscan(rotated, block_layout(packed, order[0]), codebooks, bounds, *order, 2,
                            EMPTY_MAP, *seen_arrays(p["seen"]), heap_scores, heap_ids,
-                           shuffle=shuffle)
+                           shuffle=shuffle, wide=wide)
             sort_heaps(heap_scores, heap_ids)
             check(p, q, decoded, heap_ids, heap_scores, rtol=rtol)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 150), st.integers(1, 16), st.booleans(), st.booleans(),
+       st.integers(0, 2 ** 32 - 1))
+def test_quantised_tables_bound_every_score_and_the_threshold_is_the_least_sum(
+        n_bytes, ksub, ties, wide, seed):
+    """The levels of :func:`quantise_tables` (read at the documented positions) sum to a bound
+    ``[base + step * sum, base + step * (sum + n_sub))`` of every code combination's exact score,
+    each level the floor of its share (up to rounding); and :func:`level_threshold` is the least level sum whose
+    upper bound reaches a k-th best score (0 before the heap is full)."""
+    rng = np.random.default_rng(seed)
+    n_sub = 2 * n_bytes
+    lut = (rng.integers(-3, 4, (n_sub, 16)) if ties else rng.standard_normal((n_sub, 16)))
+    lut = lut.astype(np.float32)
+    lut[:, ksub:] = 0.0
+    levels = np.zeros(level_bytes(n_bytes, wide), np.uint8)
+    base, step = quantise_tables(lut, ksub, levels, wide)
+    assert 0 < step and n_sub * int(levels.max()) <= 65535
+    columns = np.arange(n_sub) // 2
+    if wide:  # pairs of 128 bytes: low tables twice, then high tables twice; an odd tail of 32
+        paired = columns < n_bytes - n_bytes % 2
+        at = np.where(paired, 128 * (columns // 2) + 64 * (np.arange(n_sub) % 2) +
+                      32 * (columns % 2), 128 * (columns // 2) + 16 * (np.arange(n_sub) % 2))
+        twice = levels[(at + 16)[paired, None] + np.arange(16)]
+        np.testing.assert_array_equal(twice, levels[at[paired, None] + np.arange(16)])
+    else:
+        at = 32 * columns + 16 * (np.arange(n_sub) % 2)
+    table = levels[at[:, None] + np.arange(16)].astype(np.int64)
+    lows = lut[:, :ksub].astype(np.float64).min(axis=1)
+    share = (lut[:, :ksub] - lows[:, None]) / step
+    assert np.all(table[:, :ksub] <= share + 1e-6) and np.all(share < table[:, :ksub] + 1 + 1e-6)
+    assert np.isclose(base, lows.sum())
+    codes = rng.integers(0, ksub, (500, n_sub))
+    exact = lut.astype(np.float64)[np.arange(n_sub), codes].sum(axis=1)
+    sums = table[np.arange(n_sub), codes].sum(axis=1)
+    slack = 1e-9 * (1 + np.abs(lut).sum())
+    assert np.all(base + step * sums <= exact + slack)
+    assert np.all(exact < base + step * (sums + n_sub) + slack)
+    assert level_threshold(-np.inf, 0.0, base, step, n_sub) == 0
+    for kth in exact[:20]:
+        least = level_threshold(kth, 1e-6, base, step, n_sub)
+        if least > 0:
+            assert base + step * (least - 1 + n_sub) < kth - 1e-6
+        assert least == 0 or base + step * (least + n_sub) >= kth - 1e-6
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.integers(1, 6000), st.sampled_from([(8, 1), (8, 2), (16, 4), (64, 16), (300, 300)]),
+       st.integers(1, 4), st.integers(1, 300), st.booleans(), st.booleans(), st.booleans(),
+       st.integers(0, 2 ** 32 - 1))
+def test_fastscan_over_many_blocks(n_items, dim_m, n_users, k, ties, by_norm, skewed, seed):
+    """The 4-bit fast scan over catalogues of many blocks and tiles (the quantised bounds prune,
+    the threshold moves during a block, the workers split the tiles), up to m=300 sub-spaces
+    (fewer than 256 levels each so that 16-bit sums cannot overflow), every route, against the
+    brute force over the decoded rows with seen items removed."""
+    dim, m = dim_m
+    rng = np.random.default_rng(seed)
+    draw = (lambda shape: rng.integers(-2, 3, size=shape)) if ties else rng.standard_normal
+    bounds = np.linspace(0, dim, m + 1).round().astype(np.int32)
+    n_items = min(n_items, 300_000 // m)  # the reference decode loops over rows
+    codebooks = draw((16, dim)).astype(np.float32)
+    if skewed:  # norms spread over the centroids: the norm order stops early
+        codebooks *= (1.0 + 3.0 * rng.random((16, 1))).astype(np.float32)
+    codes = rng.integers(0, 16, size=(n_items, m)).astype(np.uint8)
+    decoded = decode_pq(codes, codebooks, bounds)
+    q = draw((n_users, dim)).astype(np.float32)
+    seen = [set(rng.choice(n_items, size=int(rng.integers(0, min(n_items, 60) + 1)),
+                           replace=False).tolist()) for _ in range(n_users)]
+    p = dict(k=k, seen=seen)
+    order = norm_order(reference_norms(decoded)) if by_norm else table_order(n_items)
+    packed = pack_int4(codes)
+    routes = {(False, False), (HAS_SHUFFLE, False), (HAS_SHUFFLE, HAS_WIDE)}
+    for shuffle, wide in sorted(routes):
+        heap_scores, heap_ids = new_heaps(n_users, k)
+        score_fastscan(q, block_layout(packed, order[0]), codebooks, bounds, *order, 2,
+                       EMPTY_MAP, *seen_arrays(seen), heap_scores, heap_ids, shuffle=shuffle,
+                       wide=wide)
+        sort_heaps(heap_scores, heap_ids)
+        check(p, q, decoded, heap_ids, heap_scores, rtol=1e-4)
 
 
 @SETTINGS

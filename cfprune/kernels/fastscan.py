@@ -32,7 +32,11 @@ from cfprune.kernels.topk import (EMPTY_ID, beats_root, reach, replace_root, ret
 BLOCK = 32
 BLOCKS_PER_TILE = 32
 # the in-register shuffle route needs AVX2 (vpshufb on 32 bytes); other CPUs take the pair tables
-HAS_SHUFFLE = "avx2" in binding.get_host_cpu_features().flatten()
+_FEATURES = binding.get_host_cpu_features()
+HAS_SHUFFLE = bool(_FEATURES.get("avx2"))
+# 64-byte shuffles (two byte columns per vpshufb) where AVX-512BW is there: the kernel holds
+# both widths then and takes a flag (tests run both), else only the 32-byte one
+HAS_WIDE = HAS_SHUFFLE and bool(_FEATURES.get("avx512bw"))
 
 
 def block_layout(packed, order):
@@ -131,14 +135,28 @@ def subspace_tables(query, codebooks, bounds, lut):
 
 
 @njit(cache=True, nogil=True)
-def quantise_tables(lut, ksub, levels):
-    """Quantise ``lut`` float32 [2 * n_bytes, 16] to ``levels`` uint8 [n_bytes * 32] (byte
-    column j: 16 levels of sub-space 2j, then 16 of 2j + 1): ``floor((lut[s, c] - low_s) /
-    step)`` with one ``step`` for all sub-spaces (the widest range over ``top``, 255 or less so
-    that a sum of ``2 * n_bytes`` levels fits 16 bits). Returns (base = sum of the lows, step):
-    a row's score lies in ``[base + step * sum, base + step * (sum + n_subspaces))`` up to float
-    rounding."""
+def level_bytes(n_bytes, wide):
+    """Bytes of one user's quantised tables (:func:`quantise_tables`) for ``n_bytes`` byte
+    columns."""
+    if wide:
+        return 128 * (n_bytes // 2) + 32 * (n_bytes % 2)
+    return 32 * n_bytes
+
+
+@njit(cache=True, nogil=True)
+def quantise_tables(lut, ksub, levels, wide):
+    """Quantise ``lut`` float32 [2 * n_bytes, 16] to ``levels`` uint8 [level_bytes(n_bytes,
+    wide)]:
+    ``floor((lut[s, c] - low_s) / step)`` with one ``step`` for all sub-spaces (the widest range
+    over ``top``, 255 or less so that a sum of ``2 * n_bytes`` levels fits 16 bits). Layout, as
+    :func:`_block_mask` loads it: byte column j (sub-spaces 2j low nibble, 2j + 1 high) holds
+    16 levels of 2j then 16 of 2j + 1 at ``32 j``; with ``wide``, columns go in pairs of
+    128 bytes (2p's low table twice, 2p + 1's low table twice, then the same for the high
+    tables: a 64-byte register each), an odd last column as 32 bytes after them. Returns (base =
+    sum of the lows, step): a row's score lies in ``[base + step * sum, base + step * (sum +
+    n_subspaces))`` up to float rounding."""
     n_sub = lut.shape[0]
+    n_bytes = n_sub // 2
     top = min(255, 65535 // n_sub)
     widest = 0.0
     base = 0.0
@@ -153,59 +171,124 @@ def quantise_tables(lut, ksub, levels):
         widest = max(widest, high - low)
     step = widest / top if widest > 0 else 1.0
     for s in range(n_sub):
+        j, nibble = s // 2, s % 2
+        paired = wide and j < n_bytes - n_bytes % 2
         for c in range(16):
             level = 0.0
             if c < ksub:
                 level = min(top, max(0.0, np.floor((np.float64(lut[s, c]) - lows[s]) / step)))
-            levels[(s // 2) * 32 + (s % 2) * 16 + c] = np.uint8(level)
+            if paired:
+                at = 128 * (j // 2) + 64 * nibble + 32 * (j % 2) + c
+                levels[at] = np.uint8(level)
+                levels[at + 16] = np.uint8(level)
+            elif wide:
+                levels[128 * (j // 2) + 16 * nibble + c] = np.uint8(level)
+            else:
+                levels[32 * j + 16 * nibble + c] = np.uint8(level)
     return base, step
 
 
+def _add_lookups(builder, pshufb, codes_v, low_table, high_table, both, odd):
+    """Look up the low and high nibbles of the code bytes ``codes_v`` (an LLVM <n x i8>) in the
+    tables (<n x i8>, 16 entries per 16-byte lane) and add the results, read as <n/2 x i16>, to
+    the accumulators ``both`` (as they are) and ``odd`` (shifted right by 8)."""
+    bytes_t = codes_v.type
+    words_t = ir.VectorType(ir.IntType(16), bytes_t.count // 2)
+    nibble = ir.Constant(bytes_t, [15] * bytes_t.count)
+    eight = ir.Constant(words_t, [8] * words_t.count)
+    low = builder.call(pshufb, [low_table, builder.and_(codes_v, nibble)])
+    high = builder.call(pshufb, [high_table, builder.and_(
+        builder.lshr(codes_v, ir.Constant(bytes_t, [4] * bytes_t.count)), nibble)])
+    low, high = builder.bitcast(low, words_t), builder.bitcast(high, words_t)
+    builder.store(builder.add(builder.load(both), builder.add(low, high)), both)
+    builder.store(builder.add(builder.load(odd), builder.add(builder.lshr(low, eight),
+                                                             builder.lshr(high, eight))), odd)
+
+
 @intrinsic
-def _block_mask(typingctx, levels, levels_at, codes, codes_at, n_bytes, threshold):
+def _block_mask(typingctx, levels, levels_at, codes, codes_at, n_bytes, threshold, wide):
     """uint32: which of the 32 items of one block have a level sum >= ``threshold`` (uint16).
-    The block's codes are ``codes[codes_at + 32 j + i]`` (byte column j of item i, uint8) and
-    byte column j's levels ``levels[levels_at + 32 j:][:32]`` (sub-space 2j's 16, then 2j +
-    1's). Per column: two in-register 16-entry lookups (AVX2 ``vpshufb``, the table in both
-    lanes) and 16-bit sums kept in registers, as in faiss's fast scan: a 32-byte lookup result
-    read as 16 words adds ``level(2w) + 256 level(2w + 1)`` to one accumulator and, shifted,
-    ``level(2w + 1)`` to another, so no widening is needed (the even sums are recovered mod 2^16
-    at the end). Bit w of the mask is item 2w, bit 16 + w item 2w + 1."""
-    sig = types.uint32(levels, types.intp, codes, types.intp, types.intp, types.intp)
+    The block's codes are ``codes[codes_at + 32 j + i]`` (byte column j of item i, uint8), the
+    user's levels ``levels[levels_at:]`` as :func:`quantise_tables` lays them out. Per column:
+    two in-register 16-entry lookups (``vpshufb``: AVX2 on 32 bytes, one column with its table
+    in both lanes; with ``wide`` (bool, only where :data:`HAS_WIDE`), AVX-512BW on 64 bytes,
+    two columns at once) and 16-bit
+    sums kept in registers, as in faiss's fast scan: a lookup result read as words adds
+    ``level(2w) + 256 level(2w + 1)`` to one accumulator and, shifted, ``level(2w + 1)`` to
+    another, so no widening is needed (the even sums are recovered mod 2^16 at the end). Bit w
+    of the mask is item 2w, bit 16 + w item 2w + 1."""
+    sig = types.uint32(levels, types.intp, codes, types.intp, types.intp, types.intp,
+                       types.boolean)
 
     def codegen(context, builder, signature, args):
-        levels_a, levels_i, codes_a, codes_i, n_bytes_v, threshold_v = args
+        levels_a, levels_i, codes_a, codes_i, n_bytes_v, threshold_v, wide_v = args
         levels_p = builder.gep(context.make_array(signature.args[0])(context, builder,
                                                                      levels_a).data, [levels_i])
         codes_p = builder.gep(context.make_array(signature.args[2])(context, builder,
                                                                     codes_a).data, [codes_i])
         byte, half, word = ir.IntType(8), ir.IntType(16), ir.IntType(32)
-        v16, v32, w16 = ir.VectorType(byte, 16), ir.VectorType(byte, 32), ir.VectorType(half, 16)
-        both_lanes = ir.Constant(ir.VectorType(word, 32), [i % 16 for i in range(32)])
-        nibble = ir.Constant(v32, [15] * 32)
-        eight = ir.Constant(w16, [8] * 16)
+        index_t = n_bytes_v.type
+        v16, v32, v64 = (ir.VectorType(byte, n) for n in (16, 32, 64))
+        w16, w32 = ir.VectorType(half, 16), ir.VectorType(half, 32)
+
+        def load(pointer, at, vector_t):
+            return builder.load(builder.bitcast(builder.gep(pointer, [at]),
+                                                vector_t.as_pointer()), align=1)
+
+        def const(value):
+            return ir.Constant(index_t, value)
+
+        def lanes(start, stop):
+            return ir.Constant(ir.VectorType(word, stop - start), list(range(start, stop)))
         pshufb = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v32, [v32, v32]),
                                                 "llvm.x86.avx2.pshuf.b")
         both = cgutils.alloca_once_value(builder, ir.Constant(w16, [0] * 16))
         odd = cgutils.alloca_once_value(builder, ir.Constant(w16, [0] * 16))
-        with cgutils.for_range(builder, n_bytes_v) as loop:
-            at = builder.mul(loop.index, ir.Constant(loop.index.type, BLOCK))
-            table_p = builder.gep(levels_p, [at])
-            low_table = builder.load(builder.bitcast(table_p, v16.as_pointer()), align=1)
-            high_table = builder.load(builder.bitcast(
-                builder.gep(table_p, [ir.Constant(at.type, 16)]), v16.as_pointer()), align=1)
-            low_table = builder.shuffle_vector(low_table, low_table, both_lanes)
-            high_table = builder.shuffle_vector(high_table, high_table, both_lanes)
-            codes_v = builder.load(builder.bitcast(builder.gep(codes_p, [at]), v32.as_pointer()),
-                                   align=1)
-            low = builder.call(pshufb, [low_table, builder.and_(codes_v, nibble)])
-            high = builder.call(pshufb, [high_table, builder.and_(
-                builder.lshr(codes_v, ir.Constant(v32, [4] * 32)), nibble)])
-            low, high = builder.bitcast(low, w16), builder.bitcast(high, w16)
-            builder.store(builder.add(builder.load(both), builder.add(low, high)), both)
-            builder.store(builder.add(builder.load(odd), builder.add(
-                builder.lshr(low, eight), builder.lshr(high, eight))), odd)
+        twice = ir.Constant(ir.VectorType(word, 32), [i % 16 for i in range(32)])
+
+        def narrow_column(table_at, column_at):
+            low_table = load(levels_p, table_at, v16)
+            high_table = load(levels_p, builder.add(table_at, const(16)), v16)
+            _add_lookups(builder, pshufb, load(codes_p, column_at, v32),
+                         builder.shuffle_vector(low_table, low_table, twice),
+                         builder.shuffle_vector(high_table, high_table, twice), both, odd)
+        def narrow_columns():
+            with cgutils.for_range(builder, n_bytes_v) as loop:
+                at = builder.mul(loop.index, const(BLOCK))
+                narrow_column(at, at)
+
+        def wide_columns():
+            pshufb_wide = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(v64, [v64, v64]), "llvm.x86.avx512.pshuf.b.512")
+            both_wide = cgutils.alloca_once_value(builder, ir.Constant(w32, [0] * 32))
+            odd_wide = cgutils.alloca_once_value(builder, ir.Constant(w32, [0] * 32))
+            n_pairs = builder.lshr(n_bytes_v, const(1))
+            with cgutils.for_range(builder, n_pairs) as loop:
+                table_at = builder.mul(loop.index, const(128))
+                _add_lookups(builder, pshufb_wide, load(codes_p, builder.mul(loop.index,
+                                                                             const(64)), v64),
+                             load(levels_p, table_at, v64),
+                             load(levels_p, builder.add(table_at, const(64)), v64),
+                             both_wide, odd_wide)
+            for wide, narrow in ((both_wide, both), (odd_wide, odd)):
+                value = builder.load(wide)
+                low_half = builder.shuffle_vector(value, value, lanes(0, 16))
+                high_half = builder.shuffle_vector(value, value, lanes(16, 32))
+                builder.store(builder.add(low_half, high_half), narrow)
+            is_odd = builder.icmp_unsigned("!=", builder.and_(n_bytes_v, const(1)), const(0))
+            with builder.if_then(is_odd):
+                narrow_column(builder.mul(n_pairs, const(128)), builder.mul(n_pairs, const(64)))
+        if HAS_WIDE:  # the 64-byte shuffle exists on this CPU: both widths, chosen by the flag
+            is_wide = builder.icmp_unsigned("!=", wide_v, ir.Constant(wide_v.type, 0))
+            with builder.if_else(is_wide) as (then, otherwise):
+                with then:
+                    wide_columns()
+                with otherwise:
+                    narrow_columns()
+        else:
+            narrow_columns()
         odd_sums = builder.load(odd)
+        eight = ir.Constant(w16, [8] * 16)
         even_sums = builder.sub(builder.load(both), builder.shl(odd_sums, eight))
         limit = builder.trunc(threshold_v, half)
         limit = builder.insert_element(ir.Constant(w16, ir.Undefined), limit,
@@ -222,7 +305,7 @@ def _block_mask(typingctx, levels, levels_at, codes, codes_at, n_bytes, threshol
 
 
 @njit(cache=True, nogil=True)
-def _level_threshold(kth, slack, base, step, n_sub):
+def level_threshold(kth, slack, base, step, n_sub):
     """The smallest level sum (int, 0..65535) whose bound ``base + step * (sum + n_sub)``
     reaches the k-th best score ``kth`` less the rounding ``slack`` (0 while the heap is not
     full)."""
@@ -235,7 +318,7 @@ def _level_threshold(kth, slack, base, step, n_sub):
 @njit(cache=True, nogil=True)
 def shuffle_worker(rotated, worker, n_workers, blocked, codebooks, bounds, order,
                    remaining_norm, item_map, seen_indices, seen_start, seen_end, heap_scores,
-                   heap_ids):
+                   heap_ids, wide):
     """:func:`fastscan_worker` with 8-bit quantised tables looked up in registers: per block
     and user, 16-bit sums of quantised levels bound each item's score from above (``base + step
     * (sum + n_subspaces)``, :func:`_block_mask`); only items whose bound reaches the k-th best
@@ -249,7 +332,9 @@ def shuffle_worker(rotated, worker, n_workers, blocked, codebooks, bounds, order
     n_sub = 2 * n_bytes
     ksub = codebooks.shape[0]
     luts = np.empty((n_users, n_sub, 16), np.float32)
-    levels = np.empty(n_users * n_bytes * BLOCK, np.uint8)
+    wide = wide and HAS_WIDE
+    per_user = level_bytes(n_bytes, wide)
+    levels = np.empty(n_users * per_user, np.uint8)
     bases = np.empty(n_users, np.float64)
     steps = np.empty(n_users, np.float64)
     slack = np.empty(n_users, np.float64)
@@ -258,7 +343,7 @@ def shuffle_worker(rotated, worker, n_workers, blocked, codebooks, bounds, order
     for u in range(n_users):
         subspace_tables(rotated[u], codebooks, bounds, luts[u])
         bases[u], steps[u] = quantise_tables(
-            luts[u], ksub, levels[u * n_bytes * BLOCK:(u + 1) * n_bytes * BLOCK])
+            luts[u], ksub, levels[u * per_user:(u + 1) * per_user], wide)
         # float32 rounding of the exact sums and of the bound itself
         slack[u] = 1e-5 * (np.abs(luts[u]).sum() + abs(bases[u])) + 1e-30
         user_reach[u] = reach(rotated[u])
@@ -274,11 +359,11 @@ def shuffle_worker(rotated, worker, n_workers, blocked, codebooks, bounds, order
                 continue
             hs, hi = heap_scores[u], heap_ids[u]
             lut = luts[u]
-            threshold = _level_threshold(hs[0], slack[u], bases[u], steps[u], n_sub)
+            threshold = level_threshold(hs[0], slack[u], bases[u], steps[u], n_sub)
             for b in range(b0, min(n_blocks, b0 + BLOCKS_PER_TILE)):
                 first = b * n_bytes * BLOCK
-                mask = _block_mask(levels, u * n_bytes * BLOCK, blocked, first, n_bytes,
-                                   threshold)
+                mask = _block_mask(levels, u * per_user, blocked, first, n_bytes,
+                                   threshold, wide)
                 while mask != 0:
                     bit = np.int64(trailing_zeros(mask))
                     mask &= mask - np.uint32(1)
@@ -296,18 +381,20 @@ def shuffle_worker(rotated, worker, n_workers, blocked, codebooks, bounds, order
                     if beats_root(hs, hi, score, item) and \
                             not sorted_contains(seen_indices, seen_start[u], seen_end[u], item):
                         replace_root(hs, hi, score, item)
-                        threshold = _level_threshold(hs[0], slack[u], bases[u], steps[u],
+                        threshold = level_threshold(hs[0], slack[u], bases[u], steps[u],
                                                      n_sub)
 
 
 def score_fastscan(rotated, blocked, codebooks, bounds, order, remaining_norm, n_workers,
                    item_map, seen_indices, seen_start, seen_end, heap_scores, heap_ids,
-                   shuffle=HAS_SHUFFLE):
-    """Top-k of a handful of rotated users float32 [n, d] over a 4-bit PQ table's codes in
+                   shuffle=HAS_SHUFFLE, wide=HAS_WIDE):
+    """Top-k of rotated users float32 [n, d] over a 4-bit PQ table's codes in
     :func:`block_layout` (of the rows ``order``), ``n_workers`` threads splitting the blocks;
-    other arguments as in :func:`.tiled.score_tiles`. Memory: the pair tables (``n x ceil(m/2)
-    x 1 KiB``) and the heaps. ``shuffle``: the in-register route (:func:`shuffle_worker`),
-    else the pair tables (:func:`fastscan_worker`)."""
+    other arguments as in :func:`.tiled.score_tiles`. ``shuffle``: the in-register route
+    (:func:`shuffle_worker`; ``wide``: its 64-byte shuffles, where :data:`HAS_WIDE`), else the
+    pair tables (:func:`fastscan_worker`). Memory per user and worker: the float tables (64
+    bytes per sub-space) and quantised ones (at most 64 per byte column), or the pair tables
+    (1 KiB per byte column); and the heaps."""
     n_queries, n_rows = rotated.shape[0], order.shape[0]
     if n_queries == 0 or n_rows == 0:
         return
@@ -322,11 +409,15 @@ def score_fastscan(rotated, blocked, codebooks, bounds, order, remaining_norm, n
             frozen(seen_start, np.int64), frozen(seen_end, np.int64))
     rotated = frozen(rotated, np.float32)
 
-    kernel = shuffle_worker if shuffle else fastscan_worker
     if shuffle:
         args = (args[0].reshape(-1),) + args[1:]
 
     def work(worker):
-        kernel(rotated, worker, n_workers, *args, worker_scores[worker], worker_ids[worker])
+        if shuffle:
+            shuffle_worker(rotated, worker, n_workers, *args, worker_scores[worker],
+                           worker_ids[worker], bool(wide))
+        else:
+            fastscan_worker(rotated, worker, n_workers, *args, worker_scores[worker],
+                            worker_ids[worker])
     run_workers(work, n_workers)
     merge_heaps(worker_scores, worker_ids, heap_scores, heap_ids)
