@@ -22,7 +22,7 @@ from llvmlite import binding, ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.cpython.unsafe.numbers import trailing_zeros
-from numba.extending import intrinsic
+from numba.extending import intrinsic, register_jitable
 
 from cfprune.kernels.pool import frozen, run_workers
 from cfprune.kernels.scan import merge_heaps
@@ -134,7 +134,7 @@ def subspace_tables(query, codebooks, bounds, lut):
             lut[s, c] = dot
 
 
-@njit(cache=True, nogil=True)
+@register_jitable
 def level_bytes(n_bytes, wide):
     """Bytes of one user's quantised tables (:func:`quantise_tables`) for ``n_bytes`` byte
     columns."""
@@ -304,7 +304,7 @@ def _block_mask(typingctx, levels, levels_at, codes, codes_at, n_bytes, threshol
     return sig, codegen
 
 
-@njit(cache=True, nogil=True)
+@register_jitable
 def level_threshold(kth, slack, base, step, n_sub):
     """The smallest level sum (int, 0..65535) whose bound ``base + step * (sum + n_sub)``
     reaches the k-th best score ``kth`` less the rounding ``slack`` (0 while the heap is not
