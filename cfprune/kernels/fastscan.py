@@ -1,22 +1,34 @@
-"""4-bit PQ codes scanned in blocks of 32 items through pair lookup tables (the few-users route).
+"""4-bit PQ codes scanned in blocks of 32 items with in-register table lookups (faiss's fast scan).
 
-A 4-bit PQ table stores two codes per byte (sub-space 2j low nibble, 2j + 1 high). For one user,
-byte column j contributes ``pair[j, byte] = lut[2j, byte & 15] + lut[2j + 1, byte >> 4]``: a
-256-entry float32 table per byte column (``ceil(m/2)`` of them, 8 KiB at m=16), so an item costs
-``ceil(m/2)`` lookups instead of ``m``. The codes are laid out in blocks of :data:`BLOCK` items
-(:func:`block_layout`: ``blocked[b, j, i]`` is byte j of the item at scan position
-``32 b + i``), so that the inner loop runs over 32 items with contiguous code loads, as faiss's
-fast-scan does. faiss then holds 8-bit quantised tables in SIMD registers and looks up 32 codes
-with one in-register shuffle (``pshufb``), accumulating in 16 bits; Numba cannot express that
-shuffle, so here each lookup is a load from L1 (or a gather when LLVM vectorises the loop) and the
-sums stay float32: they are the scores of the decoded rows up to float rounding, and no re-check
-pass is needed.
+A 4-bit PQ table stores two codes per byte (sub-space 2j low nibble, 2j + 1 high). The codes are
+laid out in blocks of :data:`BLOCK` items (:func:`block_layout`: ``blocked[b, j, i]`` is byte j
+of the item at scan position ``32 b + i``), so that one 32-byte load holds a byte column of a
+whole block, as in faiss's fast scan (Andre, Kermarrec, Le Scouarnec, VLDB 2015).
+
+The shuffle route (:func:`shuffle_worker`, AVX2): per user, the float tables ``lut[s, c] = u_s .
+centroid_c`` are quantised to 8-bit levels with one step for every sub-space
+(:func:`quantise_tables`); per block, :func:`_block_mask` looks the 32 codes of each byte column
+up in those levels with ``vpshufb`` (a Numba intrinsic emitting the LLVM x86 shuffle; with
+AVX-512BW two columns per 64-byte shuffle), keeps 16-bit sums in registers and compares them in
+registers with the user's level threshold (:func:`level_threshold`: the least sum whose upper
+bound reaches the k-th best score), giving one 32-bit mask; only the masked items are scored
+exactly (float32 sums of ``lut``, so the top-k is that of the decoded rows) and offered. On
+normalised catalogues about 150 of 1M items pass per user (the bound is ``m`` steps wide, the
+threshold near its final value after a few thousand items): the scan itself is the cost, at one
+user as fast per thread as faiss's (both read the 8 bytes per item from memory at the same
+rate), for batches faster (the users take turns over a tile of blocks held in L1). faiss
+shares each code load among a group of queries (its ``qbs``) and compiles a kernel per group
+size and per result handler; here one compiled kernel serves every call (start-up time), each
+user re-loading the block's codes from L1.
+
+Without AVX2, the pair tables (:func:`fastscan_worker`): byte column j contributes ``pair[j,
+byte] = lut[2j, byte & 15] + lut[2j + 1, byte >> 4]``, a 256-entry float32 table per byte column
+(8 KiB at m=16), each lookup a load from L1, the sums the scores themselves.
 
 Early stop as in :mod:`.scan`: the blocks follow the table's scan order, tiles of
 :data:`BLOCKS_PER_TILE` blocks go round-robin to the workers, each with its own heaps, and a user
 retires when ``reach(u) * remaining_norm[p0]`` falls below its worker's k-th best score.
 """
-
 import numpy as np
 from llvmlite import binding, ir
 from numba import njit, types
@@ -145,16 +157,15 @@ def level_bytes(n_bytes, wide):
 
 @njit(cache=True, nogil=True)
 def quantise_tables(lut, ksub, levels, wide):
-    """Quantise ``lut`` float32 [2 * n_bytes, 16] to ``levels`` uint8 [level_bytes(n_bytes,
-    wide)]:
+    """Quantise ``lut`` float32 [2 * n_bytes, 16] to ``levels`` uint8 [level_bytes(n_bytes, wide)]:
     ``floor((lut[s, c] - low_s) / step)`` with one ``step`` for all sub-spaces (the widest range
     over ``top``, 255 or less so that a sum of ``2 * n_bytes`` levels fits 16 bits). Layout, as
-    :func:`_block_mask` loads it: byte column j (sub-spaces 2j low nibble, 2j + 1 high) holds
-    16 levels of 2j then 16 of 2j + 1 at ``32 j``; with ``wide``, columns go in pairs of
-    128 bytes (2p's low table twice, 2p + 1's low table twice, then the same for the high
-    tables: a 64-byte register each), an odd last column as 32 bytes after them. Returns (base =
-    sum of the lows, step): a row's score lies in ``[base + step * sum, base + step * (sum +
-    n_subspaces))`` up to float rounding."""
+    :func:`_block_mask` loads it: byte column j (sub-spaces 2j low nibble, 2j + 1 high) holds 16
+    levels of 2j then 16 of 2j + 1 at ``32 j``; with ``wide``, columns go in pairs of 128 bytes
+    (2p's low table twice, 2p + 1's low table twice, then the same for the high tables: a 64-byte
+    register each), an odd last column as 32 bytes after them. Returns (base = sum of the lows,
+    step): a row's score lies in ``[base + step * sum, base + step * (sum + n_subspaces))`` up to
+    float rounding."""
     n_sub = lut.shape[0]
     n_bytes = n_sub // 2
     top = min(255, 65535 // n_sub)
@@ -207,16 +218,15 @@ def _add_lookups(builder, pshufb, codes_v, low_table, high_table, both, odd):
 
 @intrinsic
 def _block_mask(typingctx, levels, levels_at, codes, codes_at, n_bytes, threshold, wide):
-    """uint32: which of the 32 items of one block have a level sum >= ``threshold`` (uint16).
-    The block's codes are ``codes[codes_at + 32 j + i]`` (byte column j of item i, uint8), the
-    user's levels ``levels[levels_at:]`` as :func:`quantise_tables` lays them out. Per column:
-    two in-register 16-entry lookups (``vpshufb``: AVX2 on 32 bytes, one column with its table
-    in both lanes; with ``wide`` (bool, only where :data:`HAS_WIDE`), AVX-512BW on 64 bytes,
-    two columns at once) and 16-bit
-    sums kept in registers, as in faiss's fast scan: a lookup result read as words adds
-    ``level(2w) + 256 level(2w + 1)`` to one accumulator and, shifted, ``level(2w + 1)`` to
-    another, so no widening is needed (the even sums are recovered mod 2^16 at the end). Bit w
-    of the mask is item 2w, bit 16 + w item 2w + 1."""
+    """uint32: which of the 32 items of one block have a level sum >= ``threshold`` (uint16). The
+    block's codes are ``codes[codes_at + 32 j + i]`` (byte column j of item i, uint8), the user's
+    levels ``levels[levels_at:]`` as :func:`quantise_tables` lays them out. Per column: two
+    in-register 16-entry lookups (``vpshufb``: AVX2 on 32 bytes, one column with its table in both
+    lanes; with ``wide`` (bool, only where :data:`HAS_WIDE`), AVX-512BW on 64 bytes, two columns at
+    once) and 16-bit sums kept in registers, as in faiss's fast scan: a lookup result read as words
+    adds ``level(2w) + 256 level(2w + 1)`` to one accumulator and, shifted, ``level(2w + 1)`` to
+    another, so no widening is needed (the even sums are recovered mod 2^16 at the end). Bit w of
+    the mask is item 2w, bit 16 + w item 2w + 1."""
     sig = types.uint32(levels, types.intp, codes, types.intp, types.intp, types.intp,
                        types.boolean)
 
