@@ -1,7 +1,8 @@
 """The target search at scale: on a generated log with more validation users than the sample,
-the figures are over a seeded sample (checked by brute force over exactly those users), a
-screened candidate is one whose 99% upper bound on the nested screening sample misses a share
-(recomputed with scipy), never a pass; the pick keeps its targets on a separate test split
+the figures are over a seeded sample (checked by brute force over exactly those users), the
+coverage bound is the bootstrap one extrapolated to every validation user (recomputed with
+sets), a screened candidate is one whose 99% upper bound on the nested screening sample misses
+a share (recomputed with scipy and sets), never a pass; the pick keeps its targets on a separate test split
 (brute force); with ``side="both"`` the user table is compressed too, every byte figure is that
 of the whole model built; a small log gives the exhaustive search unchanged."""
 
@@ -17,6 +18,7 @@ from cfprune.facade import compress
 from cfprune.models import train_als
 from cfprune.splits import random_split
 from tests.reference_metrics import topk_reference, user_metrics_reference
+from tests.test_search import reference_coverage_bound
 
 TARGET = "recall@10>=0.95,coverage@10>=0.85"
 SAMPLE = 800
@@ -82,6 +84,14 @@ def test_figures_are_over_a_seeded_sample_and_the_bound_counts_it(log, sampled):
                                                     abs=1e-9)
     assert pick.lower["recall@10"] >= 0.95 * base.mean() - 1e-9
     assert pick.metrics["coverage@10"] == pytest.approx(coverage(ids, model.n_items))
+    # coverage: the ratio extrapolated from nested samples to every validation user, less z
+    # bootstrap standard errors (recomputed with sets and np.polyfit)
+    bound = reference_coverage_bound(ids, base_ids, model.n_items, z, everyone.size)
+    assert pick.lower["coverage@10"] == pytest.approx(bound, abs=1e-12)
+    assert bound >= 0.85 * coverage(base_ids, model.n_items) - 1e-9
+    assert pick.coverage["coverage@10"]["slope"] <= 0.0
+    assert pick.coverage["coverage@10"]["sample_ratio"] == pytest.approx(
+        coverage(ids, model.n_items) / coverage(base_ids, model.n_items))
 
 
 def test_screened_candidates_miss_their_upper_bound_and_never_pass(log, sampled):
@@ -90,16 +100,25 @@ def test_screened_candidates_miss_their_upper_bound_and_never_pass(log, sampled)
     everyone = np.flatnonzero(np.diff(valid.matrix.indptr) > 0)
     screen = np.sort(np.random.default_rng(0).permutation(everyone)[:SAMPLE // 8])
     held = train_als(fit, factors=16, regularization=1.0, iterations=8, num_threads=1, seed=0)
-    base, _ = per_user_recall(held, fit.matrix, valid.matrix, screen, 10)
+    base, base_ids = per_user_recall(held, fit.matrix, valid.matrix, screen, 10)
+    base_cov = coverage(base_ids, model.n_items)
     screened = [c for c in sampled.candidates if c.screened]
     assert screened and len(screened) < len(sampled.candidates)
     z = stats.norm.ppf(0.99)
-    for c in screened[:4]:
+    by = set()
+    for c in screened:
         assert not c.passed and c.n_users == screen.size
         with threadpool_limits(limits=1):
-            recall, _ = per_user_recall(compress(held, c.spec, fit), fit.matrix, valid.matrix,
-                                        screen, 10)
-        assert recall.mean() + z * stats.sem(recall - base) < 0.95 * base.mean(), c.spec
+            recall, ids = per_user_recall(compress(held, c.spec, fit), fit.matrix,
+                                          valid.matrix, screen, 10)
+        if recall.mean() + z * stats.sem(recall - base) < 0.95 * base.mean():
+            by.add("recall")
+            continue
+        # else coverage: its ratio plus z bootstrap standard errors (no extrapolation) misses
+        upper = reference_coverage_bound(ids, base_ids, model.n_items, -z, screen.size)
+        assert upper < 0.85 * base_cov, c.spec
+        by.add("coverage")
+    assert by == {"recall", "coverage"}
     for c in sampled.candidates:
         assert c.n_users == (screen.size if c.screened else SAMPLE), c.spec
 

@@ -86,7 +86,9 @@ from .results import Candidate, SearchResult, TargetNotMet
 from .space import (RESEEDS, low_ranks, popularity_pruners, quantisers, reach_cutoffs,
                     reseeded, user_quantisers)
 from .targets import parse_targets
-from .validation import held_out_model, lower_bound, sample_users, upper_bound
+from .validation import (COVERAGE_RESAMPLES, bootstrap_coverage, coverage_lower_bound,
+                         coverage_sizes, held_out_model, lower_bound, sample_users,
+                         upper_bound)
 
 DEFAULT_SAMPLE_USERS = 32768
 SCREEN_SHARE = 8
@@ -153,6 +155,8 @@ class TargetSearch:
         self.log = log
         self.ks = tuple(sorted({t.k for t in self.targets}))
         self.with_overlap = any(t.metric == "overlap" for t in self.targets)
+        self.with_coverage = any(t.metric == "coverage" and t.threshold is not None
+                                 for t in self.targets)
 
     # the validation part ------------------------------------------------------------------------
     def prepare(self, model, interactions, valid=None, valid_fraction=0.1):
@@ -198,7 +202,8 @@ class TargetSearch:
         on the Dask cluster (:func:`cfprune.distributed.evaluate_distributed`: the same blocks
         and the same combination, so the same figures)."""
         options = dict(baseline=baseline, users=self.users if users is None else users,
-                       keep_ranked=baseline is None and self.with_overlap)
+                       keep_ranked=self.with_coverage or (baseline is None and
+                                                          self.with_overlap))
         if self.client is not None:
             from ...distributed import evaluate_distributed
             return evaluate_distributed(model, self.fit.matrix, self.valid.matrix, self.ks,
@@ -230,6 +235,18 @@ class TargetSearch:
         """{target key: figure} of a baseline EvaluationResult (overlap with itself is 1)."""
         return {t.key: float(result.metrics[t.key]) if t.metric != "overlap" else 1.0
                 for t in self.targets}
+
+    def pass_rule(self):
+        """The pass rule in words, for the JSON record."""
+        n, n_all = self.split["n_valid_users"], self.split["n_valid_users_all"]
+        return (f"over {n:,} of {n_all:,} validation users, at one-sided z = {self.z:.3f}: a "
+                f"per-user target passes when the candidate's mean less z paired standard "
+                f"errors of the per-user change reaches the share of the float model's mean; "
+                f"coverage when its ratio to the float model's"
+                + ("" if n >= n_all else f", extrapolated from nested samples of {n // 8:,} to "
+                   f"{n:,} users to all {n_all:,} (slope in log2 users, at most 0),")
+                + f" less z bootstrap standard errors ({COVERAGE_RESAMPLES} paired resamples "
+                f"of the users) reaches the share")
 
     def say(self, line):
         """One line to ``log`` (if given), with the seconds since the search started."""
@@ -315,28 +332,72 @@ class TargetSearch:
         return base
 
     def judge(self, result, base_result, base_metrics):
-        """(metrics, relative, lower, passed) of an EvaluationResult against its baseline on
-        the same users: a target passes when its lower bound reaches its share."""
-        metrics, relative, lower = {}, {}, {}
+        """(metrics, relative, lower, passed, coverage) of an EvaluationResult against its
+        baseline on the same users: a target passes when its lower bound reaches its share.
+
+        A per-user target's bound is the paired one
+        (:func:`~cfprune.compression.search.validation.lower_bound`); coverage's is the
+        bootstrap bound of the ratio extrapolated to all the validation users
+        (:func:`~cfprune.compression.search.validation.coverage_lower_bound`), computed only
+        when the figure itself and every other target pass (else its ``lower`` is None: it
+        could not change the verdict). ``coverage``: {key: that bound's estimate, slope and
+        standard error}."""
+        metrics, relative, lower, coverage = {}, {}, {}, {}
         for t in self.targets:
             value = float(result.metrics[t.key])
             metrics[t.key] = value
             base = base_metrics[t.key]
             relative[t.key] = value / base if base > 0 else (math.inf if value > 0 else 1.0)
-            lower[t.key] = lower_bound(result, base_result, t, self.z)
-        passed = all(t.threshold is None or
-                     lower[t.key] >= t.threshold * base_metrics[t.key] - 1e-12
-                     for t in self.targets)
-        return metrics, relative, lower, passed
+            lower[t.key] = None if t.metric == "coverage" else \
+                lower_bound(result, base_result, t, self.z)
+
+        def holds(t):
+            return t.threshold is None or (lower[t.key] is not None and lower[t.key] >=
+                                           t.threshold * base_metrics[t.key] - 1e-12)
+        others = all(holds(t) for t in self.targets if t.metric != "coverage")
+        for t in self.targets:
+            if t.metric == "coverage" and t.threshold is not None and others and \
+                    metrics[t.key] >= t.threshold * base_metrics[t.key] - 1e-12:
+                coverage[t.key] = self.coverage_bound(result, base_result, t.k)
+                lower[t.key] = coverage[t.key].pop("lower")
+        passed = all(holds(t) for t in self.targets)
+        return metrics, relative, lower, passed, coverage
+
+    def coverage_bound(self, result, base_result, k, z=None, population=True):
+        """The bootstrap bound of coverage@k at ``z`` (None: the search's), extrapolated to all
+        the validation users when ``population``
+        (:func:`~cfprune.compression.search.validation.coverage_lower_bound`, resampled at the
+        search's seed), the baseline's resampled counts computed once per set of users."""
+        z = self.z if z is None else z
+        n_all = self.split["n_valid_users_all"] if population else None
+        key = (id(base_result), k, population)
+        if z and key not in self.base_coverage_counts:
+            self.base_coverage_counts[key] = bootstrap_coverage(
+                base_result.ranked[:, :k], coverage_sizes(base_result.n_users, n_all),
+                COVERAGE_RESAMPLES, self.seed)
+        return coverage_lower_bound(result, base_result, k, z, n_all, COVERAGE_RESAMPLES,
+                                    self.seed, self.base_coverage_counts.get(key))
 
     def screened_out(self, result):
         """Whether a candidate evaluated on the screening sample cannot pass on the full
         sample: for some per-user target, even its one-sided 99% upper bound (mean plus
         :data:`SCREEN_Z` paired standard errors over the screening users) lies below the share
-        of the baseline's mean on those users. Coverage (not a per-user mean, and not comparable
-        between samples of other sizes) never screens a candidate out."""
+        of the baseline's mean on those users; or for coverage, its ratio to the baseline's
+        over the screening users plus :data:`SCREEN_Z` bootstrap standard errors
+        (:func:`~cfprune.compression.search.validation.coverage_lower_bound` without
+        extrapolation) lies below the share. The coverage ratio falls as the users grow (see
+        there), so a ratio short of the share over the screening users is short of it over
+        the whole sample and over all the validation users too."""
         for t in self.targets:
-            if t.threshold is None or t.metric == "coverage":
+            if t.threshold is None:
+                continue
+            if t.metric == "coverage":
+                if result.metrics[t.key] >= t.threshold * self.screen_metrics[t.key] - 1e-12:
+                    continue
+                estimate = self.coverage_bound(result, self.screen_base, t.k, SCREEN_Z,
+                                               population=False)
+                if estimate["ratio"] + SCREEN_Z * estimate["se"] < t.threshold - 1e-12:
+                    return True
                 continue
             upper = upper_bound(result, self.screen_base, t, SCREEN_Z)
             if upper < t.threshold * self.screen_metrics[t.key] - 1e-12:
@@ -356,20 +417,21 @@ class TargetSearch:
             result = self.evaluate_model(compressed, self.base_lists, users=self.screen_users)
             screened = self.screened_out(result)
         if screened:
-            metrics, relative, lower, _ = self.judge(result, self.screen_base,
-                                                     self.screen_metrics)
+            metrics, relative, lower, _, coverage = self.judge(result, self.screen_base,
+                                                               self.screen_metrics)
             passed = False
         else:
             result = self.evaluate_model(compressed, self.base_lists)
-            metrics, relative, lower, passed = self.judge(result, self.base_result,
-                                                          self.base_metrics)
+            metrics, relative, lower, passed, coverage = self.judge(result, self.base_result,
+                                                                    self.base_metrics)
         t2 = time.perf_counter()
         if self.budget_bytes is not None and returned > self.budget_bytes:
             passed = False
         spec = format_spec(steps)
         cand = Candidate(spec, serving_bytes(compressed, self.side), estimate, returned,
                          int(compressed.nbytes), metrics, relative, lower, passed, t1 - t0,
-                         t2 - t1, n_users=int(result.n_users), screened=screened)
+                         t2 - t1, n_users=int(result.n_users), screened=screened,
+                         coverage=coverage)
         self.candidates_evaluated.append(cand)
         self.bar.update(1)
         if self.log is not None:
@@ -479,7 +541,7 @@ class TargetSearch:
         self.screen_metrics = None if self.screen_base is None else \
             self.figures(self.screen_base)
         self.candidates_evaluated, self.prefixes, self.cache = [], {}, {}
-        self.user_tables = {}
+        self.user_tables, self.base_coverage_counts = {}, {}
         self.best = self.best_steps = self.best_model = None
         self.n_skipped = 0
         self.bar = tqdm(desc="search", unit="cand", disable=self.show_progress is False or
@@ -496,7 +558,8 @@ class TargetSearch:
                               self.baseline_bytes, self.candidates_evaluated, self.best,
                               self.best_model, self.split, time.perf_counter() - start,
                               self.n_skipped, side=self.side,
-                              baseline_model_bytes=serving_bytes(self.original, "both"))
+                              baseline_model_bytes=serving_bytes(self.original, "both"),
+                              pass_rule=self.pass_rule())
         if self.best is None:
             raise TargetNotMet(
                 f"no pipeline of the {len(self.candidates_evaluated)} evaluated meets "
