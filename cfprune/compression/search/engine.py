@@ -172,6 +172,7 @@ class TargetSearch:
                             f"items but the model has {model.n_users} users x {model.n_items} "
                             f"items")
         self.original, self.refit, self.data = model, False, data
+        self.plans = {}
         if valid is None:
             fit, valid = random_split(data, test_fraction=valid_fraction, seed=self.seed)
             t0 = time.perf_counter()
@@ -210,9 +211,24 @@ class TargetSearch:
                                         scheduler=self.client, show_progress=False,
                                         num_threads=1 if self.num_threads is None else
                                         self.num_threads, **options)
-        from ...evaluation import evaluate
-        return evaluate(model, self.fit.matrix, self.valid.matrix, self.ks,
-                        num_threads=self.num_threads, show_progress=False, **options)
+        from ...evaluation import DEFAULT_BATCH_SIZE, evaluate_block, summarise, user_blocks
+        plan = self.plan(model, **options)
+        return summarise((evaluate_block(model, self.fit.matrix, plan, block, baseline=baseline,
+                                         num_threads=self.num_threads)
+                          for block in user_blocks(plan.users, DEFAULT_BATCH_SIZE)), plan)
+
+    def plan(self, model, baseline, users, keep_ranked):
+        """The :class:`~cfprune.evaluation.EvaluationPlan` of an in-process evaluation (what
+        :func:`cfprune.evaluation.evaluate` makes at every call: the users with a validation
+        item, the tail items of the ``fit`` counts, the validation CSR), made once per set of
+        users and options: every candidate has the shape of the model validated."""
+        from ...evaluation import plan_evaluation
+        key = (id(users), baseline is not None, keep_ranked)
+        if key not in self.plans:
+            self.plans[key] = (users, plan_evaluation(model, self.fit.matrix, self.valid.matrix,
+                                                      self.ks, baseline=baseline, users=users,
+                                                      keep_ranked=keep_ranked))
+        return self.plans[key][1]
 
     def baseline(self):
         """Evaluate the uncompressed model: the figures every share is relative to (over the
