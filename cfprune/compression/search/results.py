@@ -33,9 +33,11 @@ class Candidate:
     screening sample and was not evaluated on the whole sample (the figures are the screening
     sample's). ``lower``: each target's lower bound (None for a coverage bound not computed:
     the figure or another target missed already); ``coverage``: for each coverage target whose
-    bound was computed, ``ratio`` (extrapolated to all validation users), ``sample_ratio``,
-    ``slope`` (per doubling of the users) and ``se`` (see
-    :func:`~cfprune.compression.search.validation.coverage_lower_bound`)."""
+    bound was computed, its ``ratio`` and bootstrap ``se`` (see
+    :func:`~cfprune.compression.search.validation.coverage_lower_bound`). ``confirmed``: for a
+    candidate that passed on a sample of the validation users, its figures over all of them
+    (``n_users``, ``metrics``, ``relative``, ``lower``, ``coverage``, ``passed``; see
+    :meth:`~cfprune.compression.search.engine.TargetSearch.confirm`), None if not asked."""
 
     spec: str
     bytes: int
@@ -52,6 +54,7 @@ class Candidate:
     n_users: int = 0
     screened: bool = False
     coverage: dict = field(default_factory=dict)
+    confirmed: dict | None = None
 
     def as_dict(self):
         return {"spec": self.spec, "bytes": self.bytes, "estimated_bytes": self.estimated_bytes,
@@ -59,6 +62,7 @@ class Candidate:
                 "metrics": self.metrics, "relative": self.relative, "lower": self.lower,
                 "passed": self.passed, "reseeded": self.reseeded, "n_users": self.n_users,
                 "screened": self.screened, "coverage": self.coverage,
+                "confirmed": self.confirmed,
                 "seconds_fit": self.seconds_fit, "seconds_evaluate": self.seconds_evaluate}
 
 

@@ -86,116 +86,75 @@ def paired_se(result, base_result, target):
     return paired_standard_error(values[ia], base_result.per_user[key][ib])[1]
 
 
-def coverage_lower_bound(result, base_result, k, z, n_population=None,
-                         n_resamples=COVERAGE_RESAMPLES, seed=0, base_counts=None):
-    """dict of the one-sided lower bound of ``coverage@k`` of ``result`` against ``base_result``
-    (EvaluationResults of the same ``n`` users, both with their ranked lists), for
-    ``n_population`` users (None: ``n``):
+def coverage_lower_bound(result, base_result, k, z, n_resamples=COVERAGE_RESAMPLES, seed=0,
+                         base_counts=None):
+    """{"lower", "ratio", "se"}: the one-sided lower bound of ``coverage@k`` of ``result``
+    against ``base_result`` (EvaluationResults of the same users, both with their ranked
+    lists), in coverage units: the baseline's coverage x (``ratio`` - ``z`` ``se``).
 
-    ``lower`` (in coverage units: the baseline's coverage x (``ratio`` - ``z`` ``se``)),
-    ``ratio`` (the estimate of the candidate's coverage over the baseline's at
-    ``n_population`` users), ``sample_ratio`` (that ratio over the ``n`` users), ``slope`` (its
-    change per doubling of the users, at most 0) and ``se``.
+    ``ratio`` is the candidate's coverage over the baseline's, and ``se`` the standard deviation
+    of that ratio over ``n_resamples`` paired bootstrap resamples of the users (the same users
+    drawn for both models: :func:`bootstrap_coverage` at the same ``seed``). Coverage is a
+    catalogue figure (distinct items in the users' lists), not a mean over users, so it has no
+    per-user standard error; the bootstrap measures how much it moves with the users drawn
+    (``z`` 0: no resampling). ``base_counts``: the baseline's :func:`bootstrap_coverage` at
+    these ``k``, ``n_resamples`` and ``seed``, if computed.
 
-    Coverage is a catalogue figure (distinct items in the users' lists), not a mean over users,
-    and its ratio depends on how many users are listed: more users reach more of the tail,
-    which a compressed model (pruned rows, coarse codes) reaches less, so the ratio falls as the
-    users grow (on a generated 50k-user log, ``prune-rows:by=reach|lowrank:rank=56|pq:m=28``
-    keeps 93.9% of the coverage over 4,096 users, 88.5% over 32,768 and 87.5% over all 50,000).
-    A sample of the users therefore overstates the ratio over all of them. When
-    ``n_population > n`` the ratio is measured over the nested prefixes of ``n/8``, ``n/4``,
-    ``n/2`` and ``n`` users of a seeded permutation, its least-squares slope in ``log2``
-    (users) is taken (never above 0: a ratio is not extrapolated upwards) and the ratio is
-    extrapolated to ``n_population`` users: ``ratio = sample_ratio + slope *
-    log2(n_population / n)``. ``se`` is the standard deviation of that estimate over
-    ``n_resamples`` paired bootstrap resamples of the ``n`` users (:func:`bootstrap_coverage`:
-    the same users drawn for both models; the prefixes of each draw are the resamples of the
-    smaller sizes). A candidate passes when ``z`` of those standard errors below ``ratio`` still
-    reach the share (``z`` 0: no resampling). ``base_counts``: the baseline's
-    :func:`bootstrap_coverage` at these ``k``, sizes, ``n_resamples`` and ``seed``, if
-    computed."""
+    The ratio is that of these users only: it falls as the users grow (more users reach more of
+    the tail, which pruned rows and coarse codes reach less: on a generated 200k-user log,
+    ``prune-rows:by=reach|lowrank:rank=56|pq:m=28`` keeps 94.3% of the float model's
+    coverage@20 over 32,768 users and 89.7% over all 200,000), so over a sample it overstates
+    the ratio over everyone (see :meth:`TargetSearch.confirm
+    <cfprune.compression.search.engine.TargetSearch.confirm>`)."""
     if not np.array_equal(result.users, base_result.users):
         raise DataError("coverage bound: the candidate and the baseline were evaluated on "
                         "different users")
     ranked, base_ranked = result.ranked[:, :k], base_result.ranked[:, :k]
-    n = ranked.shape[0]
-    sizes = coverage_sizes(n, n_population)
-    order = np.random.default_rng(seed).permutation(n)
-    base = np.array([_distinct(base_ranked[order[:m]]) for m in sizes], dtype=np.float64)
-    if base[-1] == 0:
-        return {"lower": 0.0, "ratio": 1.0, "sample_ratio": 1.0, "slope": 0.0, "se": 0.0}
-    ratios = np.array([_distinct(ranked[order[:m]]) for m in sizes]) / np.maximum(base, 1)
-    reach = np.log2((n if n_population is None else n_population) / n)
-    slope = _slope(ratios, sizes)
-    ratio = float(ratios[-1] + slope * reach)
+    base = _distinct(base_ranked)
+    if base == 0:
+        return {"lower": 0.0, "ratio": 1.0, "se": 0.0}
+    covered = _distinct(ranked)
     se = 0.0
     if z and n_resamples > 1:
         if base_counts is None:
-            base_counts = bootstrap_coverage(base_ranked, sizes, n_resamples, seed)
-        resampled = bootstrap_coverage(ranked, sizes, n_resamples, seed) / \
-            np.maximum(base_counts, 1)
-        estimates = resampled[:, -1] + np.array([_slope(r, sizes) for r in resampled]) * reach
-        se = float(estimates.std(ddof=1))
-    return {"lower": float(base[-1] / result.n_items * (ratio - z * se)), "ratio": ratio,
-            "sample_ratio": float(ratios[-1]), "slope": slope, "se": se}
+            base_counts = bootstrap_coverage(base_ranked, n_resamples, seed)
+        resampled = bootstrap_coverage(ranked, n_resamples, seed) / np.maximum(base_counts, 1)
+        se = float(resampled.std(ddof=1))
+    return {"lower": float((covered - z * se * base) / result.n_items),
+            "ratio": covered / base, "se": se}
 
 
-def coverage_sizes(n, n_population=None):
-    """The nested sample sizes the coverage ratio is measured at: ``[n]`` when the ``n`` users
-    are the whole population, else ``n/8, n/4, n/2, n`` (each at least 2, distinct)."""
-    if n_population is None or n_population <= n:
-        return [n]
-    return sorted({max(2, n // 8), max(2, n // 4), max(2, n // 2), n})
-
-
-def _slope(ratios, sizes):
-    """Least-squares slope of ``ratios`` over ``log2(sizes)``, at most 0 (0 for one size)."""
-    if len(sizes) < 2:
-        return 0.0
-    x = np.log2(np.asarray(sizes, dtype=np.float64))
-    x = x - x.mean()
-    return min(0.0, float(np.dot(x, ratios) / np.dot(x, x)))
-
-
-def bootstrap_coverage(ids, sizes, n_resamples, seed):
-    """int64 [n_resamples, len(sizes)]: the number of distinct ids in the lists ``ids`` (int32
-    [n, k], one row per user, -1 for none) of bootstrap resamples of the users. Resample ``b``
-    draws the users ``rng.integers(0, n, n)`` (the ``b``-th draw of
-    ``numpy.random.default_rng(seed)``); its column ``j`` counts the first ``sizes[j]`` of them
-    (ascending sizes, the last at most ``n``). Two calls at one seed draw the same users: a
-    paired bootstrap.
+def bootstrap_coverage(ids, n_resamples, seed):
+    """int64 [n_resamples]: the number of distinct ids in the lists ``ids`` (int32 [n, k], one
+    row per user, -1 for none) of bootstrap resamples of the users. Resample ``b`` is the users
+    ``rng.integers(0, n, n)`` (the ``b``-th draw of ``numpy.random.default_rng(seed)``), so two
+    calls at one seed draw the same users: a paired bootstrap.
 
     An id is in a resample when any user listing it is drawn. An id that ``L`` of the ``n`` users
-    list is missed by ``m`` draws with chance ``(1 - L/n)^m < exp(-L m / n)``, so an id listed by
-    more than :data:`ALWAYS_DRAWN` ``n / sizes[0]`` users is counted in every column (the chance
-    that it is not, below ``exp(-48)`` = 1e-21, is left out). The others' (user, id) pairs are
-    sorted by id once, and each size of each resample is one gather of the drawn users and one
-    ``logical_or.reduceat`` over the ids' runs."""
+    list is missed with chance ``(1 - L/n)^n < exp(-L)``, so an id listed by more than
+    :data:`ALWAYS_DRAWN` users is counted in every resample (the chance that it is not, below
+    ``exp(-48)`` = 1e-21, is left out). The others' (user, id) pairs are sorted by id once, and
+    each resample is one gather of the drawn users and one ``logical_or.reduceat`` over the
+    ids' runs."""
     n = ids.shape[0]
     rng = np.random.default_rng(seed)
     valid = ids >= 0
     flat = ids[valid]
     users = np.broadcast_to(np.arange(n)[:, None], ids.shape)[valid]
     listed = np.bincount(flat) if flat.size else np.zeros(0, dtype=np.int64)
-    threshold = ALWAYS_DRAWN * n / max(1, sizes[0])
-    rare = listed[flat] <= threshold
-    always = int(np.count_nonzero(listed > threshold))
+    rare = listed[flat] <= ALWAYS_DRAWN
     flat, users = flat[rare], users[rare]
     order = np.argsort(flat, kind="stable")
     flat, users = flat[order], users[order]
     starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]]) if flat.size else None
-    counts = np.full((n_resamples, len(sizes)), always, dtype=np.int64)
+    counts = np.full(n_resamples, int(np.count_nonzero(listed > ALWAYS_DRAWN)), dtype=np.int64)
     drawn = np.zeros(n, dtype=np.bool_)
     for b in range(n_resamples):
         draw = rng.integers(0, n, n)
-        if starts is None:
-            continue
-        drawn[:] = False
-        done = 0
-        for j, m in enumerate(sizes):
-            drawn[draw[done:m]] = True
-            done = m
-            counts[b, j] += int(np.count_nonzero(np.logical_or.reduceat(drawn[users], starts)))
+        if starts is not None:
+            drawn[:] = False
+            drawn[draw] = True
+            counts[b] += int(np.count_nonzero(np.logical_or.reduceat(drawn[users], starts)))
     return counts
 
 
