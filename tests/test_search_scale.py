@@ -3,8 +3,8 @@ the figures are over a seeded sample (checked by brute force over exactly those 
 coverage bound is the bootstrap one (recomputed with sets), the pick is the first passing
 candidate that holds over every validation user, a screened candidate is one whose 99% upper bound on the nested screening sample misses
 a share (recomputed with scipy and sets), never a pass; the pick keeps its targets on a separate test split
-(brute force); with ``side="both"`` the user table is compressed too, every byte figure is that
-of the whole model built; a small log gives the exhaustive search unchanged."""
+(brute force); with ``side="both"`` the user table is compressed or folded in (ALS), every
+byte figure is that of the whole model built; a small log gives the exhaustive search unchanged."""
 
 import numpy as np
 import pytest
@@ -49,11 +49,27 @@ def per_user_recall(model, fit, valid, users, k):
     rows = model.items.valid_rows()
     if rows is not None:
         seen[:, ~rows] = 1
-    ids, _ = topk_reference(model.users.decode(), model.items.decode(), users, seen, k)
+    ids, _ = topk_reference(user_vectors(model, fit), model.items.decode(), users, seen, k)
     recall = np.array([user_metrics_reference(ids[i], set(valid[u].indices.tolist()), k,
                                               model.n_items)["recall"]
                        for i, u in enumerate(users)])
     return recall, ids
+
+
+def user_vectors(model, fit):
+    """float64 [n_users, d]: the user table decoded, or for folded users (``fold-users``) the
+    ALS user step solved with numpy for every user from ``fit`` (CSR) against the decoded items:
+    ``(V^T V + reg I + V_u^T diag(c - 1) V_u) x = V_u^T c``, ``c = alpha * r``."""
+    if model.users.storage != "folded":
+        return model.users.decode()
+    v = model.items.decode().astype(np.float64)
+    gram = v.T @ v + model.users.regularization * np.eye(v.shape[1])
+    out = np.zeros((fit.shape[0], v.shape[1]))
+    for u in range(fit.shape[0]):
+        row = fit[u]
+        vu, c = v[row.indices], model.users.alpha * row.data.astype(np.float64)
+        out[u] = np.linalg.solve(gram + vu.T @ ((c - 1.0)[:, None] * vu), vu.T @ c)
+    return out
 
 
 def coverage(ids, n_items):
@@ -177,9 +193,11 @@ def test_side_both_compresses_the_users_and_counts_the_whole_model(log):
                             show_progress=False)
     whole = model.users.nbytes + model.items.nbytes
     assert found.baseline_bytes == found.baseline_model_bytes == whole
-    assert "table=users" in found.pick.spec
+    # an ALS model: folding the users in from their history ships no user table, and wins
+    assert found.pick.spec.endswith("|fold-users")
     assert found.pick.returned_bytes == serving_bytes(found.model, "both") == found.model_bytes
-    assert found.model.users.nbytes < model.users.nbytes
+    assert found.model.users.nbytes == 0 and found.model.users.storage == "folded"
+    assert any("table=users" in c.spec for c in found.candidates)
     for c in found.candidates:
         assert c.estimated_bytes == c.bytes, c.spec
     with threadpool_limits(limits=1):

@@ -17,7 +17,11 @@
    gives a validation part the model never saw instead, as the report does.);
 2. a target ``metric@k>=x`` holds when the candidate's validation figure is at least ``x`` times
    the uncompressed model's on the same users (any metric :func:`cfprune.evaluate` computes:
-   recall, ndcg, coverage, tail_recall, overlap, ...). A PQ tail (k-means) that passes is fitted
+   recall, ndcg, coverage, tail_recall, overlap, ...), by a one-sided lower bound: for a
+   per-user metric the mean less ``z`` paired standard errors; for coverage (a catalogue
+   figure, distinct items over the users' lists) its ratio to the model's less ``z`` standard
+   errors of that ratio over paired bootstrap resamples of the users
+   (:func:`~cfprune.compression.search.validation.coverage_lower_bound`). A PQ tail (k-means) that passes is fitted
    and evaluated again at the seeds :data:`~cfprune.compression.search.space.RESEEDS` and passes only if it passes there too: the
    model returned is another k-means fit, and one seed's pass can be luck (on ml-100k,
    ``prune-rows:by=reach,k=50|lowrank:rank=24|pq:m=12,nbits=4`` kept 100.9% of the validation
@@ -47,12 +51,18 @@
    nested sample of 1/8 of them: one whose 99% upper bound of a per-user target misses its share
    there stops (``screened``); it can pass only on the whole sample. With fewer validation users
    than ``sample_users`` (MovieLens) the search is the exhaustive one above, figure for figure.
-   The reach lists of a model are ranked once for every reach cut-off, and a model's users are
-   factorised once for every joint low rank. With ``scheduler`` the evaluations run on a Dask
+   The coverage ratio falls as the users grow (more users reach more of the tail that pruned
+   rows and coarse codes reach less: 94.3% over 32,768 users, 89.7% over 200,000 for one
+   candidate on the 200k log), so over a sample the passing candidates, smallest first, are
+   then judged the same way over every validation user until one holds
+   (:meth:`TargetSearch.confirm`): that one is the pick. The reach lists of a model are
+   ranked once for every reach cut-off, a model's users are factorised once for every joint
+   low rank, and the evaluation plan is made once per set of users. With ``scheduler`` the evaluations run on a Dask
    cluster through :func:`cfprune.distributed.evaluate_distributed` (same blocks, same
    combination: the same figures);
-6. ``side="both"``: every pipeline may end with a per-row user quantiser
-   (:func:`~cfprune.compression.search.space.user_quantisers`; one that fails alone is not tried
+6. ``side="both"``: every pipeline may end with a user-side step
+   (:func:`~cfprune.compression.search.space.user_steps_for`: ``fold-users``, no user table
+   shipped, for an ALS model; a per-row user quantiser; one that fails alone is not tried
    further), and the objective is the bytes of the whole model returned.
 
 With ``budget_bytes`` instead, the candidates must fit in that many serving bytes and meet the
@@ -84,7 +94,7 @@ from ..spec import format_spec
 from .bytes import SIDES, planned_bytes, serving_bytes
 from .results import Candidate, SearchResult, TargetNotMet
 from .space import (RESEEDS, low_ranks, popularity_pruners, quantisers, reach_cutoffs,
-                    reseeded, user_quantisers)
+                    reseeded, user_steps_for)
 from .targets import parse_targets
 from .validation import (COVERAGE_RESAMPLES, bootstrap_coverage, coverage_lower_bound,
                          held_out_model, lower_bound, sample_users, upper_bound)
@@ -305,8 +315,10 @@ class TargetSearch:
                 planned_bytes(steps, n_items, dim, n_users, level.kept_returned, self.side))
 
     def user_steps(self):
-        """[user-side step or None]: with ``side="both"`` the user quantisers that pass alone
-        (the item table float32), smallest first, then None; with ``side="items"`` [None].
+        """[user-side step or None]: with ``side="both"`` the user steps
+        (:func:`~cfprune.compression.search.space.user_steps_for`: ``fold-users`` for an ALS
+        model, the per-row quantisers) that pass alone (the item table float32), smallest
+        first, then None; with ``side="items"`` [None].
 
         A user quantiser that fails alone is assumed to fail under any item compression too (as
         a pruning level that keeps fewer rows is assumed no better), so it is not tried with
@@ -315,7 +327,7 @@ class TargetSearch:
             return [None]
         unpruned = Level(None, self.model.n_items, self.model.n_items)
         alone = [(step, self.candidates(unpruned, None, None, step))
-                 for step in user_quantisers()]
+                 for step in user_steps_for(self.model)]
         alone.sort(key=lambda item: item[1][2])
         passing = [step for step, planned in alone if self.evaluate(*planned).passed]
         return passing + [None]
@@ -652,9 +664,10 @@ def search(model, interactions, target="recall@20>=0.97", budget_bytes=None, *, 
         Serving bytes (see :func:`serving_bytes`) the pick may take; None: minimise the bytes.
     side : "items" or "both"
         ``"items"``: the search compresses the item table (low rank narrows the users too) and
-        minimises the item side's bytes; ``"both"``: it compresses the user table too (the
-        per-row user quantisers of :func:`~cfprune.compression.search.space.user_quantisers`)
-        under the same targets and minimises the bytes of the whole model. Either way the result
+        minimises the item side's bytes; ``"both"``: it compresses the user table too
+        (:func:`~cfprune.compression.search.space.user_steps_for`: ``fold-users`` for an ALS
+        model, which ships no user table, and the per-row user quantisers) under the same
+        targets and minimises the bytes of the whole model. Either way the result
         states the whole model's bytes (``result.model_bytes``, ``baseline_model_bytes``).
     valid : Interactions or scipy CSR, optional
         A validation part held out of ``interactions`` already (``model`` trained without it):
@@ -677,7 +690,12 @@ def search(model, interactions, target="recall@20>=0.97", budget_bytes=None, *, 
         estimate of the mean over all users, so sampling the users is counted in the bound
         (the bound is over the sample's users: a smaller sample gives a wider one). Without it,
         the smallest candidate that passes by luck of the validation sample would be picked
-        (winner's curse); None or 0 compares the means. Coverage is the sample's coverage.
+        (winner's curse); None or 0 compares the means. Coverage (a catalogue figure, not a
+        mean over users) meets its target when its ratio to the model's less ``z`` paired
+        bootstrap standard errors (200 resamples of the users, seeded by ``seed``) reaches the
+        share; over a sample, the passing candidates are then confirmed over every validation
+        user, smallest first (:meth:`TargetSearch.confirm`): coverage over a sample overstates
+        the coverage over all users that a test measures.
     num_threads : int or None
         Threads for retrieval and evaluation (with ``scheduler``: Numba threads per Dask task,
         default 1).
