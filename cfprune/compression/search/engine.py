@@ -89,7 +89,7 @@ from ...errors import DataError, SpecError
 from ...interactions import Interactions, as_csr
 from ..pipeline import Pipeline
 from ..lowrank import shared_user_factorisation
-from ..rows import PruneRows, reach_counts, shared_reach_lists
+from ..rows import PruneRows, reach_counts, reach_lists, shared_reach_lists
 from ..spec import format_spec
 from .bytes import SIDES, planned_bytes, serving_bytes
 from .results import Candidate, SearchResult, TargetNotMet
@@ -97,7 +97,8 @@ from .space import (RESEEDS, low_ranks, popularity_pruners, quantisers, reach_cu
                     reseeded, user_steps_for)
 from .targets import parse_targets
 from .validation import (COVERAGE_RESAMPLES, bootstrap_coverage, coverage_lower_bound,
-                         held_out_model, lower_bound, sample_users, upper_bound)
+                         StoredRanking, held_out_model, lower_bound, sample_users,
+                         upper_bound)
 
 DEFAULT_SAMPLE_USERS = 32768
 SCREEN_SHARE = 8
@@ -200,7 +201,6 @@ class TargetSearch:
         self.users, self.screen_users, n_valid_users = sample_users(
             valid.matrix, model.n_users, self.sample_users, SCREEN_SHARE, self.seed)
         self.everyone = np.flatnonzero(np.diff(valid.matrix.indptr)[:model.n_users] > 0)
-        self.everyone_base = None
         self.split = {"valid_fraction": None if fit is data else valid_fraction,
                       "seed": self.seed, "retrained_on_fit": self.refit, "n_fit": fit.nnz,
                       "n_valid": valid.nnz, "n_valid_users_all": n_valid_users,
@@ -502,9 +502,7 @@ class TargetSearch:
         if self.users is None or not self.passing:
             return
         t0 = time.perf_counter()
-        if self.everyone_base is None:
-            self.everyone_base = self.evaluate_model(self.model, users=self.everyone)
-        base = self.everyone_base
+        base = self.evaluate_model(self.baseline_ranking(), users=self.everyone)
         base_metrics = self.figures(base)
         lists = base if self.with_overlap else None
         self.best = self.best_steps = self.best_model = None
@@ -527,6 +525,18 @@ class TargetSearch:
                 break
             cand.passed = False
         self.split["seconds_confirm"] = time.perf_counter() - t0
+
+    def baseline_ranking(self):
+        """The model validated, or, when its reach lists (ranked for the pruning chains over
+        every user with a ``fit`` interaction, seen items filtered) cover every validation user
+        at the targets' cut-offs, a :class:`~cfprune.compression.search.validation.StoredRanking`
+        of them: the baseline over every validation user without ranking them again (in
+        process; a Dask cluster ranks them)."""
+        k = max(reach_cutoffs(max(self.ks)))
+        users = np.flatnonzero(np.diff(self.fit.matrix.indptr) > 0)
+        stored = StoredRanking(users, reach_lists(self.model, self.fit.matrix, k),
+                               self.model.n_users, self.model.n_items)
+        return stored if stored.holds(self.everyone) and self.client is None else self.model
 
     def better(self, cand, best):
         """Whether ``cand`` beats ``best``: fewer returned bytes (then the first metric), or

@@ -161,3 +161,37 @@ def bootstrap_coverage(ids, n_resamples, seed):
 def _distinct(ids):
     """Distinct valid ids (>= 0) in ``ids``."""
     return int(np.unique(ids[ids >= 0]).size)
+
+
+class StoredRanking:
+    """A recommender that answers from ranked lists computed before: ``recommend`` returns the
+    first ``k`` ids of each asked user's stored list (scores 0), so that
+    :func:`cfprune.evaluate` computes a model's figures from lists it ranked already (the
+    search's reach lists of the model validated: the same ranking, seen items filtered).
+
+    Parameters
+    ----------
+    users : int64 [n], ascending
+        The users the lists belong to.
+    lists : int32 [n, >= k]
+        Their ranked ids (-1 for none).
+    n_users, n_items : int
+        The shape of the model that ranked them."""
+
+    def __init__(self, users, lists, n_users, n_items):
+        self.users, self.lists = np.asarray(users, dtype=np.int64), lists
+        self.n_users, self.n_items = int(n_users), int(n_items)
+
+    def holds(self, users):
+        """Whether every one of ``users`` (int64 array) has a stored list."""
+        rows = np.minimum(np.searchsorted(self.users, users), max(self.users.size - 1, 0))
+        return bool(self.users.size) and bool(np.all(self.users[rows] == users))
+
+    def recommend(self, users, user_items=None, k=10, filter_seen=True, num_threads=None):
+        """(ids int32 [len(users), k], scores float32 zeros): the stored lists' heads."""
+        if k > self.lists.shape[1]:
+            raise DataError(f"the stored lists hold {self.lists.shape[1]} ids per user, "
+                            f"{k} asked")
+        rows = np.searchsorted(self.users, np.asarray(users, dtype=np.int64))
+        ids = np.ascontiguousarray(self.lists[rows, :k])
+        return ids, np.zeros(ids.shape, dtype=np.float32)
