@@ -86,11 +86,12 @@ def paired_se(result, base_result, target):
     return paired_standard_error(values[ia], base_result.per_user[key][ib])[1]
 
 
-def coverage_lower_bound(result, base_result, k, z, n_resamples=COVERAGE_RESAMPLES, seed=0,
-                         base_counts=None):
-    """{"lower", "ratio", "se"}: the one-sided lower bound of ``coverage@k`` of ``result``
-    against ``base_result`` (EvaluationResults of the same users, both with their ranked
-    lists), in coverage units: the baseline's coverage x (``ratio`` - ``z`` ``se``).
+def coverage_lower_bound(ranked, base_ranked, n_items, z, n_resamples=COVERAGE_RESAMPLES,
+                         seed=0, base_counts=None):
+    """{"lower", "ratio", "se"}: the one-sided lower bound of the coverage of the lists
+    ``ranked`` against ``base_ranked`` (int32 [n, k], the candidate's and the baseline's top-k
+    ids of the same ``n`` users, -1 for none) over ``n_items``, in coverage units: the
+    baseline's coverage x (``ratio`` - ``z`` ``se``).
 
     ``ratio`` is the candidate's coverage over the baseline's, and ``se`` the standard deviation
     of that ratio over ``n_resamples`` paired bootstrap resamples of the users (the same users
@@ -98,7 +99,7 @@ def coverage_lower_bound(result, base_result, k, z, n_resamples=COVERAGE_RESAMPL
     catalogue figure (distinct items in the users' lists), not a mean over users, so it has no
     per-user standard error; the bootstrap measures how much it moves with the users drawn
     (``z`` 0: no resampling). ``base_counts``: the baseline's :func:`bootstrap_coverage` at
-    these ``k``, ``n_resamples`` and ``seed``, if computed.
+    these ``n_resamples`` and ``seed``, if computed.
 
     The ratio is that of these users only: it falls as the users grow (more users reach more of
     the tail, which pruned rows and coarse codes reach less: on a generated 200k-user log,
@@ -106,10 +107,9 @@ def coverage_lower_bound(result, base_result, k, z, n_resamples=COVERAGE_RESAMPL
     coverage@20 over 32,768 users and 89.7% over all 200,000), so over a sample it overstates
     the ratio over everyone (see :meth:`TargetSearch.confirm
     <cfprune.compression.search.engine.TargetSearch.confirm>`)."""
-    if not np.array_equal(result.users, base_result.users):
-        raise DataError("coverage bound: the candidate and the baseline were evaluated on "
-                        "different users")
-    ranked, base_ranked = result.ranked[:, :k], base_result.ranked[:, :k]
+    if ranked.shape[0] != base_ranked.shape[0]:
+        raise DataError(f"coverage bound: {ranked.shape[0]} candidate lists against "
+                        f"{base_ranked.shape[0]} baseline lists; both must be of the same users")
     base = _distinct(base_ranked)
     if base == 0:
         return {"lower": 0.0, "ratio": 1.0, "se": 0.0}
@@ -120,8 +120,8 @@ def coverage_lower_bound(result, base_result, k, z, n_resamples=COVERAGE_RESAMPL
             base_counts = bootstrap_coverage(base_ranked, n_resamples, seed)
         resampled = bootstrap_coverage(ranked, n_resamples, seed) / np.maximum(base_counts, 1)
         se = float(resampled.std(ddof=1))
-    return {"lower": float((covered - z * se * base) / result.n_items),
-            "ratio": covered / base, "se": se}
+    return {"lower": float((covered - z * se * base) / n_items), "ratio": covered / base,
+            "se": se}
 
 
 def bootstrap_coverage(ids, n_resamples, seed):
@@ -161,37 +161,3 @@ def bootstrap_coverage(ids, n_resamples, seed):
 def _distinct(ids):
     """Distinct valid ids (>= 0) in ``ids``."""
     return int(np.unique(ids[ids >= 0]).size)
-
-
-class StoredRanking:
-    """A recommender that answers from ranked lists computed before: ``recommend`` returns the
-    first ``k`` ids of each asked user's stored list (scores 0), so that
-    :func:`cfprune.evaluate` computes a model's figures from lists it ranked already (the
-    search's reach lists of the model validated: the same ranking, seen items filtered).
-
-    Parameters
-    ----------
-    users : int64 [n], ascending
-        The users the lists belong to.
-    lists : int32 [n, >= k]
-        Their ranked ids (-1 for none).
-    n_users, n_items : int
-        The shape of the model that ranked them."""
-
-    def __init__(self, users, lists, n_users, n_items):
-        self.users, self.lists = np.asarray(users, dtype=np.int64), lists
-        self.n_users, self.n_items = int(n_users), int(n_items)
-
-    def holds(self, users):
-        """Whether every one of ``users`` (int64 array) has a stored list."""
-        rows = np.minimum(np.searchsorted(self.users, users), max(self.users.size - 1, 0))
-        return bool(self.users.size) and bool(np.all(self.users[rows] == users))
-
-    def recommend(self, users, user_items=None, k=10, filter_seen=True, num_threads=None):
-        """(ids int32 [len(users), k], scores float32 zeros): the stored lists' heads."""
-        if k > self.lists.shape[1]:
-            raise DataError(f"the stored lists hold {self.lists.shape[1]} ids per user, "
-                            f"{k} asked")
-        rows = np.searchsorted(self.users, np.asarray(users, dtype=np.int64))
-        ids = np.ascontiguousarray(self.lists[rows, :k])
-        return ids, np.zeros(ids.shape, dtype=np.float32)
