@@ -25,7 +25,6 @@ import weakref
 from contextlib import contextmanager
 
 import numpy as np
-from scipy.linalg import solve_triangular
 
 from ..errors import SpecError
 from ..tables import DenseTable
@@ -54,7 +53,7 @@ def joint_truncation(u, v, rank, r_u=None):
         au, bv, s = _split_svd(ru @ rv.T, rank)
         return qu @ au, qv @ bv, s, np.linalg.pinv(ru) @ au, np.linalg.pinv(rv) @ bv
     au, bv, s = _split_svd(ru @ rv.T, rank)
-    tu, tv = solve_triangular(ru, au), solve_triangular(rv, bv)
+    tu, tv = np.linalg.solve(ru, au), np.linalg.solve(rv, bv)  # d x d (scipy.linalg: heavy import)
     return u @ tu, v @ tv, s, tu, tv
 
 
