@@ -545,7 +545,7 @@ class TargetSearch:
                 self.returned = returned
                 break
             cand.passed = False
-        self.split["seconds_confirm"] = time.perf_counter() - t0
+        self.say(f"confirmation in {time.perf_counter() - t0:.0f} s")
 
     def better(self, cand, best):
         """Whether ``cand`` beats ``best``: fewer returned bytes (then the first metric), or
