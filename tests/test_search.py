@@ -53,8 +53,25 @@ def reference_figures(model, fit, valid, k):
     return float(np.mean(recalls)), coverage
 
 
+def reference_coverage_bound(ids, base_ids, n_items, z, n_resamples=200, seed=0):
+    """The coverage bound of the search recomputed with Python sets: the ratio of distinct ids
+    (``ids``/``base_ids`` int [n, k] of the same users) less ``z`` standard deviations of that
+    ratio over bootstrap resamples (``default_rng(seed).integers(0, n, n)`` each), in coverage
+    units of the baseline's coverage."""
+    n = len(ids)
+
+    def distinct(rows):
+        return len(set(rows[rows >= 0].ravel().tolist()))
+
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, n, n) for _ in range(n_resamples)]
+    se = np.std([distinct(ids[d]) / distinct(base_ids[d]) for d in draws], ddof=1)
+    return (distinct(ids) - z * se * distinct(base_ids)) / n_items
+
+
 def reference_per_user_recall(model, fit, valid, k):
-    """(recall@k per validation user float64 [n_users], coverage@k) by brute force."""
+    """(recall@k per validation user float64 [n_users], coverage@k, top-k ids [n_users, k]) by
+    brute force."""
     users = np.flatnonzero(np.diff(valid.indptr) > 0)
     u, v = model.users.decode(), model.items.decode()
     seen = fit.toarray().copy()
@@ -65,7 +82,7 @@ def reference_per_user_recall(model, fit, valid, k):
     recalls = np.array([user_metrics_reference(ids[i], set(valid[u_].indices.tolist()), k,
                                                model.n_items)["recall"]
                         for i, u_ in enumerate(users)])
-    return recalls, len(set(ids[ids >= 0].tolist())) / model.n_items
+    return recalls, len(set(ids[ids >= 0].tolist())) / model.n_items, ids
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +104,16 @@ def test_pick_meets_targets_on_validation_by_brute_force(setup, result):
     assert result.baseline["recall@10"] == pytest.approx(base_recall, abs=1e-9)
     assert result.pick.metrics["recall@10"] == pytest.approx(recall, abs=1e-9)
     assert result.pick.metrics["coverage@10"] == pytest.approx(cov, abs=1e-9)
-    # recall passes by its one-sided lower bound, coverage (not a per-user mean) by its value
+    # recall passes by its one-sided lower bound, coverage (not a per-user mean) by its
+    # bootstrap one (every validation user evaluated: no extrapolation)
     assert result.pick.lower["recall@10"] <= recall
     assert result.pick.lower["recall@10"] >= 0.95 * base_recall - 1e-9
-    assert result.pick.lower["coverage@10"] == cov >= 0.8 * base_cov - 1e-9
+    _, _, base_ids = reference_per_user_recall(held, fit.matrix, valid.matrix, 10)
+    _, _, ids = reference_per_user_recall(picked, fit.matrix, valid.matrix, 10)
+    bound = reference_coverage_bound(ids, base_ids, model.n_items, stats.norm.ppf(0.95))
+    assert result.pick.lower["coverage@10"] == pytest.approx(bound, abs=1e-12)
+    assert cov > bound >= 0.8 * base_cov - 1e-9
+    assert result.pick.confirmed is None       # every validation user was evaluated
     # what is returned is the validated spec applied to the model given, with all of train
     again = compress(model, result.pick.spec, train)
     np.testing.assert_array_equal(result.model.items.decode(), again.items.decode())
@@ -113,19 +136,27 @@ def test_pick_is_smallest_passing_and_bytes_known_before_fitting(setup, result):
 def test_pass_rule_is_the_paired_one_sided_95_bound_recomputed(setup, result):
     """Every candidate rebuilt and ranked by brute force: recall@10 passes when the mean less
     z(0.95) standard errors of the paired per-user change (scipy.stats) reaches 0.95 of the
-    baseline's mean, coverage@10 when its value reaches 0.8 of the baseline's; a PQ tail passes
-    only when its reseeded twin passes too."""
+    baseline's mean, coverage@10 when its ratio less z bootstrap standard errors (recomputed
+    with sets) reaches 0.8; a PQ tail passes only when its reseeded twin passes too."""
     model, train = setup
     fit, valid = random_split(Interactions(train), test_fraction=0.1, seed=0)
     held = train_als(fit, factors=16, regularization=1.0, iterations=10, num_threads=1, seed=0)
-    base, base_cov = reference_per_user_recall(held, fit.matrix, valid.matrix, 10)
+    base, base_cov, base_ids = reference_per_user_recall(held, fit.matrix, valid.matrix, 10)
     z = stats.norm.ppf(0.95)
-    own = {}
+    own, bounded = {}, 0
     for c in result.candidates:
-        recall, cov = reference_per_user_recall(compress(held, c.spec, fit), fit.matrix,
-                                                valid.matrix, 10)
+        recall, cov, ids = reference_per_user_recall(compress(held, c.spec, fit), fit.matrix,
+                                                     valid.matrix, 10)
         lower = recall.mean() - z * stats.sem(recall - base)
         own[c.spec] = (lower >= 0.95 * base.mean() - 1e-9) and (cov >= 0.8 * base_cov - 1e-9)
+        if own[c.spec]:
+            bound = reference_coverage_bound(ids, base_ids, model.n_items, z)
+            assert c.lower["coverage@10"] == pytest.approx(bound, abs=1e-12), c.spec
+            own[c.spec] = bound >= 0.8 * base_cov - 1e-9
+            bounded += 1
+        else:
+            assert c.lower["coverage@10"] is None, c.spec
+    assert bounded
     assert any(own.values()) and not all(own.values())
     for c in result.candidates:
         if "pq:" in c.spec and own[c.spec] and "seed=" not in c.spec:

@@ -31,25 +31,48 @@ from ..tables import DenseTable
 from .base import Compressor, Param
 
 
-_USER_QR = []   # stack of WeakKeyDictionary {user Table: (Q, R) of its stored rows}
+_USER_FACTORS = []   # stack of WeakKeyDictionary {user Table: triangular factor R of its stored rows}
 
 
-def joint_truncation(u, v, rank, qr_u=None):
+def joint_truncation(u, v, rank, r_u=None):
     """Rank-``rank`` factors (U' [n_u, r], V' [n_v, r], singular values [min(d,...)], maps
     T_u [d, r], T_v [d, r]) of ``u v^T`` from float [n_u, d] and [n_v, d], computed in float64.
-    ``qr_u``: the thin QR ``(Q, R)`` of ``u`` when known (then ``u`` is not read).
+    ``r_u``: the triangular factor of ``u`` (:func:`triangular_factor`) when known.
 
     ``U' V'^T`` is the best rank-r approximation of ``u v^T`` in Frobenius norm; ``x @ T_u`` maps
-    any vector in the row span of ``u`` as its rows were mapped (likewise ``T_v``)."""
-    qu, ru = np.linalg.qr(np.asarray(u, dtype=np.float64)) if qr_u is None else qr_u
+    any vector in the row span of ``u`` as its rows were mapped (likewise ``T_v``). With
+    ``u = Q_u R_u`` and ``v = Q_v R_v`` (R from the Cholesky factor of the Gram matrix, so Q is
+    never formed: ``U' = u R_u^-1 A_r sqrt(S_r)``, the same as ``Q_u A_r sqrt(S_r)``); a side
+    whose Gram matrix is singular (fewer rows than columns) takes the thin QR instead."""
+    u = np.asarray(u, dtype=np.float64)
     v = np.asarray(v, dtype=np.float64)
-    qv, rv = np.linalg.qr(v)
-    a, s, bt = np.linalg.svd(ru @ rv.T)
-    r = min(rank, s.shape[0])
-    root = np.sqrt(s[:r])
-    au = a[:, :r] * root
-    bv = bt[:r].T * root
-    return qu @ au, qv @ bv, s, np.linalg.pinv(ru) @ au, np.linalg.pinv(rv) @ bv
+    ru = triangular_factor(u) if r_u is None else r_u
+    rv = triangular_factor(v)
+    if ru is None or rv is None:
+        (qu, ru), (qv, rv) = np.linalg.qr(u), np.linalg.qr(v)
+        au, bv, s = _split_svd(ru @ rv.T, rank)
+        return qu @ au, qv @ bv, s, np.linalg.pinv(ru) @ au, np.linalg.pinv(rv) @ bv
+    au, bv, s = _split_svd(ru @ rv.T, rank)
+    tu, tv = np.linalg.solve(ru, au), np.linalg.solve(rv, bv)  # d x d (scipy.linalg: heavy import)
+    return u @ tu, v @ tv, s, tu, tv
+
+
+def _split_svd(m, rank):
+    """(A_r sqrt(S_r), B_r sqrt(S_r), S) of the SVD ``m = A S B^T``, truncated to ``rank``."""
+    a, s, bt = np.linalg.svd(m)
+    root = np.sqrt(s[:min(rank, s.shape[0])])
+    return a[:, :root.size] * root, bt[:root.size].T * root, s
+
+
+def triangular_factor(x):
+    """float64 [d, d] upper-triangular R with ``R^T R = x^T x`` (the R of a QR of ``x``, float
+    [n, d], up to row signs), from the Cholesky factor of the Gram matrix; None when that is not
+    positive definite (``x`` of rank below d)."""
+    x = np.asarray(x, dtype=np.float64)
+    try:
+        return np.linalg.cholesky(x.T @ x).T
+    except np.linalg.LinAlgError:
+        return None
 
 
 def table_truncation(x, rank):
@@ -64,22 +87,22 @@ def table_truncation(x, rank):
 def shared_user_factorisation():
     """Within the block, the joint truncation factorises each user table once (tables are
     read-only): a search that truncates many row-prunings of one model's items at many ranks
-    leaves its users as they are and pays for their QR once. Dropped on leaving the block."""
-    _USER_QR.append(weakref.WeakKeyDictionary())
+    leaves its users as they are and pays for their Gram matrix and its Cholesky factor once. Dropped on leaving the block."""
+    _USER_FACTORS.append(weakref.WeakKeyDictionary())
     try:
         yield
     finally:
-        _USER_QR.pop()
+        _USER_FACTORS.pop()
 
 
-def _user_qr(table):
-    """(Q, R) of ``table``'s stored rows in float64, from the memo of the innermost
+def _user_factor(table):
+    """The :func:`triangular_factor` of ``table``'s stored rows, from the memo of the innermost
     :func:`shared_user_factorisation` (None outside one: computed by the caller)."""
-    if not _USER_QR:
+    if not _USER_FACTORS:
         return None
-    memo = _USER_QR[-1]
+    memo = _USER_FACTORS[-1]
     if table not in memo:
-        memo[table] = np.linalg.qr(_stored_rows(table))
+        memo[table] = triangular_factor(_stored_rows(table))
     return memo[table]
 
 
@@ -114,10 +137,9 @@ class LowRank(Compressor):
                             "lowrank")
         v = _stored_rows(model.items)
         d = model.dim
-        qr_u = _user_qr(model.users) if self.mode == "joint" else None
-        u = None if qr_u is not None else _stored_rows(model.users)
+        u = _stored_rows(model.users)
         if self.mode == "joint":
-            u2, v2, s, tu, tv = joint_truncation(u, v, self.rank, qr_u)
+            u2, v2, s, tu, tv = joint_truncation(u, v, self.rank, _user_factor(model.users))
             info = {"singular_values": s[: min(len(s), 2 * self.rank)],
                     "energy_kept": float((s[: u2.shape[1]] ** 2).sum() / max((s ** 2).sum(),
                                                                             1e-300))}

@@ -193,18 +193,24 @@ def reach_counts(model, interactions, k):
     Inside :func:`shared_reach_lists` the lists of a model and interactions are ranked once, at
     the largest ``k`` asked, and every smaller ``k`` counts their first ``k`` entries (the same
     lists: a top-k is the head of a longer top list)."""
-    if _REACH_MEMO:
-        memo = _REACH_MEMO[-1]
-        key = _pair_key(model, interactions)
-        held = memo.get(key)
-        if held is None or held[2].shape[1] < k:
-            held = (model, interactions, _reach_lists(model, interactions, k))
-            memo[key] = held      # holding the objects keeps their ids from being reused
-        ids = held[2][:, :k]
-    else:
-        ids = _reach_lists(model, interactions, k)
+    ids = reach_lists(model, interactions, k)
     ids = ids[ids >= 0]
     return np.bincount(ids, minlength=model.n_items).astype(np.int64)
+
+
+def reach_lists(model, interactions, k):
+    """int32 [n, k]: ``model``'s top-``k`` ids (seen items filtered, -1 for none) of the ``n``
+    users with at least one interaction in ``interactions``, ascending; inside
+    :func:`shared_reach_lists` the heads of the lists ranked once at the largest ``k`` asked."""
+    if not _REACH_MEMO:
+        return _reach_lists(model, interactions, k)
+    memo = _REACH_MEMO[-1]
+    key = _pair_key(model, interactions)
+    held = memo.get(key)
+    if held is None or held[2].shape[1] < k:
+        held = (model, interactions, _reach_lists(model, interactions, k))
+        memo[key] = held      # holding the objects keeps their ids from being reused
+    return held[2][:, :k]
 
 
 def _pair_key(model, interactions):

@@ -31,7 +31,13 @@ class Candidate:
     The byte figures are those of the search's side (the item side, or the whole model).
     ``n_users``: the validation users its figures are over; ``screened``: it failed on the
     screening sample and was not evaluated on the whole sample (the figures are the screening
-    sample's)."""
+    sample's). ``lower``: each target's lower bound (None for a coverage bound not computed:
+    the figure or another target missed already); ``coverage``: for each coverage target whose
+    bound was computed, its ``ratio`` and bootstrap ``se`` (see
+    :func:`~cfprune.compression.search.validation.coverage_lower_bound`). ``confirmed``: for a
+    candidate that passed on a sample of the validation users, its figures over all of them
+    (``n_users``, ``metrics``, ``relative``, ``lower``, ``coverage``, ``passed``; see
+    :meth:`~cfprune.compression.search.engine.TargetSearch.confirm`), None if not asked."""
 
     spec: str
     bytes: int
@@ -47,13 +53,16 @@ class Candidate:
     reseeded: list | None = None
     n_users: int = 0
     screened: bool = False
+    coverage: dict = field(default_factory=dict)
+    confirmed: dict | None = None
 
     def as_dict(self):
         return {"spec": self.spec, "bytes": self.bytes, "estimated_bytes": self.estimated_bytes,
                 "returned_bytes": self.returned_bytes, "model_bytes": self.model_bytes,
                 "metrics": self.metrics, "relative": self.relative, "lower": self.lower,
                 "passed": self.passed, "reseeded": self.reseeded, "n_users": self.n_users,
-                "screened": self.screened,
+                "screened": self.screened, "coverage": self.coverage,
+                "confirmed": self.confirmed,
                 "seconds_fit": self.seconds_fit, "seconds_evaluate": self.seconds_evaluate}
 
 
@@ -74,6 +83,7 @@ class SearchResult:
     side: str = "items"
     baseline_model_bytes: int = 0
     model_bytes: int | None = None
+    pass_rule: str = ""
 
     @property
     def model_ratio(self):
@@ -82,10 +92,11 @@ class SearchResult:
         return None if self.model_bytes is None else self.baseline_model_bytes / self.model_bytes
 
     def as_dict(self):
-        """JSON-able summary: targets, side, validation split, baseline figures, the pick, the
-        whole model's bytes and every candidate (in the order evaluated)."""
+        """JSON-able summary: targets, side, the pass rule (in words), validation split,
+        baseline figures, the pick, the whole model's bytes and every candidate (in the order
+        evaluated)."""
         return {"targets": [str(t) for t in self.targets], "budget_bytes": self.budget_bytes,
-                "side": self.side,
+                "side": self.side, "pass_rule": self.pass_rule,
                 "objective": "serving bytes of the item side (items + re-rank table) of the "
                              "model returned" if self.side == "items" else
                              "serving bytes of the whole model returned (users + items + "

@@ -5,12 +5,13 @@ Row pruning by popularity (keep :data:`POPULARITY_KEEPS`) or by reach (``k`` =
 :data:`REACH_FACTORS` times the largest target cut-off), joint low rank at
 :data:`RANK_FRACTIONS` of the dimension, and the quantisers int8, int4, int2 (per dimension), PQ
 with 8- and 4-bit codes at several ``m``, and OPQ / the anisotropic loss on the 4-bit PQ. With
-``side="both"`` each of those pipelines may end with a user-side quantiser
-(:func:`user_quantisers`).
+``side="both"`` each of those pipelines may end with a user-side step (:func:`user_steps_for`:
+``fold-users`` for an ALS model, a per-row user quantiser).
 """
 
 from __future__ import annotations
 
+from ..fold import FoldUsers
 from ..lowrank import LowRank
 from ..pq import ProductQuantization
 from ..rows import PruneRows
@@ -72,6 +73,17 @@ def user_quantisers():
     codes costs recall (on ML-1M int4 keeps 99.0% of recall@20 per row, 93.4% per dimension)."""
     return [Int8(axis="row", table="users"), Int4(axis="row", table="users"),
             Int2(axis="row", table="users")]
+
+
+def user_steps_for(model):
+    """The user-side steps a ``side="both"`` search tries on ``model``: ``fold-users`` (no user
+    table shipped: each user folded in from their interactions at serving time by the ALS user
+    step, :class:`~cfprune.compression.fold.FoldUsers`) when ``model.info`` records an ALS
+    training with its ``regularization`` and ``alpha``, then :func:`user_quantisers`."""
+    info = model.info
+    folds = info.get("algorithm") == "als" and all(info.get(k) is not None
+                                                   for k in ("regularization", "alpha"))
+    return ([FoldUsers()] if folds else []) + user_quantisers()
 
 
 def reseeded(steps, seed):
