@@ -89,6 +89,17 @@ def decode_codes(codes, codebooks, bounds):
     return out
 
 
+def rotate_rows(x, rotation):
+    """float32 [n, d]: ``x @ rotation`` computed in float64 (``x`` float32 [n, d], ``rotation``
+    [d, d]), in row batches (no float64 copy of the whole table)."""
+    rotation = np.asarray(rotation, np.float64)
+    out = np.empty((x.shape[0], rotation.shape[1]), np.float32)
+    for start in range(0, x.shape[0], ROW_BATCH):
+        rows = slice(start, start + ROW_BATCH)
+        out[rows] = x[rows].astype(np.float64) @ rotation
+    return out
+
+
 def mean_squared_error(x, codes, codebooks, bounds):
     """float: the mean over rows of ``||x - decode(codes)||^2`` (float64, in row batches)."""
     total = 0.0
@@ -209,8 +220,8 @@ def train_pq(x, m, ksub, *, rotation="none", loss="mse", eta=4.0, iters=25, roun
         # encode with the rotation the table stores (float32), so that new rows encoded later
         # with the stored rotation get the codes the fit gives them (encode_pq_rows)
         rot = rot.astype(np.float32).astype(np.float64)
-        train = (train.astype(np.float64) @ rot).astype(np.float32)
-        x_rot = (x.astype(np.float64) @ rot).astype(np.float32)
+        train = rotate_rows(train, rot)
+        x_rot = rotate_rows(x, rot)
         codebooks = kmeans_codebooks(train, bounds, ksub_used, iters=iters, seed=seed,
                                      init=codebooks)
     else:
@@ -246,7 +257,7 @@ def encode_pq_rows(x, codebooks, bounds, rotation=None, *, loss="mse", eta=4.0, 
     :func:`train_pq` encodes the rows it did not train on."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     if rotation is not None:
-        x = (x.astype(np.float64) @ rotation.astype(np.float64)).astype(np.float32)
+        x = rotate_rows(x, rotation)
     codes = assign_nearest(x, codebooks, bounds)[0]
     if loss == "anisotropic":
         codes = assign_anisotropic(x, codebooks, bounds, codes, eta, sweeps)
