@@ -16,15 +16,14 @@ The nearest-centroid step (:func:`_nearest`) computes the float32 distances
 ``||x_s||^2 + ||c||^2 - 2 x_s . c`` of a row to all ``ksub`` centroids at once (the centroids
 transposed, so that the loop over centroids runs in SIMD lanes) and takes the least as an integer
 minimum of their bit patterns (non-negative float32 values order as their int32 bits; LLVM
-vectorises integer minimum reductions, not float ones; distances rounded below zero are caught by
-the check that follows). When another centroid lies within the
-float32 rounding bound of the least distance, the row is decided again in float64 over all
-centroids (:func:`_nearest_exact`), so the codes are those of exact arithmetic on the stored
-float32 centroids, whatever the blocks or threads. faiss computes these distances as a BLAS
-GEMM of a block of rows against the centroids: with ``d / m = 4`` columns per sub-space that
-GEMM has an inner dimension of 4, where sgemm runs far below its peak (one thread, 65,536 rows x
-256 centroids x 4 columns: 28 ms for sgemm over blocks of 256 rows + argmin, 9 ms for this
-step).
+vectorises integer minimum reductions, not float ones). When another centroid lies within the
+float32 rounding bound of the least distance (two distances rounded below zero, whose bits order
+backwards, always are), the row is decided again in float64 over all centroids
+(:func:`_nearest_exact`), so the codes are those of exact arithmetic on the stored float32
+centroids, whatever the blocks or threads. faiss computes these distances as a BLAS GEMM of a
+block of rows against the centroids: with ``d / m = 4`` columns per sub-space that GEMM has an
+inner dimension of 4, where sgemm runs far below its peak (one thread, 65,536 rows x 256
+centroids x 4 columns: 28 ms for sgemm over blocks of 256 rows + argmin, 9 ms for this step).
 """
 
 import numpy as np
