@@ -128,8 +128,9 @@ def nearest_rows(start, stop, x, centroids_t, bounds, squares, reach, codes, err
     for i in range(start, stop):
         total = 0.0
         for s in range(m):
-            code, error = _nearest(x, i, bounds[s], bounds[s + 1], centroids_t, squares[s],
-                                   reach[s], dist, keys)
+            # int64 bounds, as k-means passes them: one compiled _nearest for both
+            code, error = _nearest(x, i, np.int64(bounds[s]), np.int64(bounds[s + 1]),
+                                   centroids_t, squares[s], reach[s], dist, keys)
             codes[i, s] = code
             total += error
         errors[i] = total
@@ -149,8 +150,8 @@ def nearest_centroids(x, codebooks, bounds):
         part = codebooks[:, bounds[s]:bounds[s + 1]].astype(np.float64)
         squares[s] = (part * part).sum(1)
         reach[s] = squares[s].max(), 2.0 * np.sqrt(squares[s].max())
-    centroids_t = frozen(codebooks.T, np.float32)
-    squares, reach = frozen(squares, np.float32), frozen(reach, np.float32)
+    # writeable like the arrays k-means makes for the same step: one compiled _nearest for both
+    centroids_t = np.array(codebooks.T, np.float32, order="C")
     codes = np.empty((x.shape[0], m), np.uint8)
     errors = np.empty(x.shape[0], np.float64)
     run_blocks(lambda start, stop: nearest_rows(start, stop, x, centroids_t, bounds, squares,
@@ -257,7 +258,8 @@ def kmeans_subspace(x, centroids, iters, first, draws, seeded):
         reach[1] = 2.0 * np.sqrt(widest)
         changed = 0
         for i in range(n):
-            code, error = _nearest(x, i, 0, dsub, centroids_t, squares, reach, dist, keys)
+            code, error = _nearest(x, i, np.int64(0), dsub, centroids_t, squares, reach, dist,
+                                   keys)
             changed += code != codes[i]
             codes[i] = code
             distance[i] = error
