@@ -26,6 +26,10 @@ of a shared machine are noisy, compare ratios of the same run.
 
     python benchmarks/bench_scale.py [--quick] [--sizes 100k 1m 4m] [--kinds als flat]
                                      [--storages float32 int8 pq8] [--threads 2] [--no-fit]
+                                     [--fit-only]
+
+``--fit-only`` prints the fit rows alone (no retrieval is timed): the faiss peer is still trained
+and filled, for its train + add time.
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ def parse_args():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--no-fit", action="store_true", help="skip the fit-time rows")
+    parser.add_argument("--fit-only", action="store_true",
+                        help="only the fit-time rows: no retrieval timed")
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.users, args.single, args.repeats = ["100k"], 500, 50, 1
@@ -261,8 +267,9 @@ def main():
                     index, table, faiss_fit = pq_pair(items, storage)
                 else:
                     index, table, faiss_fit = scalar_pair(items, storage)
-                rows.append(measure_case(label, users, seen, table, index, args))
-                print_rows(rows[-1:], [])
+                if not args.fit_only:
+                    rows.append(measure_case(label, users, seen, table, index, args))
+                    print_rows(rows[-1:], [])
                 del index, table
                 if not args.no_fit and storage in FIT_SPECS:
                     fits.append(fit_row(label, items, users, storage, faiss_fit))

@@ -74,7 +74,8 @@ def kmeans_codebooks(x, bounds, ksub, *, iters, seed, init=None):
 
 
 def assign_nearest(x, codebooks, bounds):
-    """uint8 [n, m]: per sub-space the nearest centroid (squared L2; ties to the lower code)."""
+    """(codes uint8 [n, m], errors float64 [n]): per sub-space the nearest centroid (squared
+    L2; ties to the lower code) and each row's squared reconstruction error."""
     from ..kernels.quantize import nearest_centroids
     return nearest_centroids(x, codebooks, bounds)
 
@@ -86,6 +87,27 @@ def decode_codes(codes, codebooks, bounds):
         lo, hi = bounds[s], bounds[s + 1]
         out[:, lo:hi] = codebooks[codes[:, s], lo:hi]
     return out
+
+
+def rotate_rows(x, rotation):
+    """float32 [n, d]: ``x @ rotation`` computed in float64 (``x`` float32 [n, d], ``rotation``
+    [d, d]), in row batches (no float64 copy of the whole table)."""
+    rotation = np.asarray(rotation, np.float64)
+    out = np.empty((x.shape[0], rotation.shape[1]), np.float32)
+    for start in range(0, x.shape[0], ROW_BATCH):
+        rows = slice(start, start + ROW_BATCH)
+        out[rows] = x[rows].astype(np.float64) @ rotation
+    return out
+
+
+def mean_squared_error(x, codes, codebooks, bounds):
+    """float: the mean over rows of ``||x - decode(codes)||^2`` (float64, in row batches)."""
+    total = 0.0
+    for start in range(0, x.shape[0], ROW_BATCH):
+        rows = slice(start, start + ROW_BATCH)
+        diff = x[rows].astype(np.float64) - decode_codes(codes[rows], codebooks, bounds)
+        total += float((diff * diff).sum())
+    return total / x.shape[0]
 
 
 def anisotropic_weights(x, eta):
@@ -171,7 +193,7 @@ def learn_rotation(x, bounds, ksub, *, iters, rounds, seed):
     for _ in range(rounds):
         x_rot = (x64 @ rotation).astype(np.float32)
         codebooks = kmeans_codebooks(x_rot, bounds, ksub, iters=iters, seed=seed, init=codebooks)
-        y = decode_codes(assign_nearest(x_rot, codebooks, bounds), codebooks, bounds)
+        y = decode_codes(assign_nearest(x_rot, codebooks, bounds)[0], codebooks, bounds)
         rotation, _ = orthogonal_procrustes(x64, y)
     return rotation, codebooks
 
@@ -198,15 +220,15 @@ def train_pq(x, m, ksub, *, rotation="none", loss="mse", eta=4.0, iters=25, roun
         # encode with the rotation the table stores (float32), so that new rows encoded later
         # with the stored rotation get the codes the fit gives them (encode_pq_rows)
         rot = rot.astype(np.float32).astype(np.float64)
-        train = (train.astype(np.float64) @ rot).astype(np.float32)
-        x_rot = (x.astype(np.float64) @ rot).astype(np.float32)
+        train = rotate_rows(train, rot)
+        x_rot = rotate_rows(x, rot)
         codebooks = kmeans_codebooks(train, bounds, ksub_used, iters=iters, seed=seed,
                                      init=codebooks)
     else:
         x_rot = x
         codebooks = kmeans_codebooks(train, bounds, ksub_used, iters=iters, seed=seed)
-    train_codes = assign_nearest(train, codebooks, bounds)
     if loss == "anisotropic":
+        train_codes = assign_nearest(train, codebooks, bounds)[0]
         before = anisotropic_loss(train, decode_codes(train_codes, codebooks, bounds), eta).mean()
         for _ in range(rounds):
             train_codes = assign_anisotropic(train, codebooks, bounds, train_codes, eta, sweeps)
@@ -214,14 +236,15 @@ def train_pq(x, m, ksub, *, rotation="none", loss="mse", eta=4.0, iters=25, roun
         train_codes = assign_anisotropic(train, codebooks, bounds, train_codes, eta, sweeps)
         after = anisotropic_loss(train, decode_codes(train_codes, codebooks, bounds), eta).mean()
         info.update(anisotropic_loss_before=float(before), anisotropic_loss_after=float(after))
-    if train.shape[0] == n:
-        codes = train_codes
+        if train.shape[0] == n:
+            codes = train_codes
+        else:
+            codes = assign_anisotropic(x_rot, codebooks, bounds,
+                                       assign_nearest(x_rot, codebooks, bounds)[0], eta, sweeps)
+        info["mse"] = mean_squared_error(x_rot, codes, codebooks, bounds)
     else:
-        codes = assign_nearest(x_rot, codebooks, bounds)
-        if loss == "anisotropic":
-            codes = assign_anisotropic(x_rot, codebooks, bounds, codes, eta, sweeps)
-    x_hat = decode_codes(codes, codebooks, bounds)
-    info["mse"] = float(((x_rot.astype(np.float64) - x_hat) ** 2).sum(1).mean())
+        codes, errors = assign_nearest(x_rot, codebooks, bounds)
+        info["mse"] = float(errors.mean())
     if nbits == 4:
         codes = PQTable.pack4(codes)
     table = PQTable(codes, codebooks, bounds, None if rot is None else rot.astype(np.float32),
@@ -234,8 +257,8 @@ def encode_pq_rows(x, codebooks, bounds, rotation=None, *, loss="mse", eta=4.0, 
     :func:`train_pq` encodes the rows it did not train on."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     if rotation is not None:
-        x = (x.astype(np.float64) @ rotation.astype(np.float64)).astype(np.float32)
-    codes = assign_nearest(x, codebooks, bounds)
+        x = rotate_rows(x, rotation)
+    codes = assign_nearest(x, codebooks, bounds)[0]
     if loss == "anisotropic":
         codes = assign_anisotropic(x, codebooks, bounds, codes, eta, sweeps)
     return codes
