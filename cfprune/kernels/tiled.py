@@ -371,6 +371,7 @@ def _scan_range(queries, user_order, n_workers, tiles, order, remaining_norm, p_
 
 def _frozen_inputs(queries, order, remaining_norm, item_map, seen_indices, seen_start,
                    seen_end):
+    """The scorers' read-only inputs as the kernels take them (one compiled signature)."""
     return (frozen(queries, np.float32), frozen(order, np.int32),
             frozen(remaining_norm, np.float32), frozen(item_map, np.int32),
             frozen(seen_indices, np.int32), frozen(seen_start, np.int64),
