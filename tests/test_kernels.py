@@ -13,9 +13,9 @@ from cfprune.kernels.pq import row_norms as pq_row_norms
 from cfprune.kernels.pruned import push_fallback
 from cfprune.kernels.rerank import rerank_dense, rerank_int8
 from cfprune.kernels.scan import SCAN_KINDS, score_few
-from cfprune.kernels.tiled import (csr_tiles, float16_tiles, float32_tiles, int4_tiles,
-                                   int8_tiles, norm_order, pq_tiles, scan_worker, score_tiles,
-                                   table_order)
+from cfprune.kernels.tiled import (FLAT_ITEMS, csr_tiles, flat_worker, float16_tiles,
+                                   float32_tiles, int4_tiles, int8_tiles, norm_order, pq_tiles,
+                                   scan_worker, score_flat, score_tiles, table_order)
 from cfprune.kernels.topk import new_heaps, sort_heaps
 from tests.reference_kernels import (assert_topk_matches, decode_affine, decode_csr, decode_pq,
                                      pack_int4, topk_reference, unpack_int4)
@@ -28,7 +28,7 @@ EMPTY_MAP = np.empty(0, dtype=np.int32)
 def problems(draw, max_items=300, max_dim=12):
     """A random retrieval problem: users, sizes, k (possibly beyond the catalogue), seen rows
     (some empty, some full), whether values are small integers (to force ties), and the route
-    (the tiled GEMM scorer or the few-users scan)."""
+    (the tiled GEMM scorer, its flat route alone, or the few-users scan)."""
     n_users = draw(st.integers(1, 20))
     n_items = draw(st.integers(1, max_items))
     dim = draw(st.integers(1, max_dim))
@@ -46,7 +46,7 @@ def problems(draw, max_items=300, max_dim=12):
         else:
             size = int(rng.integers(0, n_items + 1))
             seen.append(set(rng.choice(n_items, size=size, replace=False).tolist()))
-    route = draw(st.sampled_from(["tiled", "few"]))
+    route = draw(st.sampled_from(["tiled", "flat", "few"]))
     return dict(n_users=n_users, n_items=n_items, dim=dim, k=k, ties=ties, rng=rng, seen=seen,
                 route=route)
 
@@ -74,14 +74,16 @@ def reference_norms(decoded):
 
 def run(tiles, queries, p, by_norm, item_map=EMPTY_MAP, heaps=None, order=None, n_workers=3,
         decoded=None):
-    """The problem's route (the shared tiled scorer or the few-users scan) over ``tiles`` (table
+    """The problem's route (the shared tiled scorer, its flat route or the few-users scan) over ``tiles`` (table
     rows ascending, or by descending norm of ``decoded`` (the reference decode) with early stop,
     or the given ``(order, remaining_norm)``); sorted heaps (ids, scores)."""
     n_rows = len(item_map) if len(item_map) else p["n_items"]
     if order is None:
         order = norm_order(reference_norms(decoded)) if by_norm else table_order(n_rows)
     heap_scores, heap_ids = new_heaps(queries.shape[0], p["k"]) if heaps is None else heaps
-    scorer = score_few if p.get("route") == "few" and tiles.kind in SCAN_KINDS else score_tiles
+    route = p.get("route")
+    scorer = score_few if route == "few" and tiles.kind in SCAN_KINDS else \
+        score_flat if route == "flat" else score_tiles
     scorer(queries, tiles, *order, n_workers, item_map, *seen_arrays(p["seen"]), heap_scores,
            heap_ids)
     sort_heaps(heap_scores, heap_ids)
@@ -416,10 +418,12 @@ def skewed_problems(draw):
 
 
 @settings(max_examples=40, deadline=None)
-@given(skewed_problems(), st.integers(1, 4))
-def test_early_stop_by_norm_is_exact(p, n_workers):
-    """Scanning by descending norm and stopping by the Cauchy-Schwarz bound returns exactly the
-    brute-force ids and scores (every score here is exact in float32, so ties are exact too)."""
+@given(skewed_problems(), st.integers(1, 4), st.sampled_from(["tiled", "flat"]))
+def test_early_stop_by_norm_is_exact(p, n_workers, route):
+    """Scanning by descending norm and stopping by the Cauchy-Schwarz bound (per user tile, or
+    per block in the flat route) returns exactly the brute-force ids and scores (every score
+    here is exact in float32, so ties are exact too)."""
+    p["route"] = route
     exact = p["users"].astype(np.float64) @ p["items"].T.astype(np.float64)
     ref_ids, ref_scores = topk_reference(exact, p["k"], p["seen"])
     ids, scores = run(float32_tiles(p["items"]), p["users"], p, by_norm=True,
@@ -434,13 +438,14 @@ def test_early_stop_by_norm_is_exact(p, n_workers):
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(1, 40), st.integers(1, 6), st.integers(1, 5), st.integers(0, 2 ** 32 - 1))
-def test_rows_past_the_bound_are_never_scored(n_users, dim, k, seed):
+@given(st.integers(1, 40), st.integers(1, 6), st.integers(1, 5), st.integers(0, 2 ** 32 - 1),
+       st.sampled_from(["tiled", "flat"]))
+def test_rows_past_the_bound_are_never_scored(n_users, dim, k, seed, route):
     """Rows placed after a position whose ``remaining_norm`` is 0 are traps (score +1e6 for
     every user): a user whose k-th best is already positive retires there and never sees them;
     the others (here: the users that score every real row below 0) do."""
     rng = np.random.default_rng(seed)
-    n_real = ITEMS_PER_TILE
+    n_real = ITEMS_PER_TILE if route == "tiled" else FLAT_ITEMS  # the traps start a new tile
     real = rng.standard_normal((n_real, dim)).astype(np.float32)
     real[:, 0] = rng.uniform(0.5, 2.0, n_real)
     traps = np.zeros((2, dim), np.float32)
@@ -450,7 +455,7 @@ def test_rows_past_the_bound_are_never_scored(n_users, dim, k, seed):
     items = np.vstack([real, traps])
     order = np.arange(items.shape[0], dtype=np.int32)
     remaining = np.r_[np.full(n_real, np.inf), np.zeros(2)].astype(np.float32)
-    p = dict(k=k, seen=[set()] * n_users, n_items=items.shape[0])
+    p = dict(k=k, seen=[set()] * n_users, n_items=items.shape[0], route=route)
     ids, _ = run(float32_tiles(items), users, p, by_norm=None, order=(order, remaining))
     kth = -np.sort(-(users.astype(np.float64) @ real.T), axis=1)[:, k - 1]
     saw_trap = (ids >= n_real).any(axis=1)
@@ -478,13 +483,17 @@ def test_one_signature_for_every_decoded_storage():
              pq_tiles(rng.integers(0, 4, size=(40, 2)).astype(np.uint8), items[:4],
                       np.array([0, 3, 8], np.int32))]
     run(every[0], q, p, by_norm=True, decoded=items)
+    run(every[0], q, dict(p, route="flat"), by_norm=True, decoded=items)
     assert len(scan_worker.signatures) == 1
+    assert len(flat_worker.signatures) == 1
     for tiles in every:
         for by_norm in (True, False):
             run(tiles, q, p, by_norm, decoded=items)
+            run(tiles, q, dict(p, route="flat"), by_norm, decoded=items)
             run(tiles, q[:3], dict(k=4, n_items=40, seen=p["seen"][:3]), by_norm, decoded=items)
             frozen_items = items.copy()
             frozen_items.flags.writeable = False
             run(float32_tiles(frozen_items), q[:2], dict(k=2, n_items=40, seen=p["seen"][:2]),
                 by_norm, decoded=items, n_workers=1)
     assert len(scan_worker.signatures) == 1
+    assert len(flat_worker.signatures) == 1

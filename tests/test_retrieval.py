@@ -12,7 +12,7 @@ from cfprune.kernels.dense import ITEMS_PER_TILE
 from cfprune.kernels.metrics import metrics_users
 from cfprune.kernels.fastscan import HAS_SHUFFLE, fastscan_worker, shuffle_worker
 from cfprune.kernels.scan import scan_few_worker
-from cfprune.kernels.tiled import scan_worker
+from cfprune.kernels.tiled import FLAT_ITEMS, scan_worker
 from cfprune.models.factors import FactorModel
 from cfprune.retrieval import recommend
 from cfprune.tables import (DenseTable, Float16Table, Int4Table, Int8Table, PQTable, PrunedTable,
@@ -114,6 +114,48 @@ def test_early_stop_over_skewed_norms_matches_brute_force(storage, n_users, n_it
     ids, scores = FactorModel(users, items).recommend(np.arange(n_users), seen, k=k)
     exact = users.astype(np.float64) @ items.decode().astype(np.float64).T
     assert_topk_matches(ids, scores, exact, k, seen_sets(seen), items.valid_rows(), rtol=1e-5)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.sampled_from(["dense", "fp16", "int8-dim", "int4-row", "pq", "pq-rot", "sparse",
+                        "pruned-fallback"]),
+       st.integers(5, 90), st.integers(FLAT_ITEMS + 1, 2 * FLAT_ITEMS + ITEMS_PER_TILE),
+       st.integers(2, 16), st.integers(1, 12), st.integers(0, 2 ** 32 - 1))
+def test_flat_norms_take_the_flat_route_and_match_brute_force(storage, n_users, n_items, dim,
+                                                              k, seed):
+    """Rows of unit norm (a cosine model) give the bound nothing to prune: after the first item
+    tile the scorer takes the flat route, and the result is still the brute force over the
+    decoded table."""
+    rng = np.random.default_rng(seed)
+    users = rng.standard_normal((n_users, dim)).astype(np.float32)
+    factors = rng.standard_normal((n_items, dim))
+    factors /= np.linalg.norm(factors, axis=1, keepdims=True)
+    items = make_table(storage, factors.astype(np.float32), rng)
+    seen = random_seen(rng, n_users, n_items)
+    ids, scores = FactorModel(users, items).recommend(np.arange(n_users), seen, k=k)
+    exact = users.astype(np.float64) @ items.decode().astype(np.float64).T
+    assert_topk_matches(ids, scores, exact, k, seen_sets(seen), items.valid_rows(), rtol=1e-5)
+
+
+def test_the_route_follows_the_norms(monkeypatch):
+    """The users' stop levels after the first tile choose the route: flat norms the flat route,
+    norms falling as a power of the rank the fine tiles with early stop."""
+    import cfprune.kernels.tiled as tiled
+    predicted = []
+    scanned_fraction = tiled.scanned_fraction
+
+    def spy(*args):
+        predicted.append(scanned_fraction(*args))
+        return predicted[-1]
+    monkeypatch.setattr(tiled, "scanned_fraction", spy)
+    rng = np.random.default_rng(0)
+    users = rng.standard_normal((40, 8)).astype(np.float32)
+    factors = rng.standard_normal((4 * ITEMS_PER_TILE, 8)).astype(np.float32)
+    flat = factors / np.linalg.norm(factors, axis=1, keepdims=True)
+    skewed = factors / (rng.permutation(factors.shape[0]) + 1.0)[:, None].astype(np.float32)
+    for items in (flat, skewed):
+        FactorModel(users, items).recommend(np.arange(40), None, k=5, filter_seen=False)
+    assert predicted[0] > tiled.FLAT_FRACTION >= predicted[1]
 
 
 @SETTINGS

@@ -26,6 +26,17 @@ for all users in input order, and the users are then regrouped (in NumPy, betwee
 calls) by the norm level at which their bound predicts they stop before the rest of the table is
 scanned.
 
+Two routes for the rest of the table. When the norms fall fast (ALS factors) users retire at
+different depths and the fine tiles above pay: only the users still active enter each GEMM. When
+they are flat (normalised rows, cosine models) the bound prunes little, and the fine tiles cost
+about twice per score what a plain scan does (the item tile decoded again for every 64 users,
+small GEMMs). The flat route (:func:`flat_worker`) decodes each item tile of
+:data:`FLAT_ITEMS` rows once per worker and scores it by blocks of :data:`FLAT_USERS` users, the
+selection skipping the scores below each user's k-th best by a vectorised count
+(:func:`.topk.offer_rows`); it keeps the bound, per block. The choice is made after the first
+item tile: the flat route when the users' stop levels predict that they scan more than
+:data:`FLAT_FRACTION` of the rest (:func:`scanned_fraction`).
+
 Common arguments of the scorers of this package:
 
 - ``queries`` float32 [n, d]: the users' vectors (C-contiguous);
@@ -46,12 +57,20 @@ from cfprune.kernels.dense import (ITEMS_PER_TILE, USERS_PER_TILE, decode_float1
                                    decode_float32_tile, float16_lookup)
 from cfprune.kernels.int8 import decode_affine_tile
 from cfprune.kernels.packed import decode_packed_tile
-from cfprune.kernels.pool import frozen, run_workers
+from cfprune.kernels.pool import frozen, run_blocks, run_workers
 from cfprune.kernels.pq import decode_pq_tile
 from cfprune.kernels.sparse import decode_csr_tile, index_bytes
 from cfprune.kernels.topk import offer_rows, reach, widening
 
 KIND_FLOAT32, KIND_FLOAT16, KIND_INT8, KIND_INT4, KIND_CSR, KIND_PQ, KIND_INT2 = range(7)
+# the flat route (:func:`flat_worker`): item tiles of FLAT_ITEMS rows, each decoded once per
+# worker and scored by user blocks of FLAT_USERS (scores [FLAT_USERS, FLAT_ITEMS]: 1 MiB, in L2)
+FLAT_ITEMS = 1024
+FLAT_USERS = 256
+# the flat route is taken when, after the first item tile, the users' bounds predict that they
+# scan more than this fraction of the rows left (the pruned route costs about twice as much per
+# score: its GEMMs are 64 x 512, and every user tile decodes the item tile again)
+FLAT_FRACTION = 0.5
 
 
 class ItemTiles(NamedTuple):
@@ -268,6 +287,76 @@ def scan_worker(queries, user_order, worker, n_workers, tiles, order, remaining_
                        seen_start, seen_end, heap_scores, heap_ids, decoded, buffer)
 
 
+@njit(cache=True, nogil=True)
+def flat_worker(users, user_order, user_reach, first, stop, tiles, order, remaining_norm, p_begin,
+                p_end, item_map, seen_indices, seen_start, seen_end, heap_scores, heap_ids):
+    """The flat route: offer the rows ``order[p_begin:p_end]`` to the users ``first:stop`` of
+    ``users`` float32 [n, d] (query ``user_order[a]`` is row ``a``, ``user_reach`` float64 [n]
+    its :func:`.topk.reach`).
+
+    Item tiles of :data:`FLAT_ITEMS` rows are decoded once and scored by blocks of
+    :data:`FLAT_USERS` users, one GEMM each; :func:`.topk.offer_rows` skips the scores below a
+    user's k-th best with a vectorised count. A block whose users all retire by
+    ``remaining_norm`` (as in :func:`scan_user_tile`) is skipped, and the scan ends when every
+    block has."""
+    dim = users.shape[1]
+    decoded = np.zeros((FLAT_ITEMS, dim), np.float32)
+    buffer = np.empty(FLAT_USERS * FLAT_ITEMS, np.float32)
+    for p0 in range(p_begin, p_end, FLAT_ITEMS):
+        rows = order[p0:min(p_end, p0 + FLAT_ITEMS)]
+        bound = np.float64(remaining_norm[p0])
+        fresh = False
+        for u0 in range(first, stop, FLAT_USERS):
+            u1 = min(stop, u0 + FLAT_USERS)
+            n_active = 0
+            for a in range(u0, u1):
+                n_active += not user_reach[a] * bound < heap_scores[user_order[a], 0]
+            if n_active == 0:
+                continue
+            if not fresh:
+                decode_tile(tiles, rows, decoded)
+                fresh = True
+            # the GEMM spans the whole scratch width; columns past len(rows) are never offered
+            scores = buffer[:(u1 - u0) * FLAT_ITEMS].reshape((u1 - u0, FLAT_ITEMS))
+            np.dot(users[u0:u1], decoded.T, scores)
+            for a in range(u0, u1):
+                query = user_order[a]
+                if user_reach[a] * bound < heap_scores[query, 0]:
+                    continue
+                offer_rows(heap_scores[query], heap_ids[query], scores[a - u0], rows, item_map,
+                           seen_indices, seen_start[query], seen_end[query])
+        if not fresh:
+            break
+
+
+def _flat_range(queries, user_order, user_reach, n_workers, tiles, order, remaining_norm,
+                p_begin, p_end, item_map, seen_indices, seen_start, seen_end, heap_scores,
+                heap_ids):
+    """:func:`flat_worker` with the users ``user_order`` split into ``n_workers`` contiguous
+    spans (each worker decodes every item tile: its heaps are its own, nothing to merge)."""
+    users = frozen(queries[user_order], np.float32)
+    user_reach = frozen(user_reach[user_order], np.float64)
+    user_order = frozen(user_order, np.int64)
+    n_users = user_order.shape[0]
+
+    def work(start, stop):
+        flat_worker(users, user_order, user_reach, start, stop, tiles, order, remaining_norm,
+                    int(p_begin), int(p_end), item_map, seen_indices, seen_start, seen_end,
+                    heap_scores, heap_ids)
+    run_blocks(work, n_users, n_workers, -(-n_users // max(1, int(n_workers))))
+
+
+def scanned_fraction(stop_level, remaining_norm, head):
+    """The mean fraction of the positions ``head:`` that the users' bounds predict they scan:
+    a user with ``stop_level`` (k-th best over reach) scans on while ``remaining_norm`` (non-
+    increasing) is at least its level. Pessimistic: the k-th best only rises as the scan goes."""
+    rest = remaining_norm[head:].astype(np.float64)
+    if rest.shape[0] == 0:
+        return 0.0
+    reached = np.searchsorted(-rest, -stop_level, side="right")
+    return float(reached.mean()) / rest.shape[0]
+
+
 def _scan_range(queries, user_order, n_workers, tiles, order, remaining_norm, p_begin, p_end,
                 item_map, seen_indices, seen_start, seen_end, heap_scores, heap_ids):
     n_tiles = (user_order.shape[0] + USERS_PER_TILE - 1) // USERS_PER_TILE
@@ -280,6 +369,21 @@ def _scan_range(queries, user_order, n_workers, tiles, order, remaining_norm, p_
     run_workers(work, n_workers)
 
 
+def _frozen_inputs(queries, order, remaining_norm, item_map, seen_indices, seen_start,
+                   seen_end):
+    """The scorers' read-only inputs as the kernels take them (one compiled signature)."""
+    return (frozen(queries, np.float32), frozen(order, np.int32),
+            frozen(remaining_norm, np.float32), frozen(item_map, np.int32),
+            frozen(seen_indices, np.int32), frozen(seen_start, np.int64),
+            frozen(seen_end, np.int64))
+
+
+def _user_reach(queries):
+    """float64 [n]: :func:`.topk.reach` of every query (NumPy)."""
+    return np.sqrt(np.einsum("ij,ij->i", queries, queries, dtype=np.float64)) * \
+        widening(queries.shape[1])
+
+
 def score_tiles(queries, tiles, order, remaining_norm, n_workers, item_map, seen_indices,
                 seen_start, seen_end, heap_scores, heap_ids):
     """Top-k of float32 ``queries`` [n, d] over the table ``tiles`` scanned in ``order`` int32
@@ -289,30 +393,43 @@ def score_tiles(queries, tiles, order, remaining_norm, n_workers, item_map, seen
 
     The first item tile is scanned for every query in input order; the queries are then
     regrouped into user tiles by the norm level at which their bound predicts they stop (k-th
-    best so far over reach), so that a tile's users retire together, and the rest is scanned.
+    best so far over reach), so that a tile's users retire together, and the rest is scanned,
+    by the flat route when that level predicts a scan of more than :data:`FLAT_FRACTION` of it.
     """
     n_queries = queries.shape[0]
     n_rows = order.shape[0]
     if n_queries == 0 or n_rows == 0:
         return
-    queries = frozen(queries, np.float32)
-    order = frozen(order, np.int32)
-    remaining_norm = frozen(remaining_norm, np.float32)
-    item_map = frozen(item_map, np.int32)
-    seen_indices = frozen(seen_indices, np.int32)
-    seen_start = frozen(seen_start, np.int64)
-    seen_end = frozen(seen_end, np.int64)
+    queries, order, remaining_norm, *seen = _frozen_inputs(
+        queries, order, remaining_norm, item_map, seen_indices, seen_start, seen_end)
     shared = (tiles, order, remaining_norm)
-    seen = (item_map, seen_indices, seen_start, seen_end, heap_scores, heap_ids)
+    seen = (*seen, heap_scores, heap_ids)
     head = min(n_rows, ITEMS_PER_TILE)
     _scan_range(queries, np.arange(n_queries, dtype=np.int64), n_workers, *shared, 0, head,
                 *seen)
     if head == n_rows:
         return
-    user_reach = np.sqrt(np.einsum("ij,ij->i", queries, queries, dtype=np.float64)) * \
-        widening(queries.shape[1])
+    user_reach = _user_reach(queries)
     kth = heap_scores[:, 0].astype(np.float64)
     stop_level = np.full(n_queries, -np.inf)
     np.divide(kth, user_reach, out=stop_level, where=user_reach > 0)
     regrouped = np.argsort(-stop_level, kind="stable").astype(np.int64)
-    _scan_range(queries, regrouped, n_workers, *shared, head, n_rows, *seen)
+    if scanned_fraction(stop_level, remaining_norm, head) > FLAT_FRACTION:
+        _flat_range(queries, regrouped, user_reach, n_workers, *shared, head, n_rows, *seen)
+    else:
+        _scan_range(queries, regrouped, n_workers, *shared, head, n_rows, *seen)
+
+
+def score_flat(queries, tiles, order, remaining_norm, n_workers, item_map, seen_indices,
+               seen_start, seen_end, heap_scores, heap_ids):
+    """Top-k by the flat route alone (:func:`flat_worker`) over every position of ``order``,
+    arguments as in :func:`score_tiles` (which takes this route after its first item tile when
+    the bound prunes little)."""
+    n_queries = queries.shape[0]
+    n_rows = order.shape[0]
+    if n_queries == 0 or n_rows == 0:
+        return
+    queries, order, remaining_norm, *seen = _frozen_inputs(
+        queries, order, remaining_norm, item_map, seen_indices, seen_start, seen_end)
+    _flat_range(queries, np.arange(n_queries, dtype=np.int64), _user_reach(queries), n_workers,
+                tiles, order, remaining_norm, 0, n_rows, *seen, heap_scores, heap_ids)
