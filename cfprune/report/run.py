@@ -10,6 +10,7 @@ import numba
 
 from .. import __version__
 from ..compression.search import TargetNotMet, search, serving_bytes
+from ..compression.search.engine import DEFAULT_SAMPLE_USERS
 from ..errors import DataError
 from ..facade import compress
 from ..interactions import Interactions
@@ -21,7 +22,7 @@ from .baseline import (DEFAULT_GRID, QUICK_GRID, bpr_threads, train_baselines, t
 from .plots import PLOTS, write_plots
 from .render import describe_params, terminal_table, write_markdown
 from .summary import GUARDS, TOLERANCE, informative, summarise, summary_sentence
-from .scale import DEFAULT_SCALE, only_users, sampled_users, throughput_users
+from .scale import DEFAULT_SCALE, sampled_users, throughput_users
 from .sweep import (THROUGHPUT_K, VALID_METRICS, check_specs, default_sweep, evaluate_baseline,
                     evaluate_on, paired_deltas, run_sweep, validation_figures)
 
@@ -172,10 +173,11 @@ def _report(data, out_dir, methods, seed, num_threads, ks, quick, split, test_fr
                               repeats=repeats, log=say,
                               validation=(tune_model, tune_train, valid), timed_users=timed,
                               valid_users=valid_users, client=client)
-    found = None if quick else target_search(als, tune_model, train, tune_train,
-                                             only_users(valid, valid_users), test, base,
-                                             valid_base, seed=seed, num_threads=num_threads,
-                                             log=say, test_users=test_users, client=client)
+    found = None if quick else target_search(
+        als, tune_model, train, tune_train, valid, test, base, valid_base, seed=seed,
+        num_threads=num_threads, log=say, test_users=test_users, valid_users=valid_users,
+        sample_users=scale.eval_users if scale.applies(data.n_users) else DEFAULT_SAMPLE_USERS,
+        client=client)
     summary = summarise(rows, base, valid_baseline=valid_base, search=found)
     report = {
         "schema_version": SCHEMA_VERSION,
@@ -208,12 +210,16 @@ def _report(data, out_dir, methods, seed, num_threads, ks, quick, split, test_fr
 
 
 def target_search(als, tune_model, train, tune_train, valid, test, base, valid_base, *, seed,
-                  num_threads, log, test_users=None, client=None):
+                  num_threads, log, test_users=None, valid_users=None,
+                  sample_users=DEFAULT_SAMPLE_USERS, client=None):
     """The report's ``--target`` run: the smallest pipeline keeping recall@20 within the
-    tolerance (and the informative guards of :data:`~.summary.GUARDS`) on the validation part
-    (at scale, the sampled users' part: the search's paired lower bounds are then over them),
+    tolerance (and the informative guards of :data:`~.summary.GUARDS`) on the validation part,
     searched on the ALS trained without it, then applied to the baseline and measured on test
-    (on ``test_users``, None: all). With a Dask ``client`` the candidates are evaluated on its
+    (on ``test_users``, None: all). ``sample_users`` is the search's seeded sample of
+    validation users (None: all; the search's default holds every MovieLens user; at scale the report's ``eval_users``, so
+    that the search screens every candidate on a nested eighth of them first; its paired lower
+    bounds are over that sample); the pick's validation figures are over ``valid_users``
+    (None: all), the users of ``valid_base``. With a Dask ``client`` the candidates are evaluated on its
     cluster (the same figures and pick). Off a terminal the search writes a line per stage and
     candidate to stderr, with the seconds since it began.
 
@@ -227,7 +233,7 @@ def target_search(als, tune_model, train, tune_train, valid, test, base, valid_b
     progress = Progress("report: target search", 1, unit="search")
     try:
         result = search(tune_model, tune_train, target, valid=valid, seed=seed,
-                        num_threads=1 if client is not None else num_threads, scheduler=client,
+                        sample_users=sample_users, num_threads=1 if client is not None else num_threads, scheduler=client,
                         log=None if on_terminal() else _search_line)
     except TargetNotMet as e:
         progress.step(f"no pipeline meets {target}")
@@ -242,8 +248,8 @@ def target_search(als, tune_model, train, tune_train, valid, test, base, valid_b
     test_metrics = evaluate_on(client, final, train, test, ks=(20,), num_threads=num_threads,
                                users=test_users).metrics
     test_figures = {name: float(test_metrics[name]) for name in VALID_METRICS}
-    valid_figures = validation_figures(result.model, tune_train, valid, num_threads,
-                                       client=client)
+    valid_figures = validation_figures(result.model, tune_train, valid, num_threads, valid_users,
+                                       client)
     out = {"target": target, "spec": pick.spec, "bytes": int(final.nbytes),
            "ratio": als.nbytes / final.nbytes, "item_bytes": serving_bytes(final),
            "item_ratio": serving_bytes(als) / serving_bytes(final),

@@ -8,7 +8,9 @@ The rule (:class:`ScaleRule`; report.json ``scale``, stated in report.md):
   :data:`~.baseline.BPR_SINGLE_THREAD_MAX_NNZ` interactions, for reproducible figures);
 - beyond, the test figures (baselines and sweep rows) are means over a seeded sample of
   ``eval_users`` of the users with a test item, the validation figures (sweep rows, the target
-  search) over a seeded sample of as many users with a validation item, and the paired
+  search's pick) over a seeded sample of as many users with a validation item (the target
+  search draws its own seeded sample of as many and screens every candidate on an eighth of it
+  first, :func:`cfprune.compression.search.search`), and the paired
   intervals, p-values and lower bounds are taken over those users: a bootstrap over a simple
   random sample of users is the interval of the mean over all users, so the sampling noise is in
   them. ``coverage@k`` is not a mean over users: it counts the items in the sampled users'
@@ -106,16 +108,6 @@ def throughput_users(n_users, rule, seed):
     chosen = sample_rng(seed, "throughput").choice(n_users, size=rule.throughput_users,
                                                    replace=False)
     return np.sort(chosen).astype(np.int64)
-
-
-def only_users(part, users):
-    """``part`` (Interactions) with the rows of every user outside ``users`` emptied (same
-    shape and id maps); ``part`` itself when ``users`` is None."""
-    if users is None:
-        return part
-    keep = np.zeros(part.n_users, dtype=bool)
-    keep[users] = True
-    return part.select(keep[part.entry_users()])
 
 
 def halving_rungs(n_points, n_users, rule, single_last=True, n_groups=1):
