@@ -331,7 +331,9 @@ def test_halving_schedule():
     assert halving_rungs(12, 200_000, rule, n_groups=3) == \
         [(22_223, 12), (66_667, 4), (200_000, 3)]
     assert halving_rungs(12, 6_040, rule, n_groups=3) == [(6_040, 12)]
-    assert halving_rungs(2, 1_000_000, rule, n_groups=3) == [(333_334, 2), (1_000_000, 2)]
+    assert halving_rungs(2, 1_000_000, rule, n_groups=2) == [(1_000_000, 2)]    # quick grid
+    assert halving_rungs(4, 1_000_000, rule, n_groups=2) == [(111_112, 4), (333_334, 2),
+                                                             (1_000_000, 2)]
     plain = ScaleRule(carry_each_group=False)
     assert halving_rungs(12, 200_000, plain, n_groups=3) == \
         [(22_223, 12), (66_667, 4), (200_000, 2)]

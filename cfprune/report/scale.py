@@ -117,7 +117,9 @@ def halving_rungs(n_points, n_users, rule, single_last=True, n_groups=1):
     both the points (down to one) and the users (the first rung at least ``min_rung_users``)
     allow. With ``n_groups`` groups among the points (ALS: its factor counts) and
     ``rule.carry_each_group``, a rung keeps at least ``n_groups`` points (one of each group, see
-    :func:`carried_points`), never more than the rung before. ``single_last=False`` leaves out a
+    :func:`carried_points`), never more than the rung before, and a first rung that would carry
+    every point on is left out (the quick grid's two factor counts: both train on every user
+    at once). ``single_last=False`` leaves out a
     last rung of one point, which decides nothing (BPR, whose tuned model is not used later; ALS
     keeps it: that model is the one the report's decisions are made with); a grid of one point
     then has no rung at all."""
@@ -131,6 +133,8 @@ def halving_rungs(n_points, n_users, rule, single_last=True, n_groups=1):
         counts.append(math.ceil(counts[-1] / eta))
     for r in range(1, len(counts)):
         counts[r] = min(counts[r - 1], max(counts[r], floor))
+    while len(counts) > 1 and counts[1] == counts[0]:
+        counts.pop(0)                   # a rung that carries all its points decides nothing
     n_rungs = len(counts)
     rungs = [(n_users if r == n_rungs - 1 else int(math.ceil(n_users / eta ** (n_rungs - 1 - r))),
               counts[r]) for r in range(n_rungs)]
