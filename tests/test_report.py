@@ -27,7 +27,7 @@ TIMING_PREFIXES = ("seconds", "users_per_second")
 NUMBER = (int, float)
 TOP_LEVEL = {"schema_version": int, "dataset": dict, "split": dict, "settings": dict,
              "baseline": dict, "bpr_baseline": dict, "rows": list, "skipped": list,
-             "summary": dict, "plots": dict, "seconds_total": NUMBER}
+             "summary": dict, "plots": dict, "seconds_total": NUMBER, "seconds_stages": dict}
 DATASET = {"name": str, "n_users": int, "n_items": int, "nnz": int}
 SPLIT = {"kind": str, "test_fraction": NUMBER, "valid_fraction": NUMBER, "seed": int,
          "n_train": int, "n_test": int, "n_valid": int, "n_test_users": int}
@@ -120,6 +120,11 @@ def test_files_and_json_schema(first_run, data):
         check_keys(row["delta"]["recall@20"], INTERVAL, f"{row['spec']} delta")
         assert row["users_per_second"] > 0
     check_keys(on_disk["summary"], SUMMARY, "summary")
+    stages = on_disk["seconds_stages"]
+    assert list(stages) == ["split and tuning", "training", "baselines evaluated", "sweep",
+                            "target search", "plots"]
+    assert all(v >= 0 for v in stages.values())
+    assert sum(stages.values()) <= on_disk["seconds_total"]
 
 
 def test_row_figures_agree_with_their_definitions(first_run, data):

@@ -105,6 +105,7 @@ def _report(data, out_dir, methods, seed, num_threads, ks, quick, split, test_fr
             leave_last, grid, cache_dir, n_resamples, repeats, log, scale, client):
     """:func:`run_report` with ``client`` a ``distributed.Client`` or None (in process)."""
     start_total = time.perf_counter()
+    stages = StageClock()
     say = log or (lambda text: None)
     if not isinstance(data, Interactions):
         raise DataError(f"run_report needs an Interactions log (e.g. load_movielens(name)."
@@ -126,8 +127,10 @@ def _report(data, out_dir, methods, seed, num_threads, ks, quick, split, test_fr
                                         num_threads=num_threads, cache_dir=cache_dir, log=say,
                                         rule=scale)
     tuning.pop("from_cache")
+    stages.lap("split and tuning")
     als, bpr, seconds_train = train_baselines(train, tuning, grid, seed=seed,
                                               num_threads=num_threads, rule=scale)
+    stages.lap("training")
 
     test_users = sampled_users(test, scale, seed, "test")
     valid_users = sampled_users(valid, scale, seed, "valid")
@@ -163,6 +166,7 @@ def _report(data, out_dir, methods, seed, num_threads, ks, quick, split, test_fr
         say(f"{label} float32 ({describe_params(figures)}): recall@10 {m['recall@10']:.4f}  "
             f"recall@20 {m['recall@20']:.4f}  nDCG@10 {m['ndcg@10']:.4f}")
 
+    stages.lap("baselines evaluated")
     specs = specs if specs is not None else check_specs(default_sweep(als.dim, quick=quick))
     if tune_model is None:
         tune_model = tuned_als(tune_train, tuning, grid, seed=seed, num_threads=num_threads)
@@ -173,11 +177,14 @@ def _report(data, out_dir, methods, seed, num_threads, ks, quick, split, test_fr
                               repeats=repeats, log=say,
                               validation=(tune_model, tune_train, valid), timed_users=timed,
                               valid_users=valid_users, client=client)
+    stages.lap("sweep")
     found = None if quick else target_search(
         als, tune_model, train, tune_train, valid, test, base, valid_base, seed=seed,
         num_threads=num_threads, log=say, test_users=test_users, valid_users=valid_users,
         sample_users=scale.eval_users if scale.applies(data.n_users) else DEFAULT_SAMPLE_USERS,
         client=client)
+    if not quick:
+        stages.lap("target search")
     summary = summarise(rows, base, valid_baseline=valid_base, search=found)
     report = {
         "schema_version": SCHEMA_VERSION,
@@ -202,7 +209,11 @@ def _report(data, out_dir, methods, seed, num_threads, ks, quick, split, test_fr
         "plots": dict(PLOTS),
     }
     write_plots(report, out_dir)
+    stages.lap("plots")
+    report["seconds_stages"] = stages.seconds
     report["seconds_total"] = time.perf_counter() - start_total
+    print(f"report: stages {stages.describe()}; {report['seconds_total']:.0f} s in all",
+          file=sys.stderr, flush=True)
     write_json(os.path.join(out_dir, "report.json"), report)
     write_markdown(os.path.join(out_dir, "report.md"), report)
     _print_summary(say, report, out_dir)
@@ -263,6 +274,24 @@ def target_search(als, tune_model, train, tune_train, valid, test, base, valid_b
     log(f"target search ({target}): {pick.spec}, item table {out['item_ratio']:.1f}x smaller "
         f"({len(result.candidates)} candidates, {result.seconds:.0f} s)")
     return out
+
+
+class StageClock:
+    """The wall seconds of the report's stages, for report.json ``seconds_stages`` and the
+    closing stderr line (``lap(name)`` closes the stage that began at the previous lap)."""
+
+    def __init__(self):
+        self.seconds = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name):
+        now = time.perf_counter()
+        self.seconds[name] = now - self._last
+        self._last = now
+
+    def describe(self):
+        """``"name 12 s, name 3 s"`` in stage order."""
+        return ", ".join(f"{name} {seconds:.0f} s" for name, seconds in self.seconds.items())
 
 
 def _search_line(line):
