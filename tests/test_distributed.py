@@ -402,3 +402,69 @@ def test_cli_search_on_a_cluster_with_a_worker_killed_equals_in_process(search_f
     remote, here = FactorModel.load(d / "remote.npz"), FactorModel.load(d / "local.npz")
     np.testing.assert_array_equal(remote.items.decode(), here.items.decode())
     np.testing.assert_array_equal(remote.users.decode(), here.users.decode())
+
+
+@pytest.fixture(scope="module")
+def report_log(tmp_path_factory):
+    """A generated log (synthetic) as a ratings CSV of raw ids, for ``cfprune report``."""
+    from cfprune.datasets import synthetic_log
+    data = synthetic_log(500, 150, 9000, n_topics=10, seed=3)
+    coo = data.matrix.tocoo()
+    path = tmp_path_factory.mktemp("report-log") / "log.csv"
+    path.write_text("user,item\n" + "".join(f"u{u},i{i}\n" for u, i in zip(coo.row, coo.col)))
+    return path
+
+
+REPORT_METHODS = ["fp16:table=both", "int8:table=both", "int4:table=both", "pq:m=4,table=both",
+                  "prune-rows:keep=0.5,by=popularity", "lowrank:rank=8|int8"]
+
+
+def report_figures(path):
+    """report.json without its timings (seconds, throughput) and the cache path."""
+    def strip(obj):
+        if isinstance(obj, dict):
+            return {k: strip(v) for k, v in obj.items()
+                    if not k.startswith(("seconds", "users_per_second"))}
+        if isinstance(obj, list):
+            return [strip(v) for v in obj]
+        return obj
+    return strip(json.loads(Path(path).read_text()))
+
+
+def test_cli_report_on_a_cluster_with_a_worker_killed_equals_in_process(report_log, tmp_path):
+    """``report --scheduler``: a scheduler and two workers in processes of their own, one worker
+    (with its nanny) killed after the first sweep row; the report finishes with the figures of
+    the in-process run (every metric, interval and decision; timings aside)."""
+    import signal
+    import subprocess
+    import time
+
+    from .processes import CLI, process_env
+    pytest.importorskip("distributed")
+    common = ["report", "--ratings", report_log, "--quick", "--seed", "2", "--threads", "1",
+              "--methods", *REPORT_METHODS]
+    local = run_cli(*common, "--out", tmp_path / "local", timeout=600)
+    assert local.returncode == 0, local.stderr
+    cluster = DaskProcesses(tmp_path, n_workers=2)
+    try:
+        command = CLI + [str(a) for a in common] + ["--scheduler", cluster.address, "--out",
+                                                    str(tmp_path / "remote")]
+        proc = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True, env=process_env())
+        lines, killed = [], None
+        for line in proc.stderr:
+            lines.append(line)
+            if killed is None and line.startswith("report: sweep 1/"):
+                victim = cluster.procs[1]           # worker0: the nanny's process group
+                os.killpg(victim.pid, signal.SIGKILL)
+                victim.wait(timeout=30)
+                killed = time.monotonic()
+        out = proc.stdout.read()
+        assert proc.wait(timeout=600) == 0, "".join(lines[-20:])
+    finally:
+        cluster.close()
+    assert killed is not None, "the report finished before a worker could be killed"
+    remote = report_figures(tmp_path / "remote" / "report.json")
+    assert remote == report_figures(tmp_path / "local" / "report.json")
+    assert [row["spec"] for row in remote["rows"]] == REPORT_METHODS
+    assert out.split("\n")[:3] == local.stdout.split("\n")[:3]

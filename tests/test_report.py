@@ -12,7 +12,7 @@ from cfprune import Interactions
 from cfprune.errors import SpecError
 from cfprune.report import Grid, run_report
 from cfprune.report import baseline as baseline_module
-from cfprune.report.scale import ScaleRule, halving_rungs, sampled_users
+from cfprune.report.scale import ScaleRule, carried_points, halving_rungs, sampled_users
 from cfprune.report.summary import best_per_budget, holm, pareto_front, smallest_within
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -27,7 +27,7 @@ TIMING_PREFIXES = ("seconds", "users_per_second")
 NUMBER = (int, float)
 TOP_LEVEL = {"schema_version": int, "dataset": dict, "split": dict, "settings": dict,
              "baseline": dict, "bpr_baseline": dict, "rows": list, "skipped": list,
-             "summary": dict, "plots": dict, "seconds_total": NUMBER}
+             "summary": dict, "plots": dict, "seconds_total": NUMBER, "seconds_stages": dict}
 DATASET = {"name": str, "n_users": int, "n_items": int, "nnz": int}
 SPLIT = {"kind": str, "test_fraction": NUMBER, "valid_fraction": NUMBER, "seed": int,
          "n_train": int, "n_test": int, "n_valid": int, "n_test_users": int}
@@ -120,6 +120,11 @@ def test_files_and_json_schema(first_run, data):
         check_keys(row["delta"]["recall@20"], INTERVAL, f"{row['spec']} delta")
         assert row["users_per_second"] > 0
     check_keys(on_disk["summary"], SUMMARY, "summary")
+    stages = on_disk["seconds_stages"]
+    assert list(stages) == ["split and tuning", "training", "baselines evaluated", "sweep",
+                            "target search", "plots"]
+    assert all(v >= 0 for v in stages.values())
+    assert sum(stages.values()) <= on_disk["seconds_total"]
 
 
 def test_row_figures_agree_with_their_definitions(first_run, data):
@@ -327,6 +332,43 @@ def test_halving_schedule():
     assert halving_rungs(2, 1_000_000, rule, single_last=False) == [(333_334, 2)]
     assert halving_rungs(1, 1_000_000, rule, single_last=False) == []
     assert halving_rungs(1, 6_040, rule, single_last=False) == [(6_040, 1)]    # MovieLens
+    # ALS's 3 factor counts: the best of each reaches the last rung
+    assert halving_rungs(12, 200_000, rule, n_groups=3) == \
+        [(22_223, 12), (66_667, 4), (200_000, 3)]
+    assert halving_rungs(12, 6_040, rule, n_groups=3) == [(6_040, 12)]
+    assert halving_rungs(2, 1_000_000, rule, n_groups=2) == [(1_000_000, 2)]    # quick grid
+    assert halving_rungs(4, 1_000_000, rule, n_groups=2) == [(111_112, 4), (333_334, 2),
+                                                             (1_000_000, 2)]
+    plain = ScaleRule(carry_each_group=False)
+    assert halving_rungs(12, 200_000, plain, n_groups=3) == \
+        [(22_223, 12), (66_667, 4), (200_000, 2)]
+
+
+def test_carried_points_keep_the_best_of_each_group():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(1, 10))
+        scores = rng.integers(0, 4, n).astype(float).tolist()     # ties on purpose
+        groups = rng.integers(0, 3, n).tolist()
+        keep = int(rng.integers(1, n + 1))
+        got = carried_points(scores, groups, keep)
+        assert got == sorted(got) and len(got) == keep == len(set(got))
+        best = {}                                 # each group's best point, ties: the earliest
+        for i in range(n):
+            if groups[i] not in best or scores[i] > scores[best[groups[i]]]:
+                best[groups[i]] = i
+        leaders = sorted(best.values(), key=lambda i: (-scores[i], i))
+        if keep >= len(leaders):
+            assert set(leaders) <= set(got)
+            # the rest: no point left out scores above a carried point that is not a leader
+            others = [i for i in got if i not in leaders]
+            out = [i for i in range(n) if i not in got]
+            if others and out:
+                assert min(scores[i] for i in others) >= max(scores[i] for i in out)
+        else:
+            assert got == sorted(leaders[:keep])
+        plain = carried_points(scores, None, keep)
+        assert plain == sorted(sorted(range(n), key=lambda i: (-scores[i], i))[:keep])
 
 
 def test_user_samples_are_seeded_subsets_of_the_users_with_items(data):
@@ -354,20 +396,22 @@ def test_report_at_scale_samples_users_and_halves_the_grid(tmp_path, data):
     for row in report["rows"]:
         assert row["delta"]["recall@20"]["diff"] == pytest.approx(
             row["metrics"]["recall@20"] - report["baseline"]["metrics"]["recall@20"], abs=1e-12)
-    # successive halving, recomputed from the recorded results: 4 points on 60 users, the best
-    # 2 on 120, the best 1 on every user; the chosen point is the best of the last rung
+    # successive halving, recomputed from the recorded results: 4 points on 60 users, 2 on 120,
+    # 2 on every user (the best of each of the 2 factor counts is carried to the last rung);
+    # the chosen point is the best of the last rung
     results = report["baseline"]["tuning"]["results"]
     assert [(r["rung"], r["n_users"]) for r in results] == \
-        [(0, 60)] * 4 + [(1, 120)] * 2 + [(2, 240)]
-    for rung, keep in ((1, 2), (2, 1)):
+        [(0, 60)] * 4 + [(1, 120)] * 2 + [(2, 240)] * 2
+    for rung in (1, 2):
         before = [r for r in results if r["rung"] == rung - 1]
-        ranked = sorted(before, key=lambda r: -r["recall@20"])[:keep]
-        survivors = {(r["factors"], r["regularization"]) for r in ranked}
+        survivors = {(f, max((r for r in before if r["factors"] == f),
+                             key=lambda r: r["recall@20"])["regularization"])
+                     for f in SMALL_GRID.factors}
         assert {(r["factors"], r["regularization"]) for r in results if r["rung"] == rung} \
             == survivors
     best = report["baseline"]["tuning"]["best"]
-    assert (results[-1]["factors"], results[-1]["regularization"]) == \
-        (best["factors"], best["regularization"])
+    last = max((r for r in results if r["rung"] == 2), key=lambda r: r["recall@20"])
+    assert (last["factors"], last["regularization"]) == (best["factors"], best["regularization"])
     bpr = report["bpr_baseline"]
     assert bpr["tuning"]["results"] == []       # one point: nothing to choose, no rung trained
     assert (bpr["params"]["learning_rate"], bpr["params"]["iterations"]) == (0.01, 20)

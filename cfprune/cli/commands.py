@@ -242,5 +242,6 @@ def cmd_report(args):
     data = load_data(args)
     run_report(data, out_dir=args.out, methods=args.methods, seed=args.seed,
                num_threads=num_threads(args), ks=tuple(args.k), quick=args.quick,
-               split=args.split, test_fraction=args.test_fraction, leave_last=args.leave_last)
+               split=args.split, test_fraction=args.test_fraction, leave_last=args.leave_last,
+               scheduler=args.scheduler)
     return 0

@@ -200,6 +200,9 @@ def build_parser():
                    help="cut-offs evaluated (10, 20 and 50 are always included)")
     p.add_argument("--quick", action="store_true",
                    help="a smaller tuning grid and sweep for a smoke run")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="evaluate the baselines, the sweep and the target search's candidates "
+                        "on this Dask scheduler (training and timings stay in this process)")
     add_threads(p)
     p.set_defaults(func=c.cmd_report)
     return parser

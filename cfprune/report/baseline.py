@@ -28,7 +28,8 @@ from ..io import atomic_write, ensure_dir
 from ..models import train_als, train_bpr
 from ..models.training import TRAINING_DEFAULTS
 from ..progress import Progress
-from .scale import DEFAULT_SCALE, halving_rungs, rung_order, sample_rng, sampled_users
+from .scale import (DEFAULT_SCALE, carried_points, halving_rungs, rung_order, sample_rng,
+                    sampled_users)
 
 TUNING_METRIC = "recall@20"
 CACHE_FORMAT = "cfprune-tuning"
@@ -133,7 +134,8 @@ def tune_baselines(train, valid, grid, *, seed=0, num_threads=None, cache_dir=No
     Where the scale ``rule`` applies, by successive halving (:func:`.scale.halving_rungs`):
     each rung trains its points on the rows of a seeded sample of users (nested samples, every
     user in the last rung) and scores them on at most ``rule.eval_users`` of those users'
-    validation items; the best points of a rung (ties: the earlier point) go on to the next.
+    validation items; the best points of a rung (ties: the earlier point) go on to the next,
+    among them the best ALS point of each factor count (:func:`.scale.carried_points`).
 
     Parameters
     ----------
@@ -178,7 +180,8 @@ def tune_baselines(train, valid, grid, *, seed=0, num_threads=None, cache_dir=No
             return cached, None
     threads = 0 if num_threads is None else int(num_threads)
     order = rung_order(n_users, seed) if sampled else None
-    als_rungs = halving_rungs(len(grid.als_points()), n_users, rule)
+    als_rungs = halving_rungs(len(grid.als_points()), n_users, rule,
+                              n_groups=len(set(grid.factors)))
     bpr_rungs = halving_rungs(len(grid.bpr_points()), n_users, rule, single_last=False)
     kept = {}
 
@@ -193,7 +196,8 @@ def tune_baselines(train, valid, grid, *, seed=0, num_threads=None, cache_dir=No
 
     common = dict(train=train, valid=valid, order=order, rule=rule, seed=seed,
                   num_threads=num_threads)
-    als_results = _halving("ALS", als_point, grid.als_points(), als_rungs, kept=kept, **common)
+    als_results = _halving("ALS", als_point, grid.als_points(), als_rungs, kept=kept,
+                           group=lambda point: point[0], **common)
     als_best = _best(als_results)
     bpr_results = _halving("BPR", bpr_point, grid.bpr_points(), bpr_rungs, kept=None, **common)
     # a one-point BPR grid at scale trains no rung: that point is the choice
@@ -219,18 +223,20 @@ def tune_baselines(train, valid, grid, *, seed=0, num_threads=None, cache_dir=No
 
 
 def _halving(label, train_point, points, rungs, *, train, valid, order, rule, seed,
-             num_threads, kept):
+             num_threads, kept, group=None):
     """The result dicts of every rung of one grid (the last rung's last), a progress line per
     point; ``kept`` (a dict or None) receives the best point's model of the rung trained on
-    every user as ``"model"``."""
+    every user as ``"model"``; ``group`` (point -> key, or None) names the groups of which each
+    rung carries the best point (with ``rule.carry_each_group``)."""
     results, alive = [], list(points)
     sampled = order is not None
     progress = Progress(f"report: tuning {label}", sum(n for _, n in rungs), unit="model")
     for rung, (n_rung, n_points) in enumerate(rungs):
         if rung:
             last = results[-len(alive):]
-            ranked = sorted(range(len(alive)), key=lambda i: -_score(last[i]))
-            alive = [alive[i] for i in sorted(ranked[:n_points])]
+            groups = [group(p) for p in alive] if group and rule.carry_each_group else None
+            alive = [alive[i] for i in carried_points([_score(r) for r in last], groups,
+                                                      n_points)]
         everyone = n_rung >= train.shape[0]
         if everyone:
             part, part_valid = train, valid

@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import numba
 
 from .. import __version__
 from ..compression.search import TargetNotMet, search, serving_bytes
+from ..compression.search.engine import DEFAULT_SAMPLE_USERS
 from ..errors import DataError
-from ..evaluation import evaluate
 from ..facade import compress
 from ..interactions import Interactions
 from ..io import ensure_dir, write_json
-from ..progress import Progress
+from ..progress import Progress, on_terminal
 from ..splits import random_split, temporal_split
 from .baseline import (DEFAULT_GRID, QUICK_GRID, bpr_threads, train_baselines, tune_baselines,
                        tuned_als)
 from .plots import PLOTS, write_plots
 from .render import describe_params, terminal_table, write_markdown
 from .summary import GUARDS, TOLERANCE, informative, summarise, summary_sentence
-from .scale import DEFAULT_SCALE, only_users, sampled_users, throughput_users
+from .scale import DEFAULT_SCALE, sampled_users, throughput_users
 from .sweep import (THROUGHPUT_K, VALID_METRICS, check_specs, default_sweep, evaluate_baseline,
-                    paired_deltas, run_sweep, validation_figures)
+                    evaluate_on, paired_deltas, run_sweep, validation_figures)
 
 SCHEMA_VERSION = 2
 REPORT_KS = (10, 20, 50)
@@ -32,7 +33,7 @@ SPLITS = ("random", "temporal")
 
 def run_report(data, out_dir, methods=None, seed=0, num_threads=None, ks=REPORT_KS, quick=False,
                split="random", test_fraction=0.2, *, leave_last=1, grid=None, cache_dir=None,
-               n_resamples=1000, repeats=3, log=print, scale=DEFAULT_SCALE):
+               n_resamples=1000, repeats=3, log=print, scale=DEFAULT_SCALE, scheduler=None):
     """Tune and train the float32 baselines, sweep compression specs, write the report.
 
     Parameters
@@ -72,13 +73,39 @@ def run_report(data, out_dir, methods=None, seed=0, num_threads=None, ks=REPORT_
         Beyond ``scale.sample_beyond_users`` users, figures come from seeded user samples and
         the tuning grid runs by successive halving (:mod:`cfprune.report.scale`; the rule is
         stated in report.md and report.json ``scale``).
+    scheduler : str, distributed.Client or None
+        A Dask scheduler (see :func:`cfprune.distributed.connect`): the evaluations of the
+        baselines, of every sweep row and of the target search's candidates run their user
+        blocks on its workers (one Numba thread per task) with the same figures as in process;
+        the training, the compressions and the throughput timings stay in this process. A worker
+        lost mid-run is survived (its blocks run again elsewhere) or, when the scheduler gives
+        up, named in a one-line DataError.
 
     Returns
     -------
     dict
         The content of report.json.
     """
+    if scheduler is None:
+        return _report(data, out_dir, methods, seed, num_threads, ks, quick, split,
+                       test_fraction, leave_last, grid, cache_dir, n_resamples, repeats, log,
+                       scale, None)
+    from ..distributed import connect
+    client, owned = connect(scheduler)
+    try:
+        return _report(data, out_dir, methods, seed, num_threads, ks, quick, split,
+                       test_fraction, leave_last, grid, cache_dir, n_resamples, repeats, log,
+                       scale, client)
+    finally:
+        if owned:
+            client.close()
+
+
+def _report(data, out_dir, methods, seed, num_threads, ks, quick, split, test_fraction,
+            leave_last, grid, cache_dir, n_resamples, repeats, log, scale, client):
+    """:func:`run_report` with ``client`` a ``distributed.Client`` or None (in process)."""
     start_total = time.perf_counter()
+    stages = StageClock()
     say = log or (lambda text: None)
     if not isinstance(data, Interactions):
         raise DataError(f"run_report needs an Interactions log (e.g. load_movielens(name)."
@@ -100,8 +127,10 @@ def run_report(data, out_dir, methods=None, seed=0, num_threads=None, ks=REPORT_
                                         num_threads=num_threads, cache_dir=cache_dir, log=say,
                                         rule=scale)
     tuning.pop("from_cache")
+    stages.lap("split and tuning")
     als, bpr, seconds_train = train_baselines(train, tuning, grid, seed=seed,
                                               num_threads=num_threads, rule=scale)
+    stages.lap("training")
 
     test_users = sampled_users(test, scale, seed, "test")
     valid_users = sampled_users(valid, scale, seed, "valid")
@@ -109,11 +138,12 @@ def run_report(data, out_dir, methods=None, seed=0, num_threads=None, ks=REPORT_
     with Progress("report: evaluating the baselines", 2, unit="model") as progress:
         base_result, base = evaluate_baseline(als, train, test, ks=ks, num_threads=num_threads,
                                               repeats=repeats, users=test_users,
-                                              timed_users=timed)
+                                              timed_users=timed, client=client)
         progress.step(f"ALS on {base_result.n_users:,} test users")
         bpr_result, bpr_figures = evaluate_baseline(bpr, train, test, ks=ks,
                                                     num_threads=num_threads, repeats=repeats,
-                                                    users=test_users, timed_users=timed)
+                                                    users=test_users, timed_users=timed,
+                                                    client=client)
         progress.step(f"BPR on {bpr_result.n_users:,} test users")
     split_info["n_test_users"] = base_result.n_users
     tuning_common = {"grid": tuning["grid"], "cache_key": tuning["cache_key"]}
@@ -136,19 +166,25 @@ def run_report(data, out_dir, methods=None, seed=0, num_threads=None, ks=REPORT_
         say(f"{label} float32 ({describe_params(figures)}): recall@10 {m['recall@10']:.4f}  "
             f"recall@20 {m['recall@20']:.4f}  nDCG@10 {m['ndcg@10']:.4f}")
 
+    stages.lap("baselines evaluated")
     specs = specs if specs is not None else check_specs(default_sweep(als.dim, quick=quick))
     if tune_model is None:
         tune_model = tuned_als(tune_train, tuning, grid, seed=seed, num_threads=num_threads)
-    valid_base = validation_figures(tune_model, tune_train, valid, num_threads, valid_users)
+    valid_base = validation_figures(tune_model, tune_train, valid, num_threads, valid_users,
+                                    client)
     rows, skipped = run_sweep(als, specs, train, test, base_result, ks=ks,
                               num_threads=num_threads, seed=seed, n_resamples=n_resamples,
                               repeats=repeats, log=say,
                               validation=(tune_model, tune_train, valid), timed_users=timed,
-                              valid_users=valid_users)
-    found = None if quick else target_search(als, tune_model, train, tune_train,
-                                             only_users(valid, valid_users), test, base,
-                                             valid_base, seed=seed, num_threads=num_threads,
-                                             log=say, test_users=test_users)
+                              valid_users=valid_users, client=client)
+    stages.lap("sweep")
+    found = None if quick else target_search(
+        als, tune_model, train, tune_train, valid, test, base, valid_base, seed=seed,
+        num_threads=num_threads, log=say, test_users=test_users, valid_users=valid_users,
+        sample_users=scale.eval_users if scale.applies(data.n_users) else DEFAULT_SAMPLE_USERS,
+        client=client)
+    if not quick:
+        stages.lap("target search")
     summary = summarise(rows, base, valid_baseline=valid_base, search=found)
     report = {
         "schema_version": SCHEMA_VERSION,
@@ -173,7 +209,11 @@ def run_report(data, out_dir, methods=None, seed=0, num_threads=None, ks=REPORT_
         "plots": dict(PLOTS),
     }
     write_plots(report, out_dir)
+    stages.lap("plots")
+    report["seconds_stages"] = stages.seconds
     report["seconds_total"] = time.perf_counter() - start_total
+    print(f"report: stages {stages.describe()}; {report['seconds_total']:.0f} s in all",
+          file=sys.stderr, flush=True)
     write_json(os.path.join(out_dir, "report.json"), report)
     write_markdown(os.path.join(out_dir, "report.md"), report)
     _print_summary(say, report, out_dir)
@@ -181,12 +221,18 @@ def run_report(data, out_dir, methods=None, seed=0, num_threads=None, ks=REPORT_
 
 
 def target_search(als, tune_model, train, tune_train, valid, test, base, valid_base, *, seed,
-                  num_threads, log, test_users=None):
+                  num_threads, log, test_users=None, valid_users=None,
+                  sample_users=DEFAULT_SAMPLE_USERS, client=None):
     """The report's ``--target`` run: the smallest pipeline keeping recall@20 within the
-    tolerance (and the informative guards of :data:`~.summary.GUARDS`) on the validation part
-    (at scale, the sampled users' part: the search's paired lower bounds are then over them),
+    tolerance (and the informative guards of :data:`~.summary.GUARDS`) on the validation part,
     searched on the ALS trained without it, then applied to the baseline and measured on test
-    (on ``test_users``, None: all).
+    (on ``test_users``, None: all). ``sample_users`` is the search's seeded sample of
+    validation users (None: all; the search's default holds every MovieLens user; at scale the report's ``eval_users``, so
+    that the search screens every candidate on a nested eighth of them first; its paired lower
+    bounds are over that sample); the pick's validation figures are over ``valid_users``
+    (None: all), the users of ``valid_base``. With a Dask ``client`` the candidates are evaluated on its
+    cluster (the same figures and pick). Off a terminal the search writes a line per stage and
+    candidate to stderr, with the seconds since it began.
 
     Returns ``{"target", "spec", "bytes", "ratio", "item_bytes", "item_ratio", "valid",
     "valid_relative", "test", "test_relative", "n_candidates", "seconds"}`` (``spec`` None and
@@ -198,7 +244,8 @@ def target_search(als, tune_model, train, tune_train, valid, test, base, valid_b
     progress = Progress("report: target search", 1, unit="search")
     try:
         result = search(tune_model, tune_train, target, valid=valid, seed=seed,
-                        num_threads=num_threads)
+                        sample_users=sample_users, num_threads=1 if client is not None else num_threads, scheduler=client,
+                        log=None if on_terminal() else _search_line)
     except TargetNotMet as e:
         progress.step(f"no pipeline meets {target}")
         progress.close()
@@ -209,10 +256,11 @@ def target_search(als, tune_model, train, tune_train, valid, test, base, valid_b
     progress.step(f"{pick.spec} of {len(result.candidates)} candidates")
     progress.close()
     final = compress(als, pick.spec, train)
-    test_metrics = evaluate(final, train, test, ks=(20,), num_threads=num_threads,
-                            users=test_users, show_progress=False).metrics
+    test_metrics = evaluate_on(client, final, train, test, ks=(20,), num_threads=num_threads,
+                               users=test_users).metrics
     test_figures = {name: float(test_metrics[name]) for name in VALID_METRICS}
-    valid_figures = validation_figures(result.model, tune_train, valid, num_threads)
+    valid_figures = validation_figures(result.model, tune_train, valid, num_threads, valid_users,
+                                       client)
     out = {"target": target, "spec": pick.spec, "bytes": int(final.nbytes),
            "ratio": als.nbytes / final.nbytes, "item_bytes": serving_bytes(final),
            "item_ratio": serving_bytes(als) / serving_bytes(final),
@@ -226,6 +274,28 @@ def target_search(als, tune_model, train, tune_train, valid, test, base, valid_b
     log(f"target search ({target}): {pick.spec}, item table {out['item_ratio']:.1f}x smaller "
         f"({len(result.candidates)} candidates, {result.seconds:.0f} s)")
     return out
+
+
+class StageClock:
+    """The wall seconds of the report's stages, for report.json ``seconds_stages`` and the
+    closing stderr line (``lap(name)`` closes the stage that began at the previous lap)."""
+
+    def __init__(self):
+        self.seconds = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name):
+        now = time.perf_counter()
+        self.seconds[name] = now - self._last
+        self._last = now
+
+    def describe(self):
+        """``"name 12 s, name 3 s"`` in stage order."""
+        return ", ".join(f"{name} {seconds:.0f} s" for name, seconds in self.seconds.items())
+
+
+def _search_line(line):
+    print(f"report: target search: {line}", file=sys.stderr, flush=True)
 
 
 def _split(data, split, test_fraction, leave_last, seed):

@@ -8,7 +8,9 @@ The rule (:class:`ScaleRule`; report.json ``scale``, stated in report.md):
   :data:`~.baseline.BPR_SINGLE_THREAD_MAX_NNZ` interactions, for reproducible figures);
 - beyond, the test figures (baselines and sweep rows) are means over a seeded sample of
   ``eval_users`` of the users with a test item, the validation figures (sweep rows, the target
-  search) over a seeded sample of as many users with a validation item, and the paired
+  search's pick) over a seeded sample of as many users with a validation item (the target
+  search draws its own seeded sample of as many and screens every candidate on an eighth of it
+  first, :func:`cfprune.compression.search.search`), and the paired
   intervals, p-values and lower bounds are taken over those users: a bootstrap over a simple
   random sample of users is the interval of the mean over all users, so the sampling noise is in
   them. ``coverage@k`` is not a mean over users: it counts the items in the sampled users'
@@ -20,7 +22,10 @@ The rule (:class:`ScaleRule`; report.json ``scale``, stated in report.md):
   the best ``1/halving_eta`` of the points go on to a sample ``halving_eta`` times larger, and
   the last rung trains its points on every user; the first rung holds at least
   ``min_rung_users`` users (BPR leaves out a last rung of one point: it would decide nothing).
-  BPR then trains on every thread.
+  Every rung carries the best point of each ALS factor count (the rest of its places go to the
+  best other points), so that a larger factor count, which gains more from more users than a
+  small one, is not dropped on a small sample before it is compared on every user (at 200k users
+  the plain halving kept 32 factors only). BPR then trains on every thread.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class ScaleRule:
     throughput_users: int = 10_000
     halving_eta: int = 3
     min_rung_users: int = 20_000
+    carry_each_group: bool = True
 
     def applies(self, n_users):
         """Whether a log of ``n_users`` users is sampled."""
@@ -60,7 +66,8 @@ class ScaleRule:
                 f"only within one sample); throughput is timed on "
                 f"{self.throughput_users:,} users; the tuning grid runs by successive halving "
                 f"(each point trained on a seeded sample of users, the best 1/{self.halving_eta} "
-                f"carried to a sample {self.halving_eta} times larger, every user last; BPR, "
+                f"carried to a sample {self.halving_eta} times larger, every user last, and "
+                f"the best point of each ALS factor count carried to the last rung; BPR, "
                 f"whose tuned model is only compared, leaves out a last rung of one point) and "
                 f"BPR trains on every thread.")
 
@@ -103,37 +110,55 @@ def throughput_users(n_users, rule, seed):
     return np.sort(chosen).astype(np.int64)
 
 
-def only_users(part, users):
-    """``part`` (Interactions) with the rows of every user outside ``users`` emptied (same
-    shape and id maps); ``part`` itself when ``users`` is None."""
-    if users is None:
-        return part
-    keep = np.zeros(part.n_users, dtype=bool)
-    keep[users] = True
-    return part.select(keep[part.entry_users()])
-
-
-def halving_rungs(n_points, n_users, rule, single_last=True):
+def halving_rungs(n_points, n_users, rule, single_last=True, n_groups=1):
     """list of (users trained on, points trained) per rung of the tuning, the last on every
     user: one rung of every point when ``rule`` does not apply. Rung ``r + 1`` keeps
     ``ceil(points / halving_eta)`` points on ``halving_eta`` times the users, as many rungs as
     both the points (down to one) and the users (the first rung at least ``min_rung_users``)
-    allow. ``single_last=False`` leaves out a last rung of one point, which decides nothing (BPR,
-    whose tuned model is not used later; ALS keeps it: that model is the one the report's
-    decisions are made with); a grid of one point then has no rung at all."""
+    allow. With ``n_groups`` groups among the points (ALS: its factor counts) and
+    ``rule.carry_each_group``, a rung keeps at least ``n_groups`` points (one of each group, see
+    :func:`carried_points`), never more than the rung before, and a first rung that would carry
+    every point on is left out (the quick grid's two factor counts: both train on every user
+    at once). ``single_last=False`` leaves out a
+    last rung of one point, which decides nothing (BPR, whose tuned model is not used later; ALS
+    keeps it: that model is the one the report's decisions are made with); a grid of one point
+    then has no rung at all."""
     n_points, n_users = int(n_points), int(n_users)
     if not rule.applies(n_users):
         return [(n_users, n_points)]
     eta = int(rule.halving_eta)
+    floor = int(n_groups) if rule.carry_each_group else 1
     counts = [n_points]
     while counts[-1] > 1 and n_users / eta ** len(counts) >= rule.min_rung_users:
         counts.append(math.ceil(counts[-1] / eta))
+    for r in range(1, len(counts)):
+        counts[r] = min(counts[r - 1], max(counts[r], floor))
+    while len(counts) > 1 and counts[1] == counts[0]:
+        counts.pop(0)                   # a rung that carries all its points decides nothing
     n_rungs = len(counts)
     rungs = [(n_users if r == n_rungs - 1 else int(math.ceil(n_users / eta ** (n_rungs - 1 - r))),
               counts[r]) for r in range(n_rungs)]
     if counts[-1] == 1 and not single_last:
         rungs.pop()
     return rungs
+
+
+def carried_points(scores, groups, n_keep):
+    """int list, ascending: the indices of the ``n_keep`` points a rung carries to the next,
+    given their ``scores`` (higher is better; ties: the earlier point) and ``groups`` (a key per
+    point, or None): the best point of each group first, then the best of the others up to
+    ``n_keep`` (with more groups than ``n_keep``, the best ``n_keep`` groups' best points)."""
+    ranked = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    chosen = []
+    if groups is not None:
+        seen = set()
+        for i in ranked:
+            if groups[i] not in seen:
+                seen.add(groups[i])
+                chosen.append(i)
+    chosen = chosen[:n_keep]
+    chosen += [i for i in ranked if i not in chosen][:n_keep - len(chosen)]
+    return sorted(chosen)
 
 
 def rung_order(n_users, seed):

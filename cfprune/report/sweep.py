@@ -12,6 +12,11 @@ that the report can tell a difference from timing noise.
 With ``validation``, the same spec is also applied to the ALS model trained without the
 validation part and its figures on that part (``valid_metrics``) are what the report's decisions
 are made on; the test figures then only report them.
+
+With a Dask ``client`` (:func:`evaluate_on`), every evaluation runs its user blocks on the
+cluster (:func:`cfprune.distributed.evaluate_distributed`: the same blocks and figures as in
+process); the compressions and the throughput timings stay in this process (a rate is of the
+machine that serves).
 """
 
 from __future__ import annotations
@@ -148,12 +153,13 @@ def paired_p_value(a, b):
 
 
 def evaluate_baseline(model, train, test, *, ks, num_threads=None, repeats=3, users=None,
-                      timed_users=None):
+                      timed_users=None, client=None):
     """(EvaluationResult with ranked lists kept, dict of its report figures) of a baseline on
-    ``users`` (None: every test user) with its throughput over ``timed_users`` (None: all)."""
+    ``users`` (None: every test user) with its throughput over ``timed_users`` (None: all);
+    evaluated in process or on ``client``'s cluster (:func:`evaluate_on`)."""
     start = time.perf_counter()
-    result = evaluate(model, train, test, ks=ks, num_threads=num_threads, keep_ranked=True,
-                      users=users, show_progress=False)
+    result = evaluate_on(client, model, train, test, ks=ks, num_threads=num_threads,
+                         keep_ranked=True, users=users)
     seconds_evaluate = time.perf_counter() - start
     rate, rates = measure_throughput(model, _csr(train), num_threads=num_threads,
                                      repeats=repeats, users=timed_users)
@@ -164,17 +170,32 @@ def evaluate_baseline(model, train, test, *, ks, num_threads=None, repeats=3, us
     return result, figures
 
 
-def validation_figures(model, fit, valid, num_threads=None, users=None):
+def evaluate_on(client, model, train, test, *, ks, num_threads=None, **options):
+    """:func:`cfprune.evaluation.evaluate` of ``model`` (``options``: its ``baseline``,
+    ``users``, ``keep_ranked``) in this process with ``num_threads`` when ``client`` is None,
+    else on the Dask cluster of the ``distributed.Client`` ``client``
+    (:func:`cfprune.distributed.evaluate_distributed`, one Numba thread per task): the same
+    EvaluationResult either way."""
+    if client is None:
+        return evaluate(model, train, test, ks=ks, num_threads=num_threads,
+                        show_progress=False, **options)
+    from ..distributed import evaluate_distributed
+    return evaluate_distributed(model, _csr(train), _csr(test), ks=ks, scheduler=client,
+                                show_progress=False, **options)
+
+
+def validation_figures(model, fit, valid, num_threads=None, users=None, client=None):
     """``{metric: value}`` of :data:`VALID_METRICS` for ``model`` on the validation part
-    (``fit``'s items filtered), over ``users`` (None: every user with a validation item)."""
-    result = evaluate(model, fit, valid, ks=VALID_KS, num_threads=num_threads, users=users,
-                      show_progress=False)
+    (``fit``'s items filtered), over ``users`` (None: every user with a validation item), in
+    process or on ``client``'s cluster (:func:`evaluate_on`)."""
+    result = evaluate_on(client, model, fit, valid, ks=VALID_KS, num_threads=num_threads,
+                         users=users)
     return {name: float(result.metrics[name]) for name in VALID_METRICS}
 
 
 def run_sweep(baseline, specs, train, test, base_result, *, ks, num_threads=None, seed=0,
               n_resamples=1000, repeats=3, log=None, validation=None, timed_users=None,
-              valid_users=None):
+              valid_users=None, client=None):
     """Compress ``baseline`` by every spec and measure each result, a progress line per spec.
 
     Parameters
@@ -193,6 +214,8 @@ def run_sweep(baseline, specs, train, test, base_result, *, ks, num_threads=None
         also applied to it and evaluated on ``valid`` (row key ``valid_metrics``).
     timed_users, valid_users : int64 arrays or None
         The users whose throughput is timed and whose validation figures are taken (None: all).
+    client : distributed.Client or None
+        Evaluate on this Dask cluster (:func:`evaluate_on`; the same figures as in process).
 
     Returns
     -------
@@ -218,8 +241,8 @@ def run_sweep(baseline, specs, train, test, base_result, *, ks, num_threads=None
             continue
         seconds_compress = time.perf_counter() - start
         start = time.perf_counter()
-        result = evaluate(model, train, test, ks=ks, num_threads=num_threads,
-                          baseline=base_result, users=base_result.users, show_progress=False)
+        result = evaluate_on(client, model, train, test, ks=ks, num_threads=num_threads,
+                             baseline=base_result, users=base_result.users)
         seconds_evaluate = time.perf_counter() - start
         rate, rates = measure_throughput(model, user_items, num_threads=num_threads,
                                          repeats=repeats, users=timed_users)
@@ -227,7 +250,7 @@ def run_sweep(baseline, specs, train, test, base_result, *, ks, num_threads=None
         if validation is not None:
             tune_model, fit, valid = validation
             extra["valid_metrics"] = validation_figures(compress(tune_model, spec, fit), fit,
-                                                        valid, num_threads, valid_users)
+                                                        valid, num_threads, valid_users, client)
         progress.step(f"{spec} ({baseline.nbytes / model.nbytes:.1f}x) recall@20 "
                       f"{result.metrics['recall@20']:.4f}")
         rows.append({
