@@ -334,6 +334,37 @@ def test_ml100k_on_the_cluster_equals_in_process(client, monkeypatch, tmp_path):
     np.testing.assert_array_equal(scores, ref_scores)
 
 
+def run_killing_a_worker(arguments, tmp_path, kill_when):
+    """stdout of ``cfprune ARGUMENTS --scheduler ADDRESS`` run as a user would, against a
+    scheduler and two workers started in processes of their own; worker 0 (with its nanny) is
+    SIGKILLed as soon as ``kill_when(the stderr lines so far)`` holds. Fails when the command
+    fails or ends before the kill."""
+    import signal
+    import subprocess
+
+    from .processes import CLI, process_env
+    cluster = DaskProcesses(tmp_path, n_workers=2)
+    try:
+        proc = subprocess.Popen(CLI + [str(a) for a in arguments] + ["--scheduler",
+                                                                     cluster.address],
+                                stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                env=process_env())
+        lines, killed = [], False
+        for line in proc.stderr:
+            lines.append(line)
+            if not killed and kill_when(lines):
+                victim = cluster.procs[1]           # worker0: the nanny's process group
+                os.killpg(victim.pid, signal.SIGKILL)
+                victim.wait(timeout=30)
+                killed = True
+        out = proc.stdout.read()
+        assert proc.wait(timeout=600) == 0, "".join(lines[-20:])
+    finally:
+        cluster.close()
+    assert killed, "the command finished before a worker could be killed"
+    return out
+
+
 @pytest.fixture(scope="module")
 def search_files(tmp_path_factory):
     """A generated log (synthetic), its training part and a factor model of it with no training
@@ -367,35 +398,13 @@ def test_cli_search_on_a_cluster_with_a_worker_killed_equals_in_process(search_f
     """``compress --target --scheduler``: a scheduler and two workers in processes of their own;
     one worker (with its nanny) is killed after the third candidate; the search finishes with the
     in-process candidates, figures and pick."""
-    import signal
-    import subprocess
-    import time
-
-    from .processes import CLI, process_env
     pytest.importorskip("distributed")
     d = search_files
     common = ["compress", d / "model.npz", "--train", d / "train.npz", *SEARCH, "--side", "both"]
     local = run_cli(*common, "--out", d / "local.npz")
     assert local.returncode == 0, local.stderr
-    cluster = DaskProcesses(tmp_path, n_workers=2)
-    try:
-        command = CLI + [str(a) for a in common] + ["--scheduler", cluster.address, "--out",
-                                                    str(d / "remote.npz")]
-        proc = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE,
-                                text=True, env=process_env())
-        lines, killed = [], None
-        for line in proc.stderr:
-            lines.append(line)
-            if killed is None and sum(" B  " in x for x in lines) >= 3:
-                victim = cluster.procs[1]           # worker0: the nanny's process group
-                os.killpg(victim.pid, signal.SIGKILL)
-                victim.wait(timeout=30)
-                killed = time.monotonic()
-        out = proc.stdout.read()
-        assert proc.wait(timeout=600) == 0, "".join(lines[-20:])
-    finally:
-        cluster.close()
-    assert killed is not None, "the search finished before a worker could be killed"
+    out = run_killing_a_worker([*common, "--out", d / "remote.npz"], tmp_path,
+                               lambda lines: sum(" B  " in x for x in lines) >= 3)
     assert search_record(d / "remote.search.json") == search_record(d / "local.search.json")
     assert out.split("; validation")[0] == local.stdout.split("; validation")[0]
     assert "whole model, users included" in out
@@ -435,35 +444,13 @@ def test_cli_report_on_a_cluster_with_a_worker_killed_equals_in_process(report_l
     """``report --scheduler``: a scheduler and two workers in processes of their own, one worker
     (with its nanny) killed after the first sweep row; the report finishes with the figures of
     the in-process run (every metric, interval and decision; timings aside)."""
-    import signal
-    import subprocess
-    import time
-
-    from .processes import CLI, process_env
     pytest.importorskip("distributed")
     common = ["report", "--ratings", report_log, "--quick", "--seed", "2", "--threads", "1",
               "--methods", *REPORT_METHODS]
     local = run_cli(*common, "--out", tmp_path / "local", timeout=600)
     assert local.returncode == 0, local.stderr
-    cluster = DaskProcesses(tmp_path, n_workers=2)
-    try:
-        command = CLI + [str(a) for a in common] + ["--scheduler", cluster.address, "--out",
-                                                    str(tmp_path / "remote")]
-        proc = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE,
-                                text=True, env=process_env())
-        lines, killed = [], None
-        for line in proc.stderr:
-            lines.append(line)
-            if killed is None and line.startswith("report: sweep 1/"):
-                victim = cluster.procs[1]           # worker0: the nanny's process group
-                os.killpg(victim.pid, signal.SIGKILL)
-                victim.wait(timeout=30)
-                killed = time.monotonic()
-        out = proc.stdout.read()
-        assert proc.wait(timeout=600) == 0, "".join(lines[-20:])
-    finally:
-        cluster.close()
-    assert killed is not None, "the report finished before a worker could be killed"
+    out = run_killing_a_worker([*common, "--out", tmp_path / "remote"], tmp_path,
+                               lambda lines: lines[-1].startswith("report: sweep 1/"))
     remote = report_figures(tmp_path / "remote" / "report.json")
     assert remote == report_figures(tmp_path / "local" / "report.json")
     assert [row["spec"] for row in remote["rows"]] == REPORT_METHODS

@@ -106,9 +106,12 @@ def test_training_and_evaluation_log_lines_off_a_terminal():
         import numpy as np, scipy.sparse as sp
         from cfprune import evaluate
         from cfprune.models import train_als
+        import cfprune.models.training as training
         rng = np.random.default_rng(0)
         m = sp.random(300, 80, density=0.1, format="csr", random_state=0, dtype=np.float32)
         m.data[:] = 1
+        train_als(m, factors=4, iterations=3, num_threads=1)  # under 5 s: no line
+        training.ITERATION_LINE_SECONDS = 0
         model = train_als(m, factors=4, iterations=3, num_threads=1)
         import cfprune.evaluation as ev
         ev.PROGRESS_INTERVAL = 0

@@ -15,6 +15,9 @@ route instead scores the stored rows directly, one row at a time, for every user
 
 The other kinds (int2, sparse) keep the tiled scorer (:data:`SCAN_KINDS`): compiling their
 decoders into this kernel too would cost more start-up than their rare single-user calls win.
+The worker is compiled once per storage kind (the kind is a compile-time constant and
+:func:`score_rows` an overload on it), so a first single-user call on PQ codes compiles the
+lookup scorer only, not the dot products of the four dense storages.
 No float32 copy of the table is made: the scratch is four rows. The positions
 ``order[0:n_rows]`` are cut into tiles of :data:`SCAN_TILE` rows dealt round-robin to the
 workers (tile ``t`` to worker ``t % n_workers``); each worker keeps its own heaps (the caller's
@@ -26,7 +29,8 @@ forward through memory.
 """
 
 import numpy as np
-from numba import njit
+from numba import literally, njit, types
+from numba.extending import overload
 
 from cfprune.errors import ShapeError
 from cfprune.kernels.pool import frozen, run_workers
@@ -88,11 +92,10 @@ def _dot4_int4(packed, r0, r1, r2, r3, query, scores, j):
 
 
 @njit(cache=True, nogil=True)
-def _widen_rows(tiles, rows, j, count, scratch, raw):
+def _widen_rows(tiles, kind, rows, j, count, scratch, raw):
     """Write the stored values of the rows ``rows[j:j + count]`` as float32 into
     ``scratch[:count]`` (float16 bits widened exactly, through ``raw`` uint32 [d]; int8/int4
     levels before scale and offset; float32 copied), zeros in the rest of the 4 scratch rows."""
-    kind = tiles.kind
     dim = scratch.shape[1]
     magnitude = raw.view(np.float32)
     for i in range(4):
@@ -133,11 +136,10 @@ def _lookup_pq(codes, row, lut):
 
 
 @njit(cache=True, nogil=True)
-def prepare_users(tiles, queries, folded, user_sum, user_const, luts):
+def prepare_users(tiles, kind, queries, folded, user_sum, user_const, luts):
     """Per user: ``folded`` float32 [n, d] (the user with a per-dimension int8/int4 scale
     folded in), ``user_sum`` (sum of the user, for per-row offsets), ``user_const`` (``u .
     offset`` per dimension) and, for PQ, ``luts`` float32 [n, m, ksub]."""
-    kind = tiles.kind
     n, dim = queries.shape
     affine = kind == KIND_INT8 or kind == KIND_INT4
     has_offset = tiles.offset.shape[0] > 0
@@ -165,17 +167,37 @@ def prepare_users(tiles, queries, folded, user_sum, user_const, luts):
                     luts[u, s, c] = dot
 
 
-@njit(cache=True, nogil=True)
-def score_rows(tiles, rows, user, folded, user_sum, user_const, luts, scores, scratch, raw):
-    """``scores[j]`` float32: user ``user``'s score of the table rows ``rows[j]``."""
-    kind = tiles.kind
+def score_rows(tiles, kind, rows, user, folded, user_sum, user_const, luts, scores, scratch,
+               raw):
+    """``scores[j]`` float32: user ``user``'s score of the table rows ``rows[j]``, in compiled
+    code only: :func:`_score_rows_of_kind` chooses the scorer of the constant ``kind`` when the
+    caller compiles, so a kernel holds one storage's scorer (the PQ lookup or the dot
+    products over stored values), not every storage's."""
+    raise TypeError("score_rows runs inside compiled kernels only")
+
+
+@overload(score_rows, prefer_literal=True)
+def _score_rows_of_kind(tiles, kind, rows, user, folded, user_sum, user_const, luts, scores,
+                        scratch, raw):
+    if not isinstance(kind, types.IntegerLiteral):
+        return None
+    return _score_lookups if kind.literal_value == KIND_PQ else _score_stored_values
+
+
+def _score_lookups(tiles, kind, rows, user, folded, user_sum, user_const, luts, scores, scratch,
+                   raw):
+    """:func:`score_rows` of 8-bit PQ codes: one lookup-table addition per code."""
+    lut = luts[user]
+    for j in range(rows.shape[0]):
+        scores[j] = _lookup_pq(tiles.bytes2d, rows[j], lut)
+
+
+def _score_stored_values(tiles, kind, rows, user, folded, user_sum, user_const, luts, scores,
+                         scratch, raw):
+    """:func:`score_rows` of float32, float16, int8 and int4 rows: four rows' dot products at a
+    time, then the int8/int4 scale and offset."""
     query = folded[user]
     n_rows = rows.shape[0]
-    if kind == KIND_PQ:
-        lut = luts[user]
-        for j in range(n_rows):
-            scores[j] = _lookup_pq(tiles.bytes2d, rows[j], lut)
-        return
     for j in range(0, n_rows, 4):
         count = min(4, n_rows - j)
         if kind == KIND_FLOAT32 and count == 4:
@@ -188,7 +210,7 @@ def score_rows(tiles, rows, user, folded, user_sum, user_const, luts, scores, sc
             _dot4_int4(tiles.bytes2d, rows[j], rows[j + 1], rows[j + 2], rows[j + 3], query,
                        scores, j)
         else:
-            _widen_rows(tiles, rows, j, count, scratch, raw)
+            _widen_rows(tiles, kind, rows, j, count, scratch, raw)
             # scores has room for 4 past j (SCAN_TILE is a multiple of 4)
             _dot4(scratch, 0, 1, 2, 3, query, scores, j)
     if kind == KIND_INT8 or kind == KIND_INT4:
@@ -205,10 +227,12 @@ def score_rows(tiles, rows, user, folded, user_sum, user_const, luts, scores, sc
 
 
 @njit(cache=True, nogil=True)
-def scan_few_worker(queries, worker, n_workers, tiles, order, remaining_norm, item_map,
+def scan_few_worker(queries, worker, n_workers, tiles, kind, order, remaining_norm, item_map,
                     seen_indices, seen_start, seen_end, heap_scores, heap_ids):
     """Offer the positions of tiles ``worker, worker + n_workers, ...`` of ``order`` to this
-    worker's heaps ``heap_scores``/``heap_ids`` [n, k] (see the module docstring)."""
+    worker's heaps ``heap_scores``/``heap_ids`` [n, k] (see the module docstring). ``kind`` is
+    ``tiles.kind``, compiled as a constant: each kind's kernel holds its own scorer only."""
+    literally(kind)
     n_users, dim = queries.shape
     n_rows = order.shape[0]
     m = max(tiles.bounds.shape[0] - 1, 1)
@@ -216,8 +240,8 @@ def scan_few_worker(queries, worker, n_workers, tiles, order, remaining_norm, it
     folded = np.empty((n_users, dim), np.float32)
     user_sum = np.empty(n_users, np.float32)
     user_const = np.empty(n_users, np.float32)
-    luts = np.empty((n_users if tiles.kind == KIND_PQ else 0, m, ksub), np.float32)
-    prepare_users(tiles, queries, folded, user_sum, user_const, luts)
+    luts = np.empty((n_users if kind == KIND_PQ else 0, m, ksub), np.float32)
+    prepare_users(tiles, kind, queries, folded, user_sum, user_const, luts)
     user_reach = np.empty(n_users, np.float64)
     active = np.ones(n_users, np.bool_)
     for u in range(n_users):
@@ -235,7 +259,8 @@ def scan_few_worker(queries, worker, n_workers, tiles, order, remaining_norm, it
         for u in range(n_users):
             if not active[u]:
                 continue
-            score_rows(tiles, rows, u, folded, user_sum, user_const, luts, scores, scratch, raw)
+            score_rows(tiles, kind, rows, u, folded, user_sum, user_const, luts, scores, scratch,
+                       raw)
             offer_rows(heap_scores[u], heap_ids[u], scores, rows, item_map, seen_indices,
                        seen_start[u], seen_end[u])
 
@@ -271,7 +296,7 @@ def score_few(queries, tiles, order, remaining_norm, n_workers, item_map, seen_i
     k = heap_scores.shape[1]
     worker_scores = np.full((n_workers, n_queries, k), -np.inf, np.float32)
     worker_ids = np.full((n_workers, n_queries, k), EMPTY_ID, np.int32)
-    args = (frozen(queries, np.float32), tiles, frozen(order, np.int32),
+    args = (frozen(queries, np.float32), tiles, tiles.kind, frozen(order, np.int32),
             frozen(remaining_norm, np.float32), frozen(item_map, np.int32),
             frozen(seen_indices, np.int32), frozen(seen_start, np.int64),
             frozen(seen_end, np.int64))

@@ -39,6 +39,10 @@ def new_implicit_model(cls, *args, **kwargs):
         return cls(*args, **kwargs)
 
 
+# off a terminal, a training writes a line per iteration at most this often (and its last)
+ITERATION_LINE_SECONDS = 5.0
+
+
 def fit_implicit(model, matrix, show_progress):
     """Fit an ``implicit`` CPU model on a users x items CSR with BLAS pinned to one thread (the
     ``implicit`` solvers parallelise themselves). ``show_progress`` (:func:`progress_default`):
@@ -48,7 +52,8 @@ def fit_implicit(model, matrix, show_progress):
     name = {"AlternatingLeastSquares": "ALS", "BayesianPersonalizedRanking": "BPR"}.get(
         type(model).__name__, type(model).__name__)
     lines = Progress(f"train {name}", model.iterations, unit="iteration",
-                     show=None if show_progress is None else False)
+                     show=None if show_progress is None else False,
+                     min_interval=ITERATION_LINE_SECONDS)
     callback = (lambda *_: lines.step()) if lines.mode == "lines" else None
     try:
         with threadpool_limits(limits=1, user_api="blas"):

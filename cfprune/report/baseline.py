@@ -104,10 +104,10 @@ def cache_key(train, valid, grid, seed, scale=None):
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _als(train, grid, factors, reg, seed, threads):
+def _als(train, grid, factors, reg, seed, threads, show_progress=False):
     return train_als(train, factors=factors, regularization=reg, alpha=grid.alpha,
                      iterations=grid.iterations, num_threads=threads, seed=seed,
-                     show_progress=False)
+                     show_progress=show_progress)
 
 
 def bpr_threads(train, num_threads, rule=DEFAULT_SCALE):
@@ -121,10 +121,10 @@ def bpr_threads(train, num_threads, rule=DEFAULT_SCALE):
     return 0 if num_threads is None else int(num_threads)
 
 
-def _bpr(train, grid, factors, learning_rate, iterations, seed, threads):
+def _bpr(train, grid, factors, learning_rate, iterations, seed, threads, show_progress=False):
     return train_bpr(train, factors=factors, learning_rate=learning_rate,
                      regularization=grid.bpr_regularization, iterations=iterations,
-                     num_threads=threads, seed=seed, show_progress=False)
+                     num_threads=threads, seed=seed, show_progress=show_progress)
 
 
 def tune_baselines(train, valid, grid, *, seed=0, num_threads=None, cache_dir=None, log=None,
@@ -301,17 +301,21 @@ def _read_cache(path, key):
 
 def train_baselines(train, tuning, grid, *, seed=0, num_threads=None, rule=DEFAULT_SCALE):
     """(ALS model, BPR model, seconds dict): both best points of ``tuning`` retrained on
-    ``train``, a progress line each."""
+    ``train``, a progress line each; on a log the scale ``rule`` samples, where one training
+    takes minutes, also the trainings' own progress (a line at most every
+    :data:`~cfprune.models.training.ITERATION_LINE_SECONDS` off a terminal)."""
     threads = 0 if num_threads is None else int(num_threads)
     als_best, bpr_best = tuning["als"]["best"], tuning["bpr"]["best"]
+    show = None if rule.applies(train.shape[0]) else False
     with Progress("report: training the baselines", 2, unit="model") as progress:
         start = time.perf_counter()
-        als = _als(train, grid, als_best["factors"], als_best["regularization"], seed, threads)
+        als = _als(train, grid, als_best["factors"], als_best["regularization"], seed, threads,
+                   show)
         seconds_als = time.perf_counter() - start
         progress.step(f"ALS ({als_best['factors']} factors) in {seconds_als:.0f} s")
         start = time.perf_counter()
         bpr = _bpr(train, grid, bpr_best["factors"], bpr_best["learning_rate"],
-                   bpr_best["iterations"], seed, bpr_threads(train, num_threads, rule))
+                   bpr_best["iterations"], seed, bpr_threads(train, num_threads, rule), show)
         seconds_bpr = time.perf_counter() - start
         progress.step(f"BPR ({bpr_best['iterations']} iterations) in {seconds_bpr:.0f} s")
     return als, bpr, {"als": seconds_als, "bpr": seconds_bpr}
