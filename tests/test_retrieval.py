@@ -11,7 +11,7 @@ from cfprune.errors import ShapeError
 from cfprune.kernels.dense import ITEMS_PER_TILE
 from cfprune.kernels.metrics import metrics_users
 from cfprune.kernels.fastscan import HAS_SHUFFLE, fastscan_worker, shuffle_worker
-from cfprune.kernels.scan import scan_few_worker
+from cfprune.kernels.scan import scan_lookups_worker, scan_values_worker
 from cfprune.kernels.tiled import FLAT_ITEMS, scan_worker
 from cfprune.models.factors import FactorModel
 from cfprune.retrieval import recommend
@@ -302,11 +302,9 @@ def test_one_signature_per_kernel_across_k_users_storages_and_threads():
                 m.recommend(np.arange(30), seen, k=k, num_threads=num_threads)
         evaluate(m, seen, random_seen(rng, 30, 70), ks=(1, 3), num_threads=2)
     fastscan = shuffle_worker if HAS_SHUFFLE else fastscan_worker
-    for kernel in (scan_worker, fastscan, metrics_users):
+    for kernel in (scan_worker, scan_lookups_worker, scan_values_worker, fastscan,
+                   metrics_users):
         assert len(kernel.signatures) == 1, kernel
-    # the few-users worker: one signature per storage kind (its compile-time constant)
-    kinds = [signature[4].literal_value for signature in scan_few_worker.signatures]
-    assert sorted(kinds) == sorted(set(kinds)) and len(kinds) == 5, kinds
     assert numba.get_num_threads() == threads
 
 

@@ -15,9 +15,12 @@ route instead scores the stored rows directly, one row at a time, for every user
 
 The other kinds (int2, sparse) keep the tiled scorer (:data:`SCAN_KINDS`): compiling their
 decoders into this kernel too would cost more start-up than their rare single-user calls win.
-The worker is compiled once per storage kind (the kind is a compile-time constant and
-:func:`score_rows` an overload on it), so a first single-user call on PQ codes compiles the
-lookup scorer only, not the dot products of the four dense storages.
+PQ codes have a worker kernel of their own (:func:`scan_lookups_worker`: the kind a
+compile-time constant and :func:`score_rows` an overload on it), so a first single-user call on
+PQ compiles the lookup scorer only, not the dot products of the four dense storages, which share
+:func:`scan_values_worker`. Each has one signature, so a call dispatches in Numba's C fast path
+(a kind made literal at the Python boundary would go through Numba's typing on every call: 50 ms
+of a single-user call at 1M items, measured).
 No float32 copy of the table is made: the scratch is four rows. The positions
 ``order[0:n_rows]`` are cut into tiles of :data:`SCAN_TILE` rows dealt round-robin to the
 workers (tile ``t`` to worker ``t % n_workers``); each worker keeps its own heaps (the caller's
@@ -29,7 +32,7 @@ forward through memory.
 """
 
 import numpy as np
-from numba import literally, njit, types
+from numba import njit, types
 from numba.extending import overload
 
 from cfprune.errors import ShapeError
@@ -179,9 +182,9 @@ def score_rows(tiles, kind, rows, user, folded, user_sum, user_const, luts, scor
 @overload(score_rows, prefer_literal=True)
 def _score_rows_of_kind(tiles, kind, rows, user, folded, user_sum, user_const, luts, scores,
                         scratch, raw):
-    if not isinstance(kind, types.IntegerLiteral):
-        return None
-    return _score_lookups if kind.literal_value == KIND_PQ else _score_stored_values
+    if isinstance(kind, types.IntegerLiteral) and kind.literal_value == KIND_PQ:
+        return _score_lookups
+    return _score_stored_values
 
 
 def _score_lookups(tiles, kind, rows, user, folded, user_sum, user_const, luts, scores, scratch,
@@ -227,12 +230,12 @@ def _score_stored_values(tiles, kind, rows, user, folded, user_sum, user_const, 
 
 
 @njit(cache=True, nogil=True)
-def scan_few_worker(queries, worker, n_workers, tiles, kind, order, remaining_norm, item_map,
-                    seen_indices, seen_start, seen_end, heap_scores, heap_ids):
+def _scan_few(queries, worker, n_workers, tiles, kind, order, remaining_norm, item_map,
+              seen_indices, seen_start, seen_end, heap_scores, heap_ids):
     """Offer the positions of tiles ``worker, worker + n_workers, ...`` of ``order`` to this
     worker's heaps ``heap_scores``/``heap_ids`` [n, k] (see the module docstring). ``kind`` is
-    ``tiles.kind``, compiled as a constant: each kind's kernel holds its own scorer only."""
-    literally(kind)
+    ``tiles.kind``: a compile-time constant from :func:`scan_lookups_worker`, read at run time
+    from :func:`scan_values_worker`."""
     n_users, dim = queries.shape
     n_rows = order.shape[0]
     m = max(tiles.bounds.shape[0] - 1, 1)
@@ -266,6 +269,24 @@ def scan_few_worker(queries, worker, n_workers, tiles, kind, order, remaining_no
 
 
 @njit(cache=True, nogil=True)
+def scan_lookups_worker(queries, worker, n_workers, tiles, order, remaining_norm, item_map,
+                        seen_indices, seen_start, seen_end, heap_scores, heap_ids):
+    """:func:`_scan_few` over 8-bit PQ codes, a kernel of its own (the kind a constant, so it
+    holds the lookup scorer only)."""
+    _scan_few(queries, worker, n_workers, tiles, KIND_PQ, order, remaining_norm, item_map,
+              seen_indices, seen_start, seen_end, heap_scores, heap_ids)
+
+
+@njit(cache=True, nogil=True)
+def scan_values_worker(queries, worker, n_workers, tiles, order, remaining_norm, item_map,
+                       seen_indices, seen_start, seen_end, heap_scores, heap_ids):
+    """:func:`_scan_few` over float32, float16, int8 or int4 rows (one kernel for the four:
+    the kind read at run time)."""
+    _scan_few(queries, worker, n_workers, tiles, tiles.kind, order, remaining_norm, item_map,
+              seen_indices, seen_start, seen_end, heap_scores, heap_ids)
+
+
+@njit(cache=True, nogil=True)
 def merge_heaps(worker_scores, worker_ids, heap_scores, heap_ids):
     """Offer every entry of the workers' heaps float32/int32 [w, n, k] to the heaps [n, k]."""
     for w in range(worker_scores.shape[0]):
@@ -296,13 +317,14 @@ def score_few(queries, tiles, order, remaining_norm, n_workers, item_map, seen_i
     k = heap_scores.shape[1]
     worker_scores = np.full((n_workers, n_queries, k), -np.inf, np.float32)
     worker_ids = np.full((n_workers, n_queries, k), EMPTY_ID, np.int32)
-    args = (frozen(queries, np.float32), tiles, tiles.kind, frozen(order, np.int32),
+    kernel = scan_lookups_worker if tiles.kind == KIND_PQ else scan_values_worker
+    args = (frozen(queries, np.float32), tiles, frozen(order, np.int32),
             frozen(remaining_norm, np.float32), frozen(item_map, np.int32),
             frozen(seen_indices, np.int32), frozen(seen_start, np.int64),
             frozen(seen_end, np.int64))
 
     def work(worker):
-        scan_few_worker(args[0], worker, n_workers, *args[1:], worker_scores[worker],
-                        worker_ids[worker])
+        kernel(args[0], worker, n_workers, *args[1:], worker_scores[worker],
+               worker_ids[worker])
     run_workers(work, n_workers)
     merge_heaps(worker_scores, worker_ids, heap_scores, heap_ids)
