@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from cfprune.errors import ShapeError
-from cfprune.kernels.dense import ITEMS_PER_TILE
+from cfprune.kernels.dense import ITEMS_PER_TILE, half_to_float32
 from cfprune.kernels.int8 import quantise_queries, score_int8_int8
 from cfprune.kernels.fastscan import (HAS_SHUFFLE, HAS_WIDE, block_layout, level_bytes,
                                       level_threshold, quantise_tables, score_fastscan)
@@ -115,6 +115,25 @@ def test_dense_float32_ids_exact_with_integer_factors(p, by_norm):
     ref_ids, ref_scores = topk_reference(q.astype(np.float64) @ items.T, p["k"], p["seen"])
     np.testing.assert_array_equal(ids, ref_ids)
     np.testing.assert_array_equal(scores, ref_scores.astype(np.float32))
+
+
+def test_half_to_float32_widens_every_bit_pattern_as_numpy():
+    """The intrinsic against NumPy's float16 -> float32 over all 65536 patterns: bit for bit
+    for subnormals, both zeros, infinities and every finite value; NaN for NaN (``fpext`` quiets
+    signalling NaNs, NumPy keeps their payload)."""
+    from numba import njit
+
+    @njit
+    def widen(bits, out):
+        for i in range(bits.shape[0]):
+            out[i] = half_to_float32(bits[i])
+    bits = np.arange(65536, dtype=np.uint16)
+    got = np.empty(65536, np.float32)
+    widen(bits, got)
+    expected = bits.view(np.float16).astype(np.float32)
+    nan = np.isnan(expected)
+    assert nan.sum() == 2 * 1023 and np.isnan(got[nan]).all()
+    np.testing.assert_array_equal(got[~nan].view(np.uint32), expected[~nan].view(np.uint32))
 
 
 @SETTINGS

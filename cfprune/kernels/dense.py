@@ -2,14 +2,17 @@
 
 A tile decoder writes the table rows ``rows`` (int32 [m], any order) as float32 into
 ``out[:m]`` [>= m, d]; :mod:`.tiled` scores the decoded tile with one BLAS GEMM. Float16 rows are
-widened through a 65536-entry lookup table (Numba has no float16 arithmetic).
+widened through a 65536-entry lookup table (Numba has no float16 type); the few-users scan widens
+them in registers instead (:func:`half_to_float32`, an intrinsic emitting LLVM's ``fpext``).
 
 Scorers split the users into tiles of :data:`USERS_PER_TILE` and walk the item table in tiles of
 :data:`ITEMS_PER_TILE` rows, so an item row is decoded once per tile of users.
 """
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 USERS_PER_TILE = 64
 ITEMS_PER_TILE = 512
@@ -18,6 +21,19 @@ ITEMS_PER_TILE = 512
 def float16_lookup():
     """float32 [65536]: the value of every float16 bit pattern, indexed by its uint16 view."""
     return np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)
+
+
+@intrinsic
+def half_to_float32(typingctx, bits):
+    """float32: the float16 whose bit pattern is ``bits`` (uint16), widened exactly (every
+    finite value, subnormals, infinities and NaN as NumPy's ``astype``): LLVM's ``fpext``, which
+    a vectorised loop turns into ``vcvtph2ps`` (F16C) on x86."""
+    if bits != types.uint16:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+    return types.float32(types.uint16), codegen
 
 
 @njit(cache=True, nogil=True)

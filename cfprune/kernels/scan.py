@@ -5,8 +5,8 @@ decodes every item tile into float32 scratch and multiplies a nearly empty user 
 route instead scores the stored rows directly, one row at a time, for every user of the call:
 
 - ``float32``: a dot product over the row (vectorised by LLVM: reassociation allowed);
-- ``float16``: the bits widened in registers (sign and ``(h & 0x7fff) << 13`` as float32, times
-  2^112: exact for every finite half including subnormals), no 65536-entry lookup;
+- ``float16``: the bits widened exactly in registers (:func:`.dense.half_to_float32`, LLVM's
+  ``fpext``: ``vcvtph2ps`` once the loop is vectorised), no 65536-entry lookup;
 - ``int8``: float-times-int8 with the scales folded into the user: per dimension, the user
   ``u * scale`` and the constant ``u . offset``; per row, ``scale[r] * (u . q_r) +
   offset[r] * sum(u)``; ``int4`` the same after unpacking the nibbles in registers;
@@ -36,6 +36,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from cfprune.errors import ShapeError
+from cfprune.kernels.dense import half_to_float32
 from cfprune.kernels.pool import frozen, run_workers
 from cfprune.kernels.tiled import KIND_FLOAT16, KIND_FLOAT32, KIND_INT4, KIND_INT8, KIND_PQ
 from cfprune.kernels.topk import EMPTY_ID, is_worse, offer_rows, reach, replace_root, \
@@ -47,20 +48,34 @@ SCAN_KINDS = (KIND_FLOAT32, KIND_FLOAT16, KIND_INT8, KIND_INT4, KIND_PQ)
 FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
+def _stored_value(value):
+    """float32 of one stored value in compiled code: float16 bits (uint16) widened exactly
+    (:func:`.dense.half_to_float32`), float32 or int8 levels as they are."""
+    raise TypeError("_stored_value runs inside compiled kernels only")
+
+
+@overload(_stored_value)
+def _stored_value_of_type(value):
+    if value == types.uint16:
+        return lambda value: half_to_float32(value)
+    return lambda value: np.float32(value)
+
+
 @njit(cache=True, nogil=True, fastmath=FAST)
 def _dot4(values, r0, r1, r2, r3, query, scores, j):
-    """``scores[j:j + 4]`` = the rows ``r0..r3`` of ``values`` [., d] (float32 or int8 levels)
-    dotted with ``query``: four independent sums, so the loads of four rows overlap."""
+    """``scores[j:j + 4]`` = the rows ``r0..r3`` of ``values`` [., d] (float32, float16 bits or
+    int8 levels) dotted with ``query``: four independent sums, so the loads of four rows
+    overlap."""
     a0 = np.float32(0.0)
     a1 = np.float32(0.0)
     a2 = np.float32(0.0)
     a3 = np.float32(0.0)
     for t in range(query.shape[0]):
         q = query[t]
-        a0 += np.float32(values[r0, t]) * q
-        a1 += np.float32(values[r1, t]) * q
-        a2 += np.float32(values[r2, t]) * q
-        a3 += np.float32(values[r3, t]) * q
+        a0 += _stored_value(values[r0, t]) * q
+        a1 += _stored_value(values[r1, t]) * q
+        a2 += _stored_value(values[r2, t]) * q
+        a3 += _stored_value(values[r3, t]) * q
     scores[j] = a0
     scores[j + 1] = a1
     scores[j + 2] = a2
@@ -95,12 +110,11 @@ def _dot4_int4(packed, r0, r1, r2, r3, query, scores, j):
 
 
 @njit(cache=True, nogil=True)
-def _widen_rows(tiles, kind, rows, j, count, scratch, raw):
+def _widen_rows(tiles, kind, rows, j, count, scratch):
     """Write the stored values of the rows ``rows[j:j + count]`` as float32 into
-    ``scratch[:count]`` (float16 bits widened exactly, through ``raw`` uint32 [d]; int8/int4
-    levels before scale and offset; float32 copied), zeros in the rest of the 4 scratch rows."""
+    ``scratch[:count]`` (float16 bits widened exactly; int8/int4 levels before scale and
+    offset; float32 copied), zeros in the rest of the 4 scratch rows."""
     dim = scratch.shape[1]
-    magnitude = raw.view(np.float32)
     for i in range(4):
         if i >= count:
             for t in range(dim):
@@ -111,13 +125,8 @@ def _widen_rows(tiles, kind, rows, j, count, scratch, raw):
             for t in range(dim):
                 scratch[i, t] = tiles.float32[row, t]
         elif kind == KIND_FLOAT16:
-            # no fast-math in this function: the scaling by 2^112 is not reassociated
             for t in range(dim):
-                h = np.uint32(tiles.float16_bits[row, t])
-                raw[t] = ((h & np.uint32(0x7FFF)) << np.uint32(13)) | \
-                    ((h & np.uint32(0x8000)) << np.uint32(16))
-            for t in range(dim):
-                scratch[i, t] = magnitude[t] * np.float32(5.192296858534828e33)  # 2^112
+                scratch[i, t] = half_to_float32(tiles.float16_bits[row, t])
         elif kind == KIND_INT8:
             for t in range(dim):
                 scratch[i, t] = np.float32(tiles.codes8[row, t])
@@ -170,8 +179,7 @@ def prepare_users(tiles, kind, queries, folded, user_sum, user_const, luts):
                     luts[u, s, c] = dot
 
 
-def score_rows(tiles, kind, rows, user, folded, user_sum, user_const, luts, scores, scratch,
-               raw):
+def score_rows(tiles, kind, rows, user, folded, user_sum, user_const, luts, scores, scratch):
     """``scores[j]`` float32: user ``user``'s score of the table rows ``rows[j]``, in compiled
     code only: :func:`_score_rows_of_kind` chooses the scorer of the constant ``kind`` when the
     caller compiles, so a kernel holds one storage's scorer (the PQ lookup or the dot
@@ -181,14 +189,14 @@ def score_rows(tiles, kind, rows, user, folded, user_sum, user_const, luts, scor
 
 @overload(score_rows, prefer_literal=True)
 def _score_rows_of_kind(tiles, kind, rows, user, folded, user_sum, user_const, luts, scores,
-                        scratch, raw):
+                        scratch):
     if isinstance(kind, types.IntegerLiteral) and kind.literal_value == KIND_PQ:
         return _score_lookups
     return _score_stored_values
 
 
-def _score_lookups(tiles, kind, rows, user, folded, user_sum, user_const, luts, scores, scratch,
-                   raw):
+def _score_lookups(tiles, kind, rows, user, folded, user_sum, user_const, luts, scores,
+                   scratch):
     """:func:`score_rows` of 8-bit PQ codes: one lookup-table addition per code."""
     lut = luts[user]
     for j in range(rows.shape[0]):
@@ -196,7 +204,7 @@ def _score_lookups(tiles, kind, rows, user, folded, user_sum, user_const, luts, 
 
 
 def _score_stored_values(tiles, kind, rows, user, folded, user_sum, user_const, luts, scores,
-                         scratch, raw):
+                         scratch):
     """:func:`score_rows` of float32, float16, int8 and int4 rows: four rows' dot products at a
     time, then the int8/int4 scale and offset."""
     query = folded[user]
@@ -209,11 +217,14 @@ def _score_stored_values(tiles, kind, rows, user, folded, user_sum, user_const, 
         elif kind == KIND_INT8 and count == 4:
             _dot4(tiles.codes8, rows[j], rows[j + 1], rows[j + 2], rows[j + 3], query,
                   scores, j)
+        elif kind == KIND_FLOAT16 and count == 4:
+            _dot4(tiles.float16_bits, rows[j], rows[j + 1], rows[j + 2], rows[j + 3], query,
+                  scores, j)
         elif kind == KIND_INT4 and count == 4:
             _dot4_int4(tiles.bytes2d, rows[j], rows[j + 1], rows[j + 2], rows[j + 3], query,
                        scores, j)
         else:
-            _widen_rows(tiles, kind, rows, j, count, scratch, raw)
+            _widen_rows(tiles, kind, rows, j, count, scratch)
             # scores has room for 4 past j (SCAN_TILE is a multiple of 4)
             _dot4(scratch, 0, 1, 2, 3, query, scores, j)
     if kind == KIND_INT8 or kind == KIND_INT4:
@@ -251,7 +262,6 @@ def _scan_few(queries, worker, n_workers, tiles, kind, order, remaining_norm, it
         user_reach[u] = reach(queries[u])
     scores = np.empty(SCAN_TILE, np.float32)
     scratch = np.empty((4, dim), np.float32)
-    raw = np.empty(dim, np.uint32)
     n_tiles = (n_rows + SCAN_TILE - 1) // SCAN_TILE
     for tile in range(worker, n_tiles, n_workers):
         p0 = tile * SCAN_TILE
@@ -262,8 +272,7 @@ def _scan_few(queries, worker, n_workers, tiles, kind, order, remaining_norm, it
         for u in range(n_users):
             if not active[u]:
                 continue
-            score_rows(tiles, kind, rows, u, folded, user_sum, user_const, luts, scores, scratch,
-                       raw)
+            score_rows(tiles, kind, rows, u, folded, user_sum, user_const, luts, scores, scratch)
             offer_rows(heap_scores[u], heap_ids[u], scores, rows, item_map, seen_indices,
                        seen_start[u], seen_end[u])
 
