@@ -2,8 +2,8 @@
 
 A tile decoder writes the table rows ``rows`` (int32 [m], any order) as float32 into
 ``out[:m]`` [>= m, d]; :mod:`.tiled` scores the decoded tile with one BLAS GEMM. Float16 rows are
-widened through a 65536-entry lookup table (Numba has no float16 type); the few-users scan widens
-them in registers instead (:func:`half_to_float32`, an intrinsic emitting LLVM's ``fpext``).
+widened in registers by :func:`half_to_float32` (Numba has no float16 type: an intrinsic emitting
+LLVM's ``fpext``), which the few-users scan uses too.
 
 Scorers split the users into tiles of :data:`USERS_PER_TILE` and walk the item table in tiles of
 :data:`ITEMS_PER_TILE` rows, so an item row is decoded once per tile of users.
@@ -16,11 +16,6 @@ from numba.extending import intrinsic
 
 USERS_PER_TILE = 64
 ITEMS_PER_TILE = 512
-
-
-def float16_lookup():
-    """float32 [65536]: the value of every float16 bit pattern, indexed by its uint16 view."""
-    return np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)
 
 
 @intrinsic
@@ -47,11 +42,11 @@ def decode_float32_tile(items, rows, out):
 
 
 @njit(cache=True, nogil=True)
-def decode_float16_tile(items_bits, half_lookup, rows, out):
+def decode_float16_tile(items_bits, rows, out):
     """Widen the rows ``rows`` of a float16 table, given as its uint16 view ``items_bits``
-    [n, d], into ``out``; ``half_lookup`` is :func:`float16_lookup`."""
+    [n, d], into ``out``, exactly."""
     dim = out.shape[1]
     for r in range(rows.shape[0]):
         row = rows[r]
         for t in range(dim):
-            out[r, t] = half_lookup[items_bits[row, t]]
+            out[r, t] = half_to_float32(items_bits[row, t])

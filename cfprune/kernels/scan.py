@@ -6,7 +6,7 @@ route instead scores the stored rows directly, one row at a time, for every user
 
 - ``float32``: a dot product over the row (vectorised by LLVM: reassociation allowed);
 - ``float16``: the bits widened exactly in registers (:func:`.dense.half_to_float32`, LLVM's
-  ``fpext``: ``vcvtph2ps`` once the loop is vectorised), no 65536-entry lookup;
+  ``fpext``: ``vcvtph2ps`` once the loop is vectorised);
 - ``int8``: float-times-int8 with the scales folded into the user: per dimension, the user
   ``u * scale`` and the constant ``u . offset``; per row, ``scale[r] * (u . q_r) +
   offset[r] * sum(u)``; ``int4`` the same after unpacking the nibbles in registers;

@@ -47,14 +47,13 @@ Common arguments of the scorers of this package:
   updated in place (unsorted; :func:`.topk.sort_heaps` orders them).
 """
 
-from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
 from cfprune.kernels.dense import (ITEMS_PER_TILE, USERS_PER_TILE, decode_float16_tile,
-                                   decode_float32_tile, float16_lookup)
+                                   decode_float32_tile)
 from cfprune.kernels.int8 import decode_affine_tile
 from cfprune.kernels.packed import decode_packed_tile
 from cfprune.kernels.pool import frozen, run_blocks, run_workers
@@ -79,8 +78,7 @@ class ItemTiles(NamedTuple):
     """One item table as the arrays its tile decoder reads; unused fields are empty arrays.
 
     ``kind`` is one of the ``KIND_*`` constants. Fields: ``float32`` float32 [n, d];
-    ``float16_bits`` uint16 [n, d] (the float16 table's bits) and ``half_lookup`` float32
-    [65536]; ``codes8`` int8 [n, d]; ``bytes2d`` uint8 [n, ceil(d/2)] (int4 levels),
+    ``float16_bits`` uint16 [n, d] (the float16 table's bits); ``codes8`` int8 [n, d]; ``bytes2d`` uint8 [n, ceil(d/2)] (int4 levels),
     [n, ceil(d/4)] (int2 levels) or [n, m] (PQ codes); ``scale``/``offset`` float32 (per row
     when ``per_row``, else per dimension;
     ``offset`` [0] when symmetric); ``indptr`` int64 [n + 1], ``index_bytes`` uint8 and
@@ -91,7 +89,6 @@ class ItemTiles(NamedTuple):
     kind: int
     float32: np.ndarray
     float16_bits: np.ndarray
-    half_lookup: np.ndarray
     codes8: np.ndarray
     bytes2d: np.ndarray
     scale: np.ndarray
@@ -105,8 +102,7 @@ class ItemTiles(NamedTuple):
     bounds: np.ndarray
 
 
-_DTYPES = dict(float32=np.float32, float16_bits=np.uint16, half_lookup=np.float32,
-               codes8=np.int8, bytes2d=np.uint8, scale=np.float32, offset=np.float32,
+_DTYPES = dict(float32=np.float32, float16_bits=np.uint16, codes8=np.int8, bytes2d=np.uint8, scale=np.float32, offset=np.float32,
                indptr=np.int64, index_bytes=np.uint8, values=np.float32, codebooks=np.float32,
                bounds=np.int32)
 _TWO_D = ("float32", "float16_bits", "codes8", "bytes2d", "codebooks")
@@ -123,11 +119,6 @@ def _item_tiles(kind, **arrays):
     return ItemTiles(kind=int(kind), **fields)
 
 
-@lru_cache(maxsize=1)
-def _half_lookup():
-    return float16_lookup()
-
-
 def float32_tiles(items):
     """:class:`ItemTiles` of a float32 table [n, d]."""
     return _item_tiles(KIND_FLOAT32, float32=items)
@@ -136,8 +127,7 @@ def float32_tiles(items):
 def float16_tiles(items):
     """:class:`ItemTiles` of a float16 table [n, d]."""
     return _item_tiles(KIND_FLOAT16,
-                       float16_bits=np.ascontiguousarray(items, np.float16).view(np.uint16),
-                       half_lookup=_half_lookup())
+                       float16_bits=np.ascontiguousarray(items, np.float16).view(np.uint16))
 
 
 def _affine(kind, codes_field, codes, scale, offset, per_row):
@@ -181,7 +171,7 @@ def decode_tile(tiles, rows, out):
     if kind == KIND_FLOAT32:
         decode_float32_tile(tiles.float32, rows, out)
     elif kind == KIND_FLOAT16:
-        decode_float16_tile(tiles.float16_bits, tiles.half_lookup, rows, out)
+        decode_float16_tile(tiles.float16_bits, rows, out)
     elif kind == KIND_INT8:
         decode_affine_tile(tiles.codes8, tiles.scale, tiles.offset, tiles.per_row, rows, out)
     elif kind == KIND_INT4:
