@@ -205,11 +205,12 @@ def search_compress(args, model, interactions):
     pick = result.pick
     figures = ", ".join(f"{k} {v:.4f} ({100 * pick.relative[k]:.1f}% of float)"
                         for k, v in pick.metrics.items())
-    side = "item side" if result.side == "items" else "whole model"
-    print(f"{pick.spec}: {side} {result.baseline_bytes:,} -> {pick.returned_bytes:,} bytes "
-          f"({result.baseline_bytes / pick.returned_bytes:.1f}x smaller); whole model, users "
-          f"included, {result.baseline_model_bytes:,} -> {result.model_bytes:,} bytes "
-          f"({result.model_ratio:.2f}x smaller); validation {figures}; "
+    whole = (f"whole model, users included, {result.baseline_model_bytes:,} -> "
+             f"{result.model_bytes:,} bytes ({result.model_ratio:.2f}x smaller)")
+    if result.side == "items":
+        whole = (f"item side {result.baseline_bytes:,} -> {pick.returned_bytes:,} bytes "
+                 f"({result.baseline_bytes / pick.returned_bytes:.1f}x smaller); {whole}")
+    print(f"{pick.spec}: {whole}; validation {figures}; "
           f"{len(result.candidates)} candidates in {result.seconds:.0f} s; saved {args.out} "
           f"and {record}")
     return 0
