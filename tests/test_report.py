@@ -382,11 +382,19 @@ def test_user_samples_are_seeded_subsets_of_the_users_with_items(data):
     assert not np.array_equal(users, sampled_users(data, SMALL_SCALE, 0, "valid"))
 
 
-def test_report_at_scale_samples_users_and_halves_the_grid(tmp_path, data):
+def test_report_at_scale_samples_users_and_halves_the_grid(tmp_path, data, capsys,
+                                                           monkeypatch):
+    import cfprune.models.training as training
+    monkeypatch.setattr(training, "ITERATION_LINE_SECONDS", 0.0)
     lines = []
     report = run_report(data, tmp_path, methods=METHODS[:2], seed=3, num_threads=2,
                         grid=SMALL_GRID, n_resamples=100, repeats=1, log=lines.append,
                         scale=SMALL_SCALE)
+    # at scale the baselines' trainings say how far they are (off a terminal: lines); the
+    # tuning grid's many small trainings do not
+    logged = capsys.readouterr().err.splitlines()
+    assert sum(line.startswith("train ALS ") for line in logged) == SMALL_GRID.iterations
+    assert any(line.startswith("train BPR 1/") for line in logged)
     scale = report["scale"]
     assert scale["sampled"] and scale["n_valid_users"] == 60 and scale["n_timed_users"] == 50
     assert report["baseline"]["n_test_users"] == report["split"]["n_test_users"] == 60
