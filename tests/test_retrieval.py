@@ -12,7 +12,7 @@ from cfprune.kernels.dense import ITEMS_PER_TILE
 from cfprune.kernels.metrics import metrics_users
 from cfprune.kernels.fastscan import HAS_SHUFFLE, fastscan_worker, shuffle_worker
 from cfprune.kernels.scan import scan_lookups_worker, scan_values_worker
-from cfprune.kernels.tiled import FLAT_ITEMS, scan_worker
+from cfprune.kernels.tiled import FLAT_ITEMS, FLAT_MIN_ROWS, scan_worker
 from cfprune.models.factors import FactorModel
 from cfprune.retrieval import recommend
 from cfprune.tables import (DenseTable, Float16Table, Int4Table, Int8Table, PQTable, PrunedTable,
@@ -119,7 +119,8 @@ def test_early_stop_over_skewed_norms_matches_brute_force(storage, n_users, n_it
 @settings(max_examples=15, deadline=None)
 @given(st.sampled_from(["dense", "fp16", "int8-dim", "int4-row", "pq", "pq-rot", "sparse",
                         "pruned-fallback"]),
-       st.integers(5, 90), st.integers(FLAT_ITEMS + 1, 2 * FLAT_ITEMS + ITEMS_PER_TILE),
+       st.integers(5, 90), st.integers(FLAT_MIN_ROWS + ITEMS_PER_TILE,
+                                        FLAT_MIN_ROWS + FLAT_ITEMS + ITEMS_PER_TILE),
        st.integers(2, 16), st.integers(1, 12), st.integers(0, 2 ** 32 - 1))
 def test_flat_norms_take_the_flat_route_and_match_brute_force(storage, n_users, n_items, dim,
                                                               k, seed):
@@ -139,23 +140,30 @@ def test_flat_norms_take_the_flat_route_and_match_brute_force(storage, n_users, 
 
 def test_the_route_follows_the_norms(monkeypatch):
     """The users' stop levels after the first tile choose the route: flat norms the flat route,
-    norms falling as a power of the rank the fine tiles with early stop."""
+    norms falling as a power of the rank the fine tiles with early stop; a flat table with fewer
+    than FLAT_MIN_ROWS rows after the first tile keeps the fine tiles."""
     import cfprune.kernels.tiled as tiled
-    predicted = []
-    scanned_fraction = tiled.scanned_fraction
+    predicted, flat_calls = [], []
+    scanned_fraction, flat_range = tiled.scanned_fraction, tiled._flat_range
 
     def spy(*args):
         predicted.append(scanned_fraction(*args))
         return predicted[-1]
+
+    def flat_spy(*args):
+        flat_calls.append(args[5].shape[0])     # the order's rows
+        return flat_range(*args)
     monkeypatch.setattr(tiled, "scanned_fraction", spy)
+    monkeypatch.setattr(tiled, "_flat_range", flat_spy)
     rng = np.random.default_rng(0)
     users = rng.standard_normal((40, 8)).astype(np.float32)
-    factors = rng.standard_normal((4 * ITEMS_PER_TILE, 8)).astype(np.float32)
+    factors = rng.standard_normal((ITEMS_PER_TILE + FLAT_MIN_ROWS, 8)).astype(np.float32)
     flat = factors / np.linalg.norm(factors, axis=1, keepdims=True)
     skewed = factors / (rng.permutation(factors.shape[0]) + 1.0)[:, None].astype(np.float32)
-    for items in (flat, skewed):
+    for items in (flat, skewed, flat[:-1]):
         FactorModel(users, items).recommend(np.arange(40), None, k=5, filter_seen=False)
     assert predicted[0] > tiled.FLAT_FRACTION >= predicted[1]
+    assert predicted[2] > tiled.FLAT_FRACTION and flat_calls == [flat.shape[0]]
 
 
 @SETTINGS

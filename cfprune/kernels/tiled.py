@@ -35,7 +35,8 @@ small GEMMs). The flat route (:func:`flat_worker`) decodes each item tile of
 selection skipping the scores below each user's k-th best by a vectorised count
 (:func:`.topk.offer_rows`); it keeps the bound, per block. The choice is made after the first
 item tile: the flat route when the users' stop levels predict that they scan more than
-:data:`FLAT_FRACTION` of the rest (:func:`scanned_fraction`).
+:data:`FLAT_FRACTION` of the rest (:func:`scanned_fraction`) and at least :data:`FLAT_MIN_ROWS`
+rows are left.
 
 Common arguments of the scorers of this package:
 
@@ -70,6 +71,9 @@ FLAT_USERS = 256
 # scan more than this fraction of the rows left (the pruned route costs about twice as much per
 # score: its GEMMs are 64 x 512, and every user tile decodes the item tile again)
 FLAT_FRACTION = 0.5
+# and only with at least this many rows left: on fewer, both routes take well under a
+# millisecond and a process need not compile the flat kernel (1.4 s cold) for so small a table
+FLAT_MIN_ROWS = 2 * FLAT_ITEMS
 # positions of the bound that :func:`scanned_fraction` reads (a sample, evenly spaced)
 FRACTION_PROBES = 4096
 
@@ -390,7 +394,8 @@ def score_tiles(queries, tiles, order, remaining_norm, n_workers, item_map, seen
     The first item tile is scanned for every query in input order; the queries are then
     regrouped into user tiles by the norm level at which their bound predicts they stop (k-th
     best so far over reach), so that a tile's users retire together, and the rest is scanned,
-    by the flat route when that level predicts a scan of more than :data:`FLAT_FRACTION` of it.
+    by the flat route when that level predicts a scan of more than :data:`FLAT_FRACTION` of it
+    (and :data:`FLAT_MIN_ROWS` rows at least are left).
     """
     n_queries = queries.shape[0]
     n_rows = order.shape[0]
@@ -410,7 +415,8 @@ def score_tiles(queries, tiles, order, remaining_norm, n_workers, item_map, seen
     stop_level = np.full(n_queries, -np.inf)
     np.divide(kth, user_reach, out=stop_level, where=user_reach > 0)
     regrouped = np.argsort(-stop_level, kind="stable").astype(np.int64)
-    if scanned_fraction(stop_level, remaining_norm, head) > FLAT_FRACTION:
+    if scanned_fraction(stop_level, remaining_norm, head) > FLAT_FRACTION and \
+            n_rows - head >= FLAT_MIN_ROWS:
         _flat_range(queries, regrouped, user_reach, n_workers, *shared, head, n_rows, *seen)
     else:
         _scan_range(queries, regrouped, n_workers, *shared, head, n_rows, *seen)
