@@ -15,7 +15,7 @@ from cfprune.kernels.rerank import rerank_dense, rerank_int8
 from cfprune.kernels.scan import SCAN_KINDS, score_few
 from cfprune.kernels.tiled import (FLAT_ITEMS, csr_tiles, flat_worker, float16_tiles,
                                    float32_tiles, int4_tiles, int8_tiles, norm_order, pq_tiles,
-                                   scan_worker, score_flat, score_tiles, table_order)
+                                   scan_worker, score_tiles, table_order)
 from cfprune.kernels.topk import new_heaps, sort_heaps
 from tests.reference_kernels import (assert_topk_matches, decode_affine, decode_csr, decode_pq,
                                      pack_int4, topk_reference, unpack_int4)
@@ -82,10 +82,12 @@ def run(tiles, queries, p, by_norm, item_map=EMPTY_MAP, heaps=None, order=None, 
         order = norm_order(reference_norms(decoded)) if by_norm else table_order(n_rows)
     heap_scores, heap_ids = new_heaps(queries.shape[0], p["k"]) if heaps is None else heaps
     route = p.get("route")
-    scorer = score_few if route == "few" and tiles.kind in SCAN_KINDS else \
-        score_flat if route == "flat" else score_tiles
-    scorer(queries, tiles, *order, n_workers, item_map, *seen_arrays(p["seen"]), heap_scores,
-           heap_ids)
+    arguments = (queries, tiles, *order, n_workers, item_map, *seen_arrays(p["seen"]),
+                 heap_scores, heap_ids)
+    if route == "few" and tiles.kind in SCAN_KINDS:
+        score_few(*arguments)
+    else:
+        score_tiles(*arguments, route="flat" if route == "flat" else None)
     sort_heaps(heap_scores, heap_ids)
     return heap_ids, heap_scores
 

@@ -82,8 +82,9 @@ class ItemTiles(NamedTuple):
     """One item table as the arrays its tile decoder reads; unused fields are empty arrays.
 
     ``kind`` is one of the ``KIND_*`` constants. Fields: ``float32`` float32 [n, d];
-    ``float16_bits`` uint16 [n, d] (the float16 table's bits); ``codes8`` int8 [n, d]; ``bytes2d`` uint8 [n, ceil(d/2)] (int4 levels),
-    [n, ceil(d/4)] (int2 levels) or [n, m] (PQ codes); ``scale``/``offset`` float32 (per row
+    ``float16_bits`` uint16 [n, d] (the float16 table's bits); ``codes8`` int8 [n, d];
+    ``bytes2d`` uint8 [n, ceil(d/2)] (int4 levels), [n, ceil(d/4)] (int2 levels) or [n, m]
+    (PQ codes); ``scale``/``offset`` float32 (per row
     when ``per_row``, else per dimension;
     ``offset`` [0] when symmetric); ``indptr`` int64 [n + 1], ``index_bytes`` uint8 and
     ``index_width`` (see :func:`.sparse.index_bytes`), ``values`` float32 [nnz];
@@ -106,8 +107,8 @@ class ItemTiles(NamedTuple):
     bounds: np.ndarray
 
 
-_DTYPES = dict(float32=np.float32, float16_bits=np.uint16, codes8=np.int8, bytes2d=np.uint8, scale=np.float32, offset=np.float32,
-               indptr=np.int64, index_bytes=np.uint8, values=np.float32, codebooks=np.float32,
+_DTYPES = dict(float32=np.float32, float16_bits=np.uint16, codes8=np.int8, bytes2d=np.uint8,
+               scale=np.float32, offset=np.float32, indptr=np.int64, index_bytes=np.uint8, values=np.float32, codebooks=np.float32,
                bounds=np.int32)
 _TWO_D = ("float32", "float16_bits", "codes8", "bytes2d", "codebooks")
 
@@ -385,7 +386,7 @@ def _user_reach(queries):
 
 
 def score_tiles(queries, tiles, order, remaining_norm, n_workers, item_map, seen_indices,
-                seen_start, seen_end, heap_scores, heap_ids):
+                seen_start, seen_end, heap_scores, heap_ids, route=None):
     """Top-k of float32 ``queries`` [n, d] over the table ``tiles`` scanned in ``order`` int32
     [n_rows] (a permutation of its rows), stopping each query early by ``remaining_norm`` float32
     [n_rows] (a bound on the norms of ``order[p:]``, non-increasing; +inf: no early stop), with
@@ -395,7 +396,8 @@ def score_tiles(queries, tiles, order, remaining_norm, n_workers, item_map, seen
     regrouped into user tiles by the norm level at which their bound predicts they stop (k-th
     best so far over reach), so that a tile's users retire together, and the rest is scanned,
     by the flat route when that level predicts a scan of more than :data:`FLAT_FRACTION` of it
-    (and :data:`FLAT_MIN_ROWS` rows at least are left).
+    (and :data:`FLAT_MIN_ROWS` rows at least are left). ``route="flat"`` takes the flat route
+    over every position instead (the tests draw both routes on the same problems).
     """
     n_queries = queries.shape[0]
     n_rows = order.shape[0]
@@ -405,6 +407,10 @@ def score_tiles(queries, tiles, order, remaining_norm, n_workers, item_map, seen
         queries, order, remaining_norm, item_map, seen_indices, seen_start, seen_end)
     shared = (tiles, order, remaining_norm)
     seen = (*seen, heap_scores, heap_ids)
+    if route == "flat":
+        _flat_range(queries, np.arange(n_queries, dtype=np.int64), _user_reach(queries),
+                    n_workers, *shared, 0, n_rows, *seen)
+        return
     head = min(n_rows, ITEMS_PER_TILE)
     _scan_range(queries, np.arange(n_queries, dtype=np.int64), n_workers, *shared, 0, head,
                 *seen)
@@ -421,17 +427,3 @@ def score_tiles(queries, tiles, order, remaining_norm, n_workers, item_map, seen
     else:
         _scan_range(queries, regrouped, n_workers, *shared, head, n_rows, *seen)
 
-
-def score_flat(queries, tiles, order, remaining_norm, n_workers, item_map, seen_indices,
-               seen_start, seen_end, heap_scores, heap_ids):
-    """Top-k by the flat route alone (:func:`flat_worker`) over every position of ``order``,
-    arguments as in :func:`score_tiles` (which takes this route after its first item tile when
-    the bound prunes little)."""
-    n_queries = queries.shape[0]
-    n_rows = order.shape[0]
-    if n_queries == 0 or n_rows == 0:
-        return
-    queries, order, remaining_norm, *seen = _frozen_inputs(
-        queries, order, remaining_norm, item_map, seen_indices, seen_start, seen_end)
-    _flat_range(queries, np.arange(n_queries, dtype=np.int64), _user_reach(queries), n_workers,
-                tiles, order, remaining_norm, 0, n_rows, *seen, heap_scores, heap_ids)
