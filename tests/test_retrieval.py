@@ -424,3 +424,20 @@ def test_user_items_of_every_user_with_the_users_permuted_is_asked_not_misread()
     np.testing.assert_array_equal(in_order, reference)
     with pytest.raises(ShapeError, match="expects 2"):
         model.recommend([0, 1], seen, k=3, user_items_rows="requested")
+
+
+def test_blas_is_single_threaded_inside_a_call_and_restored_after():
+    from threadpoolctl import threadpool_info
+    from cfprune.retrieval import single_threaded_blas
+
+    def blas_threads():
+        return sorted({lib["num_threads"] for lib in threadpool_info()
+                       if lib["user_api"] == "blas"})
+    with threadpool_limits(2, "blas"):
+        with single_threaded_blas():
+            assert blas_threads() == [1]
+        assert blas_threads() == [2]
+        with pytest.raises(RuntimeError):
+            with single_threaded_blas():
+                raise RuntimeError("inside")
+        assert blas_threads() == [2]

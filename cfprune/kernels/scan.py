@@ -37,12 +37,15 @@ from numba.extending import overload
 
 from cfprune.errors import ShapeError
 from cfprune.kernels.dense import half_to_float32
-from cfprune.kernels.pool import frozen, run_workers
+from cfprune.kernels.pool import frozen, run_workers, workers_for
 from cfprune.kernels.tiled import KIND_FLOAT16, KIND_FLOAT32, KIND_INT4, KIND_INT8, KIND_PQ
 from cfprune.kernels.topk import EMPTY_ID, is_worse, offer_rows, reach, replace_root, \
     retire_by_bound
 
 SCAN_TILE = 1024
+# a second worker only for calls offering more rows (x users) than this (a thread hop costs about
+# as much as one worker's scan of 32k dense rows)
+FEW_ROWS_PER_WORKER = 2 ** 15
 # the tile kinds this route scores (others raise in score_few)
 SCAN_KINDS = (KIND_FLOAT32, KIND_FLOAT16, KIND_INT8, KIND_INT4, KIND_PQ)
 FAST = {"reassoc", "contract", "nsz", "arcp"}
@@ -322,7 +325,7 @@ def score_few(queries, tiles, order, remaining_norm, n_workers, item_map, seen_i
     if n_queries == 0 or n_rows == 0:
         return
     n_tiles = (n_rows + SCAN_TILE - 1) // SCAN_TILE
-    n_workers = max(1, min(int(n_workers), n_tiles))
+    n_workers = min(workers_for(n_workers, n_rows * n_queries, FEW_ROWS_PER_WORKER), n_tiles)
     k = heap_scores.shape[1]
     worker_scores = np.full((n_workers, n_queries, k), -np.inf, np.float32)
     worker_ids = np.full((n_workers, n_queries, k), EMPTY_ID, np.int32)
