@@ -4,7 +4,7 @@ exact bytes of the saved file, pipelines and determinism."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from cfprune.compression import (Int2, Int4, Int8, LowRank, Magnitude, Pipeline,
                                  ProductQuantization, PruneRows)
@@ -274,6 +274,7 @@ def test_pq_rerank_table_and_candidates():
 @settings(max_examples=15, deadline=None)
 @given(st.integers(2, 30), st.integers(2, 30), st.integers(1, 10), st.integers(1, 10),
        st.integers(0, 1000))
+@example(2, 2, 3, 3, 324)   # fewer rows than columns: a Gram matrix that rounding made definite
 def test_joint_lowrank_is_the_best_rank_r_approximation(n_u, n_v, d, r, seed):
     r = min(r, d)
     model = random_model(n_u, n_v, d, seed)

@@ -67,8 +67,11 @@ def _split_svd(m, rank):
 def triangular_factor(x):
     """float64 [d, d] upper-triangular R with ``R^T R = x^T x`` (the R of a QR of ``x``, float
     [n, d], up to row signs), from the Cholesky factor of the Gram matrix; None when that is not
-    positive definite (``x`` of rank below d)."""
+    positive definite (``x`` of rank below d; always when it has fewer rows than columns, which
+    rounding could otherwise hide behind a tiny positive pivot)."""
     x = np.asarray(x, dtype=np.float64)
+    if x.shape[0] < x.shape[1]:
+        return None
     try:
         return np.linalg.cholesky(x.T @ x).T
     except np.linalg.LinAlgError:
