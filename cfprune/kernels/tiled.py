@@ -31,9 +31,11 @@ different depths and the fine tiles above pay: only the users still active enter
 they are flat (normalised rows, cosine models) the bound prunes little, and the fine tiles cost
 about twice per score what a plain scan does (the item tile decoded again for every 64 users,
 small GEMMs). The flat route (:func:`flat_worker`) decodes each item tile of
-:data:`FLAT_ITEMS` rows once per worker and scores it by blocks of :data:`FLAT_USERS` users, the
-selection skipping the scores below each user's k-th best by a vectorised count
-(:func:`.topk.offer_rows`); it keeps the bound, per block. The choice is made after the first
+:data:`FLAT_ITEMS` rows once per worker into a panel and scores it in registers, 32 items
+against 8 users at a time, each score compared there with its user's k-th best
+(:mod:`.panel`): no score matrix is written or read back, and the products run faster than
+OpenBLAS's sgemm on these shapes (0.80 against 1.23 ns per score of 64 coordinates, one core).
+It keeps the bound, per user and tile. The choice is made after the first
 item tile: the flat route when the users' stop levels predict that they scan more than
 :data:`FLAT_FRACTION` of the rest (:func:`scanned_fraction`) and at least :data:`FLAT_MIN_ROWS`
 rows are left.
@@ -57,6 +59,7 @@ from cfprune.kernels.dense import (ITEMS_PER_TILE, USERS_PER_TILE, decode_float1
                                    decode_float32_tile)
 from cfprune.kernels.int8 import decode_affine_tile
 from cfprune.kernels.packed import decode_packed_tile
+from cfprune.kernels.panel import PANEL_ITEMS, PANEL_USERS, block_scores, to_panel
 from cfprune.kernels.pool import frozen, run_blocks, run_workers
 from cfprune.kernels.pq import decode_pq_tile
 from cfprune.kernels.sparse import decode_csr_tile, index_bytes
@@ -64,9 +67,8 @@ from cfprune.kernels.topk import offer_rows, reach, widening
 
 KIND_FLOAT32, KIND_FLOAT16, KIND_INT8, KIND_INT4, KIND_CSR, KIND_PQ, KIND_INT2 = range(7)
 # the flat route (:func:`flat_worker`): item tiles of FLAT_ITEMS rows, each decoded once per
-# worker and scored by user blocks of FLAT_USERS (scores [FLAT_USERS, FLAT_ITEMS]: 1 MiB, in L2)
+# worker into a panel (256 KiB at d = 64, in L2)
 FLAT_ITEMS = 1024
-FLAT_USERS = 256
 # the flat route is taken when, after the first item tile, the users' bounds predict that they
 # scan more than this fraction of the rows left (the pruned route costs about twice as much per
 # score: its GEMMs are 64 x 512, and every user tile decodes the item tile again)
@@ -291,39 +293,62 @@ def flat_worker(users, user_order, user_reach, first, stop, tiles, order, remain
     ``users`` float32 [n, d] (query ``user_order[a]`` is row ``a``, ``user_reach`` float64 [n]
     its :func:`.topk.reach`).
 
-    Item tiles of :data:`FLAT_ITEMS` rows are decoded once and scored by blocks of
-    :data:`FLAT_USERS` users, one GEMM each; :func:`.topk.offer_rows` skips the scores below a
-    user's k-th best with a vectorised count. A block whose users all retire by
-    ``remaining_norm`` (as in :func:`scan_user_tile`) is skipped, and the scan ends when every
-    block has."""
+    Item tiles of :data:`FLAT_ITEMS` rows are decoded once, laid out as a panel
+    (:func:`.panel.to_panel`) and scored block by block (32 items) against groups of
+    :data:`.panel.PANEL_USERS` users in registers (:func:`.panel.block_scores`), each compared
+    there with the user's k-th best score: only the blocks where a user has a score at least as
+    good are offered (:func:`.topk.offer_rows`). A user whose bound ``user_reach * remaining_norm``
+    (as in :func:`scan_user_tile`) is below its k-th best gets an infinite threshold, a group of
+    such users is skipped, and the scan ends when every user has retired."""
     dim = users.shape[1]
     decoded = np.zeros((FLAT_ITEMS, dim), np.float32)
-    buffer = np.empty(FLAT_USERS * FLAT_ITEMS, np.float32)
+    panel = np.zeros(FLAT_ITEMS * dim, np.float32)
+    n_span = stop - first
+    n_groups = (n_span + PANEL_USERS - 1) // PANEL_USERS
+    grouped = np.zeros(n_groups * PANEL_USERS * dim, np.float32)  # padded to whole groups
+    for a in range(n_span):
+        for t in range(dim):
+            grouped[a * dim + t] = users[first + a, t]
+    thresholds = np.full(n_groups * PANEL_USERS, np.inf, np.float32)
+    group_active = np.zeros(n_groups, np.bool_)
+    block_out = np.empty(PANEL_USERS * PANEL_ITEMS, np.float32)
     for p0 in range(p_begin, p_end, FLAT_ITEMS):
         rows = order[p0:min(p_end, p0 + FLAT_ITEMS)]
+        n_rows = rows.shape[0]
         bound = np.float64(remaining_norm[p0])
-        fresh = False
-        for u0 in range(first, stop, FLAT_USERS):
-            u1 = min(stop, u0 + FLAT_USERS)
-            n_active = 0
-            for a in range(u0, u1):
-                n_active += not user_reach[a] * bound < heap_scores[user_order[a], 0]
-            if n_active == 0:
-                continue
-            if not fresh:
-                decode_tile(tiles, rows, decoded)
-                fresh = True
-            # the GEMM spans the whole scratch width; columns past len(rows) are never offered
-            scores = buffer[:(u1 - u0) * FLAT_ITEMS].reshape((u1 - u0, FLAT_ITEMS))
-            np.dot(users[u0:u1], decoded.T, scores)
-            for a in range(u0, u1):
-                query = user_order[a]
-                if user_reach[a] * bound < heap_scores[query, 0]:
-                    continue
-                offer_rows(heap_scores[query], heap_ids[query], scores[a - u0], rows, item_map,
-                           seen_indices, seen_start[query], seen_end[query])
-        if not fresh:
+        n_active = 0
+        group_active[:] = False
+        for a in range(n_span):
+            kth = heap_scores[user_order[first + a], 0]
+            if user_reach[first + a] * bound < kth:
+                thresholds[a] = np.inf
+            else:
+                thresholds[a] = kth
+                group_active[a // PANEL_USERS] = True
+                n_active += 1
+        if n_active == 0:
             break
+        decode_tile(tiles, rows, decoded)
+        to_panel(decoded, n_rows, panel)
+        for b in range((n_rows + PANEL_ITEMS - 1) // PANEL_ITEMS):
+            j0 = b * PANEL_ITEMS
+            block_rows = rows[j0:min(n_rows, j0 + PANEL_ITEMS)]
+            for g in range(n_groups):
+                if not group_active[g]:
+                    continue
+                passed = block_scores(grouped, g * PANEL_USERS * dim, panel, j0 * dim, dim,
+                                      thresholds, g * PANEL_USERS, block_out)
+                if passed == 0:
+                    continue
+                for r in range(PANEL_USERS):
+                    if not (passed >> r) & 1:
+                        continue
+                    a = g * PANEL_USERS + r
+                    query = user_order[first + a]
+                    offer_rows(heap_scores[query], heap_ids[query],
+                               block_out[r * PANEL_ITEMS:(r + 1) * PANEL_ITEMS], block_rows,
+                               item_map, seen_indices, seen_start[query], seen_end[query])
+                    thresholds[a] = heap_scores[query, 0]
 
 
 def _flat_range(queries, user_order, user_reach, n_workers, tiles, order, remaining_norm,
