@@ -60,3 +60,45 @@ def test_infinite_and_nan_thresholds_never_pass_and_minus_infinity_always_does()
     thresholds[-1] = np.nan
     passed, _ = _scores(users, panel, 8, thresholds, 0, 0)
     assert passed == 1
+
+
+NARROW = r"""
+import numpy as np
+from llvmlite import binding
+host = binding.get_host_cpu_features
+def without_avx512():
+    features = host()
+    for name in list(features):
+        if name.startswith("avx512"):
+            features[name] = False
+    return features
+binding.get_host_cpu_features = without_avx512
+from cfprune.kernels import panel
+assert (panel.PANEL_USERS, panel.LANES) == (2, 8), (panel.PANEL_USERS, panel.LANES)
+from cfprune.kernels.tiled import float32_tiles, score_tiles, table_order
+from cfprune.kernels.topk import new_heaps, sort_heaps
+rng = np.random.default_rng(1)
+items = rng.standard_normal((3000, 24)).astype(np.float32)
+users = rng.standard_normal((7, 24)).astype(np.float32)
+heap_scores, heap_ids = new_heaps(7, 5)
+none = np.empty(0, np.int32)
+score_tiles(users, float32_tiles(items), *table_order(3000), 2, none, none,
+            np.zeros(7, np.int64), np.zeros(7, np.int64), heap_scores, heap_ids, route="flat")
+sort_heaps(heap_scores, heap_ids)
+exact = users.astype(np.float64) @ items.T.astype(np.float64)
+want = np.argsort(-exact, axis=1, kind="stable")[:, :5]
+assert (heap_ids == want).all(), (heap_ids, want)
+print("narrow ok")
+"""
+
+
+def test_the_narrow_panel_of_cpus_without_avx512_scores_the_same(tmp_path):
+    """The 8-lane, 2-user kernel that a CPU without AVX-512 compiles (the host's features
+    patched before the import), in a process and a Numba cache of its own."""
+    import subprocess
+    import sys
+    from tests.processes import process_env
+    done = subprocess.run([sys.executable, "-c", NARROW], capture_output=True, text=True,
+                          env=process_env(NUMBA_CACHE_DIR=tmp_path), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "narrow ok" in done.stdout
