@@ -396,8 +396,11 @@ def implicit_case(request):
                                             random_state=0, num_threads=2)
         else:
             from implicit.cpu.bpr import BayesianPersonalizedRanking
+            # one thread: implicit's BPR is Hogwild on more, its factors then differ between
+            # runs, and now and then two items' scores tie within float32 rounding, which the
+            # two rankings may order either way (seen once in three full runs of the suite)
             model = BayesianPersonalizedRanking(factors=32, iterations=30, random_state=0,
-                                                num_threads=2)
+                                                num_threads=1)
         model.fit(train, show_progress=False)
     expected = {k: implicit_evaluation.ranking_metrics_at_k(model, train, test, K=k,
                                                             show_progress=False)
