@@ -265,13 +265,18 @@ def _id_array(ids, n, what):
     return ids
 
 
-def as_csr(x, name):
+def as_csr(x, name, rebuild=True):
     """The canonical float32 CSR (sorted indices, no duplicates) of an :class:`Interactions` or a
-    scipy.sparse matrix; ShapeError naming ``name`` for anything else."""
+    scipy.sparse matrix; ShapeError naming ``name`` for anything else. ``rebuild=False``: a
+    matrix already in that form comes back as it is, not as a new object over its arrays (for
+    callers that only read it: building one costs 0.05 ms, much of a single-user call)."""
     matrix = x.matrix if isinstance(x, Interactions) else x
     if not sp.issparse(matrix):
         raise ShapeError(f"{name} must be an Interactions or a scipy.sparse matrix, got "
                          f"{type(x).__name__}")
+    if not rebuild and matrix.format == "csr" and matrix.dtype == np.float32 and \
+            matrix.has_canonical_format:
+        return matrix
     csr = sp.csr_matrix(matrix, dtype=np.float32)
     if not csr.has_canonical_format:
         csr = csr.copy()

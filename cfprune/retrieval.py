@@ -39,7 +39,7 @@ from importlib import import_module
 import numpy as np
 
 from cfprune.errors import ShapeError
-from cfprune.interactions import Interactions, as_csr
+from cfprune.interactions import as_csr
 from cfprune.kernels.pool import thread_count
 from cfprune.arrays import fingerprint
 
@@ -167,10 +167,7 @@ def _history(user_items, rows, model, reading="auto"):
     if user_items is None:
         return None
     n = rows.shape[0]
-    csr = user_items.matrix if isinstance(user_items, Interactions) else user_items
-    if not (getattr(csr, "format", None) == "csr" and csr.dtype == np.float32 and
-            csr.has_canonical_format):   # else a canonical copy (read only here: no copy kept)
-        csr = as_csr(user_items, "user_items")
+    csr = as_csr(user_items, "user_items", rebuild=False)
     n_rows, n_cols = csr.shape
     if n_cols != model.n_items:
         raise ShapeError(f"user_items has {n_cols} columns but the model has {model.n_items} "
@@ -215,8 +212,7 @@ def _history_batch(history, first, stop):
     if history is None:
         return None
     csr, lookup = history
-    if first == 0 and stop == csr.shape[0] == lookup.shape[0] and lookup[-1] == stop - 1 and \
-            np.array_equal(lookup, np.arange(stop)):
+    if first == 0 and stop == csr.shape[0] and np.array_equal(lookup, np.arange(stop)):
         return csr     # every row in order (one row per query): no copy (0.06 ms per call)
     return csr[lookup[first:stop]]
 

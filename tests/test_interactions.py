@@ -102,3 +102,18 @@ def test_select_keeps_shape_and_alignment():
     assert np.array_equal(sub.ratings, ref.tocsr().data)
     assert np.array_equal(sub.timestamps, inter.timestamps[mask])
     assert np.array_equal(sub.entry_users(), coo.row[mask])
+
+
+def test_as_csr_without_rebuild_returns_a_canonical_matrix_itself_and_fixes_the_others():
+    from cfprune.interactions import as_csr
+    canonical = sp.csr_matrix(np.array([[0, 1, 2], [3, 0, 0]], np.float32))
+    assert as_csr(canonical, "m", rebuild=False) is canonical
+    assert as_csr(canonical, "m") is not canonical
+    # duplicates and unsorted indices, float64: a canonical float32 matrix, the input untouched
+    messy = sp.csr_matrix((np.array([1.0, 2.0, 5.0]), np.array([2, 0, 2]), np.array([0, 3, 3])),
+                          shape=(2, 3))
+    fixed = as_csr(messy, "m", rebuild=False)
+    assert fixed is not messy and fixed.dtype == np.float32 and fixed.has_canonical_format
+    np.testing.assert_array_equal(fixed.toarray(), [[2, 0, 6], [0, 0, 0]])
+    assert messy.nnz == 3
+    assert as_csr(canonical.tocoo(), "m", rebuild=False).format == "csr"

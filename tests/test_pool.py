@@ -41,7 +41,7 @@ def test_an_error_is_raised_only_once_every_worker_has_finished():
         run_workers(late, 2)
 
 
-def test_blocks_cover_the_range_once():
+def test_blocks_cover_the_range_once_and_zero_workers_run_nothing():
     spans = []
     lock = threading.Lock()
 
